@@ -1,0 +1,1 @@
+//! Prompt processing: chat template, placeholders, tokenization, image preprocessing, CFG branches, collation.

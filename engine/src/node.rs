@@ -107,22 +107,40 @@ pub struct CheckContext {
 }
 
 /// A cancellation flag shared between a run and whoever may cancel it. Cheap to clone and check; usable
-/// from blocking code.
+/// from blocking code. A [`child`](CancelToken::child) token is cancelled with its parent, or alone.
 #[derive(Debug, Clone, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
+pub struct CancelToken(Arc<CancelInner>);
+
+#[derive(Debug, Default)]
+struct CancelInner {
+    flag: AtomicBool,
+    parent: Option<CancelToken>,
+}
 
 impl CancelToken {
     /// A fresh, not-cancelled token.
     pub fn new() -> Self {
         Self::default()
     }
+    /// A token cancelled when this one is, which can also be cancelled on its own.
+    pub fn child(&self) -> Self {
+        CancelToken(Arc::new(CancelInner {
+            flag: AtomicBool::new(false),
+            parent: Some(self.clone()),
+        }))
+    }
     /// Requests cancellation.
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.flag.store(true, Ordering::SeqCst);
     }
-    /// Whether cancellation was requested.
+    /// Whether cancellation was requested (here or on a parent).
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.flag.load(Ordering::Relaxed)
+            || self
+                .0
+                .parent
+                .as_ref()
+                .is_some_and(CancelToken::is_cancelled)
     }
 }
 

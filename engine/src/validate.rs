@@ -1,0 +1,686 @@
+//! Validation before anything runs: every problem at once, in ComfyUI's error JSON shape.
+//!
+//! ```json
+//! {"error": {"type", "message", "details", "extra_info"},
+//!  "node_errors": {"<id>": {"errors": [{"type", "message", "details", "extra_info"}],
+//!                           "dependent_outputs": ["<output id>"], "class_type": "…"}}}
+//! ```
+//! As in ComfyUI, only the ancestors of output nodes are checked; an output whose subtree has an error is
+//! dropped, and the prompt fails only when no output is left.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use petgraph::graph::{DiGraph, NodeIndex};
+use serde_json::{json, Map, Value as Json};
+
+use crate::coerce::{coerce_literal, CoerceError};
+use crate::graph::{Graph, GraphNode, InputValue, NodeId, PromptRequest};
+use crate::node::{CheckContext, Dirs, Inputs};
+use crate::registry::{RegisteredNode, Registry};
+use crate::schema::{InputSpec, InputType};
+use crate::value::Value;
+
+/// ComfyUI's validation error types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorType {
+    /// The prompt itself is malformed.
+    InvalidPrompt,
+    /// A class_type is not registered.
+    MissingNodeType,
+    /// No output node to run.
+    PromptNoOutputs,
+    /// Every output failed validation.
+    PromptOutputsFailedValidation,
+    /// A required input is absent.
+    RequiredInputMissing,
+    /// A link is malformed or points nowhere.
+    BadLinkedInput,
+    /// A link's output type does not match the input type.
+    ReturnTypeMismatch,
+    /// A literal cannot be converted to the input type.
+    InvalidInputType,
+    /// Below `min`.
+    ValueSmallerThanMin,
+    /// Above `max`.
+    ValueBiggerThanMax,
+    /// Not one of the combo options.
+    ValueNotInList,
+    /// The node's own validation rejected the inputs.
+    CustomValidationFailed,
+    /// The node is part of a dependency cycle.
+    DependencyCycle,
+}
+
+impl ErrorType {
+    /// The `type` string ComfyUI uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::InvalidPrompt => "invalid_prompt",
+            ErrorType::MissingNodeType => "missing_node_type",
+            ErrorType::PromptNoOutputs => "prompt_no_outputs",
+            ErrorType::PromptOutputsFailedValidation => "prompt_outputs_failed_validation",
+            ErrorType::RequiredInputMissing => "required_input_missing",
+            ErrorType::BadLinkedInput => "bad_linked_input",
+            ErrorType::ReturnTypeMismatch => "return_type_mismatch",
+            ErrorType::InvalidInputType => "invalid_input_type",
+            ErrorType::ValueSmallerThanMin => "value_smaller_than_min",
+            ErrorType::ValueBiggerThanMax => "value_bigger_than_max",
+            ErrorType::ValueNotInList => "value_not_in_list",
+            ErrorType::CustomValidationFailed => "custom_validation_failed",
+            ErrorType::DependencyCycle => "dependency_cycle",
+        }
+    }
+}
+
+/// One error: `{type, message, details, extra_info}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidationError {
+    /// Error type.
+    pub kind: ErrorType,
+    /// Short message.
+    pub message: String,
+    /// Details (usually the input name and specifics).
+    pub details: String,
+    /// Structured extras (`input_name`, `input_config`, `received_value`, …).
+    pub extra_info: Json,
+}
+
+impl ValidationError {
+    fn new(
+        kind: ErrorType,
+        message: impl Into<String>,
+        details: impl Into<String>,
+        extra: Json,
+    ) -> Self {
+        ValidationError {
+            kind,
+            message: message.into(),
+            details: details.into(),
+            extra_info: extra,
+        }
+    }
+
+    /// As JSON.
+    pub fn to_json(&self) -> Json {
+        json!({"type": self.kind.as_str(), "message": self.message, "details": self.details,
+               "extra_info": self.extra_info})
+    }
+}
+
+/// The errors of one node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeErrors {
+    /// Its errors.
+    pub errors: Vec<ValidationError>,
+    /// The output nodes that depend on it.
+    pub dependent_outputs: Vec<NodeId>,
+    /// Its class_type.
+    pub class_type: String,
+}
+
+impl NodeErrors {
+    /// As JSON.
+    pub fn to_json(&self) -> Json {
+        json!({"errors": self.errors.iter().map(ValidationError::to_json).collect::<Vec<_>>(),
+               "dependent_outputs": self.dependent_outputs.iter().map(NodeId::as_str).collect::<Vec<_>>(),
+               "class_type": self.class_type})
+    }
+}
+
+fn node_errors_json(errors: &IndexMap<NodeId, NodeErrors>) -> Json {
+    Json::Object(
+        errors
+            .iter()
+            .map(|(id, e)| (id.0.clone(), e.to_json()))
+            .collect::<Map<_, _>>(),
+    )
+}
+
+/// A failed validation: ComfyUI's HTTP-400 body.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}: {}", error.message, error.details)]
+pub struct ValidationReport {
+    /// The top-level error.
+    pub error: Box<ValidationError>,
+    /// Per-node errors.
+    pub node_errors: IndexMap<NodeId, NodeErrors>,
+}
+
+impl ValidationReport {
+    /// `{"error": …, "node_errors": …}`.
+    pub fn to_json(&self) -> Json {
+        json!({"error": self.error.to_json(), "node_errors": node_errors_json(&self.node_errors)})
+    }
+
+    /// Every error, one per line, for a terminal: `node 3 (KSampler): Value 0 smaller than min of 1: steps`.
+    pub fn to_text(&self) -> String {
+        let mut out = format!("{}: {}", self.error.message, self.error.details);
+        for (id, ne) in &self.node_errors {
+            for e in &ne.errors {
+                out.push_str(&format!(
+                    "\n  node {id} ({}): {}: {}",
+                    ne.class_type, e.message, e.details
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// An input after validation: a coerced constant or a link.
+#[derive(Debug, Clone)]
+pub enum ResolvedInput {
+    /// A constant value.
+    Constant(Value),
+    /// Another node's output.
+    Link {
+        /// Source node.
+        node: NodeId,
+        /// Source output slot.
+        slot: usize,
+    },
+}
+
+/// A node ready to plan and run.
+#[derive(Debug, Clone)]
+pub struct ResolvedNode {
+    /// Node id.
+    pub id: NodeId,
+    /// The registered type (a snapshot: registry changes during a run do not affect it).
+    pub node_type: RegisteredNode,
+    /// Declared inputs present in the prompt, in schema order.
+    pub inputs: Vec<(String, ResolvedInput)>,
+    /// The prompt's `is_changed` override.
+    pub is_changed: Option<Json>,
+    /// `_meta.title`.
+    pub title: Option<String>,
+}
+
+impl ResolvedNode {
+    /// The constant inputs only (what fingerprint, validate and exclusive_resource see).
+    pub fn constant_inputs(&self) -> Inputs {
+        self.inputs
+            .iter()
+            .filter_map(|(k, v)| match v {
+                ResolvedInput::Constant(c) => Some((k.clone(), c.clone())),
+                ResolvedInput::Link { .. } => None,
+            })
+            .collect()
+    }
+}
+
+/// A validated prompt: the outputs to run and every node they need.
+#[derive(Debug, Clone)]
+pub struct ValidatedPrompt {
+    /// Valid output nodes, in prompt order.
+    pub outputs: Vec<NodeId>,
+    /// The outputs and all their ancestors, in prompt order.
+    pub nodes: IndexMap<NodeId, ResolvedNode>,
+    /// Errors of outputs that were dropped (empty when everything is valid). ComfyUI still runs the rest
+    /// and returns these alongside the prompt id.
+    pub node_errors: IndexMap<NodeId, NodeErrors>,
+}
+
+impl ValidatedPrompt {
+    /// `node_errors` as ComfyUI's JSON object.
+    pub fn node_errors_json(&self) -> Json {
+        node_errors_json(&self.node_errors)
+    }
+}
+
+/// Validates a request against the registry.
+pub fn validate(
+    request: &PromptRequest,
+    registry: &Registry,
+    dirs: &Arc<Dirs>,
+) -> Result<ValidatedPrompt, ValidationReport> {
+    validate_graph(
+        &request.prompt,
+        registry,
+        request.partial_execution_targets.as_deref(),
+        dirs,
+    )
+}
+
+/// Validates a graph; `targets` restricts the outputs (ComfyUI's `partial_execution_targets`).
+pub fn validate_graph(
+    graph: &Graph,
+    registry: &Registry,
+    targets: Option<&[NodeId]>,
+    dirs: &Arc<Dirs>,
+) -> Result<ValidatedPrompt, ValidationReport> {
+    let types = resolve_types(graph, registry)?;
+
+    let outputs: Vec<NodeId> = graph
+        .nodes()
+        .filter(|n| types[&n.id].schema.output_node)
+        .filter(|n| targets.is_none_or(|t| t.contains(&n.id)))
+        .map(|n| n.id.clone())
+        .collect();
+    if outputs.is_empty() {
+        return Err(ValidationReport {
+            error: Box::new(ValidationError::new(
+                ErrorType::PromptNoOutputs,
+                "Prompt has no outputs",
+                "",
+                json!({}),
+            )),
+            node_errors: IndexMap::new(),
+        });
+    }
+
+    let topology = Topology::new(graph);
+    let ancestors: IndexMap<NodeId, HashSet<NodeId>> = outputs
+        .iter()
+        .map(|o| (o.clone(), topology.ancestors_and_self(o)))
+        .collect();
+    let in_cycle = topology.nodes_in_cycles();
+
+    // Check every node some output needs, in prompt order, collecting all errors.
+    let mut errors: IndexMap<NodeId, Vec<ValidationError>> = IndexMap::new();
+    let mut resolved: HashMap<NodeId, ResolvedNode> = HashMap::new();
+    for node in graph.nodes() {
+        if !ancestors.values().any(|a| a.contains(&node.id)) {
+            continue;
+        }
+        let (r, mut errs) = check_node(node, &types, graph, dirs);
+        if in_cycle.contains(&node.id) {
+            errs.push(ValidationError::new(
+                ErrorType::DependencyCycle,
+                "Dependency cycle detected",
+                format!("Node {} is part of a dependency cycle", node.id),
+                json!({"node_id": node.id.as_str()}),
+            ));
+        }
+        if errs.is_empty() {
+            resolved.insert(node.id.clone(), r);
+        } else {
+            errors.insert(node.id.clone(), errs);
+        }
+    }
+
+    let valid_outputs: Vec<NodeId> = ancestors
+        .iter()
+        .filter(|(_, anc)| !anc.iter().any(|a| errors.contains_key(a)))
+        .map(|(o, _)| o.clone())
+        .collect();
+    let node_errors: IndexMap<NodeId, NodeErrors> = errors
+        .into_iter()
+        .map(|(id, errs)| {
+            let dependent_outputs = ancestors
+                .iter()
+                .filter(|(_, anc)| anc.contains(&id))
+                .map(|(o, _)| o.clone())
+                .collect();
+            let class_type = types[&id].schema.name.clone();
+            (
+                id,
+                NodeErrors {
+                    errors: errs,
+                    dependent_outputs,
+                    class_type,
+                },
+            )
+        })
+        .collect();
+
+    if valid_outputs.is_empty() {
+        let details = node_errors
+            .values()
+            .flat_map(|ne| ne.errors.iter())
+            .map(|e| format!("{}: {}", e.message, e.details))
+            .collect::<Vec<_>>()
+            .join("\n");
+        return Err(ValidationReport {
+            error: Box::new(ValidationError::new(
+                ErrorType::PromptOutputsFailedValidation,
+                "Prompt outputs failed validation",
+                details,
+                json!({}),
+            )),
+            node_errors,
+        });
+    }
+
+    let needed: HashSet<&NodeId> = valid_outputs
+        .iter()
+        .flat_map(|o| ancestors[o].iter())
+        .collect();
+    let nodes = graph
+        .nodes()
+        .filter(|n| needed.contains(&n.id))
+        .filter_map(|n| resolved.remove(&n.id).map(|r| (n.id.clone(), r)))
+        .collect();
+    Ok(ValidatedPrompt {
+        outputs: valid_outputs,
+        nodes,
+        node_errors,
+    })
+}
+
+/// Looks every class_type up; all unknown ones are reported together.
+fn resolve_types(
+    graph: &Graph,
+    registry: &Registry,
+) -> Result<HashMap<NodeId, RegisteredNode>, ValidationReport> {
+    let mut types = HashMap::with_capacity(graph.len());
+    let mut missing: IndexMap<NodeId, NodeErrors> = IndexMap::new();
+    for node in graph.nodes() {
+        match registry.get(&node.class_type) {
+            Some(t) => {
+                types.insert(node.id.clone(), t);
+            }
+            None => {
+                let e = missing_type_error(node);
+                missing.insert(
+                    node.id.clone(),
+                    NodeErrors {
+                        errors: vec![e],
+                        dependent_outputs: Vec::new(),
+                        class_type: node.class_type.clone(),
+                    },
+                );
+            }
+        }
+    }
+    match missing.first() {
+        None => Ok(types),
+        Some((_, first)) => Err(ValidationReport {
+            error: Box::new(first.errors[0].clone()),
+            node_errors: missing,
+        }),
+    }
+}
+
+fn missing_type_error(node: &GraphNode) -> ValidationError {
+    ValidationError::new(
+        ErrorType::MissingNodeType,
+        format!(
+            "Cannot execute because node {} does not exist.",
+            node.class_type
+        ),
+        format!("Node ID '#{}'", node.id),
+        json!({"node_id": node.id.as_str(), "class_type": node.class_type,
+               "node_title": node.title.clone().unwrap_or_else(|| node.class_type.clone())}),
+    )
+}
+
+/// The link structure of a graph, for ancestors and cycles.
+struct Topology {
+    graph: DiGraph<NodeId, ()>,
+    index: HashMap<NodeId, NodeIndex>,
+}
+
+impl Topology {
+    fn new(g: &Graph) -> Self {
+        let mut graph = DiGraph::with_capacity(g.len(), g.len());
+        let index: HashMap<NodeId, NodeIndex> = g
+            .nodes()
+            .map(|n| (n.id.clone(), graph.add_node(n.id.clone())))
+            .collect();
+        for node in g.nodes() {
+            for (_, link) in node.links() {
+                if let Some(&src) = index.get(&link.node) {
+                    graph.add_edge(src, index[&node.id], ());
+                }
+            }
+        }
+        Topology { graph, index }
+    }
+
+    fn ancestors_and_self(&self, id: &NodeId) -> HashSet<NodeId> {
+        let mut seen = HashSet::new();
+        let Some(&start) = self.index.get(id) else {
+            return seen;
+        };
+        let mut stack = vec![start];
+        while let Some(i) = stack.pop() {
+            if seen.insert(self.graph[i].clone()) {
+                stack.extend(
+                    self.graph
+                        .neighbors_directed(i, petgraph::Direction::Incoming),
+                );
+            }
+        }
+        seen
+    }
+
+    fn nodes_in_cycles(&self) -> HashSet<NodeId> {
+        petgraph::algo::tarjan_scc(&self.graph)
+            .into_iter()
+            .filter(|scc| scc.len() > 1 || self.graph.contains_edge(scc[0], scc[0]))
+            .flatten()
+            .map(|i| self.graph[i].clone())
+            .collect()
+    }
+}
+
+/// Checks one node's inputs; returns the resolved node and its errors.
+fn check_node(
+    node: &GraphNode,
+    types: &HashMap<NodeId, RegisteredNode>,
+    graph: &Graph,
+    dirs: &Arc<Dirs>,
+) -> (ResolvedNode, Vec<ValidationError>) {
+    let reg = &types[&node.id];
+    let schema = &reg.schema;
+    let mut errors = Vec::new();
+    let mut inputs = Vec::new();
+    let specs = schema
+        .required
+        .iter()
+        .map(|s| (s, true))
+        .chain(schema.optional.iter().map(|s| (s, false)));
+    for (spec, required) in specs {
+        match node.inputs.get(&spec.name) {
+            None if required => errors.push(ValidationError::new(
+                ErrorType::RequiredInputMissing,
+                "Required input is missing",
+                spec.name.clone(),
+                json!({"input_name": spec.name}),
+            )),
+            None => {}
+            Some(value) => match check_input(spec, value, types, graph) {
+                Ok(r) => inputs.push((spec.name.clone(), r)),
+                Err(e) => errors.push(*e),
+            },
+        }
+    }
+    let resolved = ResolvedNode {
+        id: node.id.clone(),
+        node_type: reg.clone(),
+        inputs,
+        is_changed: node.is_changed.clone(),
+        title: node.title.clone(),
+    };
+    if errors.is_empty() {
+        let ctx = CheckContext {
+            node_id: node.id.0.clone(),
+            dirs: Arc::clone(dirs),
+        };
+        if let Err(reason) = reg.node.validate(&resolved.constant_inputs(), &ctx) {
+            errors.push(ValidationError::new(
+                ErrorType::CustomValidationFailed,
+                "Custom validation failed for node",
+                reason,
+                json!({}),
+            ));
+        }
+    }
+    (resolved, errors)
+}
+
+fn check_input(
+    spec: &InputSpec,
+    value: &InputValue,
+    types: &HashMap<NodeId, RegisteredNode>,
+    graph: &Graph,
+) -> Result<ResolvedInput, Box<ValidationError>> {
+    let name = &spec.name;
+    let config = spec.to_json();
+    let bad_link = |received: &Json, why: &str| {
+        Box::new(ValidationError::new(
+            ErrorType::BadLinkedInput,
+            "Bad linked input, must be a length-2 list of [string, int]",
+            format!("{name}: {why}"),
+            json!({"input_name": name, "input_config": config, "received_value": received}),
+        ))
+    };
+    match value {
+        InputValue::BadLink(raw) => Err(bad_link(
+            raw,
+            "the output index is not a non-negative integer",
+        )),
+        InputValue::Literal(Json::Array(items)) if items.len() != 2 => Err(bad_link(
+            &Json::Array(items.clone()),
+            "arrays that are not links must be wrapped as {\"__value__\": [...]}",
+        )),
+        InputValue::Link(link) => {
+            let raw = json!([link.node.as_str(), link.slot]);
+            if graph.node(link.node.as_str()).is_none() {
+                return Err(bad_link(
+                    &raw,
+                    &format!("linked node '{}' does not exist", link.node),
+                ));
+            }
+            let source = &types[&link.node].schema;
+            let Some(out) = source.outputs.get(link.slot) else {
+                return Err(bad_link(
+                    &raw,
+                    &format!(
+                        "node '{}' ({}) has {} outputs, no slot {}",
+                        link.node,
+                        source.name,
+                        source.outputs.len(),
+                        link.slot
+                    ),
+                ));
+            };
+            let input_type = spec.kind.type_name();
+            if !types_match(&out.type_name, input_type) {
+                return Err(Box::new(ValidationError::new(
+                    ErrorType::ReturnTypeMismatch,
+                    "Return type mismatch between linked nodes",
+                    format!(
+                        "{name}, received_type({}) mismatch input_type({input_type})",
+                        out.type_name
+                    ),
+                    json!({"input_name": name, "input_config": config, "received_type": out.type_name,
+                           "linked_node": raw}),
+                )));
+            }
+            Ok(ResolvedInput::Link {
+                node: link.node.clone(),
+                slot: link.slot,
+            })
+        }
+        InputValue::Literal(literal) | InputValue::Wrapped(literal) => {
+            coerce_literal(&spec.kind, spec.options.min, spec.options.max, literal)
+                .map(ResolvedInput::Constant)
+                .map_err(|e| Box::new(literal_error(spec, config, literal, e)))
+        }
+    }
+}
+
+/// ComfyUI's `validate_node_input`: equal, either side `*`, or overlapping comma unions.
+pub fn types_match(output_type: &str, input_type: &str) -> bool {
+    if output_type == input_type || output_type == "*" || input_type == "*" {
+        return true;
+    }
+    let outs: HashSet<&str> = output_type.split(',').map(str::trim).collect();
+    input_type
+        .split(',')
+        .map(str::trim)
+        .any(|t| outs.contains(t))
+}
+
+fn literal_error(
+    spec: &InputSpec,
+    config: Json,
+    literal: &Json,
+    e: CoerceError,
+) -> ValidationError {
+    let name = &spec.name;
+    let extra = json!({"input_name": name, "input_config": config, "received_value": literal});
+    match e {
+        CoerceError::Convert(why) => {
+            let mut extra = extra;
+            extra["exception_message"] = json!(why);
+            ValidationError::new(
+                ErrorType::InvalidInputType,
+                format!(
+                    "Failed to convert an input value to a {} value",
+                    spec.kind.type_name()
+                ),
+                format!("{name}, {literal}, {why}"),
+                extra,
+            )
+        }
+        CoerceError::BelowMin(m) => ValidationError::new(
+            ErrorType::ValueSmallerThanMin,
+            format!(
+                "Value {} smaller than min of {}",
+                display(literal),
+                m.to_json()
+            ),
+            name.clone(),
+            extra,
+        ),
+        CoerceError::AboveMax(m) => ValidationError::new(
+            ErrorType::ValueBiggerThanMax,
+            format!(
+                "Value {} bigger than max of {}",
+                display(literal),
+                m.to_json()
+            ),
+            name.clone(),
+            extra,
+        ),
+        CoerceError::NotInList => {
+            let options = match &spec.kind {
+                InputType::Combo(o) if o.len() > 20 => {
+                    format!("[{}, ... ({} more)]", quoted(&o[..20]), o.len() - 20)
+                }
+                InputType::Combo(o) => format!("[{}]", quoted(o)),
+                _ => String::new(),
+            };
+            ValidationError::new(
+                ErrorType::ValueNotInList,
+                "Value not in list",
+                format!("{name}: '{}' not in {options}", display(literal)),
+                extra,
+            )
+        }
+    }
+}
+
+fn display(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn quoted(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_matching() {
+        assert!(types_match("IMAGE", "IMAGE"));
+        assert!(types_match("*", "IMAGE"));
+        assert!(types_match("LATENT", "*"));
+        assert!(types_match("INT,FLOAT", "FLOAT"));
+        assert!(!types_match("IMAGE", "MASK"));
+    }
+}

@@ -1,0 +1,1 @@
+//! Watching graph files (being built).

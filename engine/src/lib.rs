@@ -36,3 +36,6 @@ pub use validate::{
     ValidationReport,
 };
 pub use value::{downcast_opaque, Image, Mask, OpaqueValue, Value, ValueError};
+pub use watch::{
+    drive, GraphWatcher, WatchConfig, WatchError, WatchEvent, WatchOutcome, WatchProblem,
+};

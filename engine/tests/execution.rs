@@ -1,0 +1,468 @@
+//! Execution: order, events, concurrency, exclusive resources, caching, failures, cancellation.
+
+mod common;
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use omnigen_engine::{
+    CancelToken, Event, Executor, ExecutorConfig, Fingerprint, NodeId, PromptRequest, Registry,
+    RunOptions, RunStatus,
+};
+use serde_json::{json, Value as Json};
+
+fn request(prompt: Json) -> PromptRequest {
+    PromptRequest::from_json(prompt).unwrap()
+}
+
+fn executor(registry: Arc<Registry>, concurrency: usize) -> Executor {
+    Executor::new(
+        registry,
+        ExecutorConfig {
+            max_concurrency: concurrency,
+            ..Default::default()
+        },
+    )
+}
+
+fn chain() -> Json {
+    json!({
+        "1": {"class_type": "Const", "inputs": {"value": 2}},
+        "2": {"class_type": "Add", "inputs": {"a": ["1", 0], "b": 3}},
+        "3": {"class_type": "Add", "inputs": {"a": ["2", 0], "b": ["1", 0]}},
+        "4": {"class_type": "Sink", "inputs": {"value": ["3", 0]}},
+        "unused": {"class_type": "Const", "inputs": {"value": 9}}
+    })
+}
+
+#[tokio::test]
+async fn runs_ancestors_of_outputs_in_dependency_order_with_comfyui_events() {
+    let runs = Runs::default();
+    let exec = executor(basic_registry(&runs), 1);
+    let (sink, events) = collector();
+    let report = exec
+        .run(&request(chain()), RunOptions::new(sink).prompt_id("p1"))
+        .await
+        .unwrap();
+    assert!(report.is_success());
+    assert_eq!(runs.all(), ["1", "2", "3", "4"], "node 'unused' never runs");
+    assert_eq!(report.ui_outputs[&NodeId::from("4")], json!({"value": [7]}));
+
+    let events = events.lock().unwrap();
+    assert_eq!(
+        types(&events),
+        [
+            "execution_start",
+            "execution_cached",
+            "executing",
+            "executing",
+            "executing",
+            "executing",
+            "executed",
+            "execution_success",
+            "executing"
+        ]
+    );
+    assert_eq!(executing_nodes(&events), ["1", "2", "3", "4"]);
+    assert!(events.iter().all(|e| e.prompt_id() == "p1"));
+    assert_eq!(
+        events.last().unwrap().to_json(),
+        json!({"type": "executing", "data": {"node": null, "prompt_id": "p1"}})
+    );
+    let executed = events
+        .iter()
+        .find(|e| e.type_name() == "executed")
+        .unwrap()
+        .to_json();
+    assert_eq!(
+        executed,
+        json!({"type": "executed", "data": {"node": "4", "display_node": "4", "output": {"value": [7]},
+               "prompt_id": "p1"}})
+    );
+}
+
+#[tokio::test]
+async fn cache_skips_unchanged_nodes_and_reruns_changed_ones_and_descendants_only() {
+    let runs = Runs::default();
+    let exec = executor(basic_registry(&runs), 2);
+    let graph = json!({
+        "a": {"class_type": "Const", "inputs": {"value": 1}},
+        "b": {"class_type": "Const", "inputs": {"value": 10}},
+        "sum": {"class_type": "Add", "inputs": {"a": ["a", 0], "b": ["b", 0]}},
+        "out": {"class_type": "Sink", "inputs": {"value": ["sum", 0]}},
+        "out_b": {"class_type": "Sink", "inputs": {"value": ["b", 0]}}
+    });
+    exec.run(&request(graph.clone()), RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(runs.count(), 5);
+
+    // Unchanged: nothing executes; every node is reported cached; output nodes re-send `executed`.
+    runs.clear();
+    let (sink, events) = collector();
+    let report = exec
+        .run(&request(graph.clone()), RunOptions::new(sink))
+        .await
+        .unwrap();
+    assert!(runs.all().is_empty());
+    let events = events.lock().unwrap().clone();
+    let mut cached = cached_nodes(&events);
+    cached.sort();
+    assert_eq!(cached, ["a", "b", "out", "out_b", "sum"]);
+    assert!(executing_nodes(&events).is_empty());
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.type_name() == "executed")
+            .count(),
+        2
+    );
+    assert_eq!(
+        report.ui_outputs[&NodeId::from("out")],
+        json!({"value": [11]})
+    );
+
+    // Change a constant of 'a': a, sum and out re-run; b and out_b stay cached.
+    runs.clear();
+    let mut changed = graph.clone();
+    changed["a"]["inputs"]["value"] = json!(5);
+    let (sink, events) = collector();
+    let report = exec
+        .run(&request(changed), RunOptions::new(sink))
+        .await
+        .unwrap();
+    let mut ran = runs.all();
+    ran.sort();
+    assert_eq!(ran, ["a", "out", "sum"]);
+    let mut cached = cached_nodes(&events.lock().unwrap());
+    cached.sort();
+    assert_eq!(cached, ["b", "out_b"]);
+    assert_eq!(
+        report.ui_outputs[&NodeId::from("out")],
+        json!({"value": [15]})
+    );
+
+    // Same structure under other node ids shares cache entries (ids are not part of the key) — except
+    // Sink, whose hidden UNIQUE_ID input makes its key include the id, as in ComfyUI.
+    runs.clear();
+    let renamed = json!({
+        "x": {"class_type": "Const", "inputs": {"value": 10}},
+        "y": {"class_type": "Sink", "inputs": {"value": ["x", 0]}}
+    });
+    exec.run(&request(renamed), RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(runs.all(), ["y"]);
+
+    exec.clear_cache();
+    runs.clear();
+    exec.run(&request(graph), RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(runs.count(), 5, "after clear_cache everything runs again");
+}
+
+#[tokio::test]
+async fn fingerprints_and_is_changed_control_reuse() {
+    let runs = Runs::default();
+    let registry = basic_registry(&runs);
+    let state = Arc::new(Mutex::new(Fingerprint::Value("v1".into())));
+    registry.register(External {
+        state: Arc::clone(&state),
+        runs: runs.clone(),
+    });
+    let exec = executor(registry, 2);
+    let graph = json!({
+        "e": {"class_type": "External", "inputs": {"name": "f", "mode": "a"}},
+        "s": {"class_type": "Sink", "inputs": {"value": ["e", 0]}}
+    });
+    exec.run(&request(graph.clone()), RunOptions::default())
+        .await
+        .unwrap();
+    runs.clear();
+    exec.run(&request(graph.clone()), RunOptions::default())
+        .await
+        .unwrap();
+    assert!(runs.all().is_empty(), "same fingerprint: cached");
+
+    *state.lock().unwrap() = Fingerprint::Value("v2".into());
+    exec.run(&request(graph.clone()), RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(runs.all(), ["e", "s"], "external state changed");
+
+    runs.clear();
+    *state.lock().unwrap() = Fingerprint::Always;
+    exec.run(&request(graph.clone()), RunOptions::default())
+        .await
+        .unwrap();
+    exec.run(&request(graph.clone()), RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        runs.count(),
+        4,
+        "Always re-runs the node and its descendants every time"
+    );
+
+    // A fixed `is_changed` in the prompt overrides the fingerprint.
+    runs.clear();
+    let mut pinned = graph;
+    pinned["e"]["is_changed"] = json!("fixed");
+    exec.run(&request(pinned.clone()), RunOptions::default())
+        .await
+        .unwrap();
+    exec.run(&request(pinned), RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(runs.all(), ["e", "s"]);
+}
+
+#[tokio::test]
+async fn independent_branches_run_concurrently() {
+    // Each Meet node waits at a 3-party barrier: the run can only finish if all three overlap.
+    let runs = Runs::default();
+    let registry = basic_registry(&runs);
+    registry.register(Meet(Arc::new(tokio::sync::Barrier::new(3))));
+    let exec = executor(registry, 3);
+    let graph = json!({
+        "m1": {"class_type": "Meet", "inputs": {"value": 1}},
+        "m2": {"class_type": "Meet", "inputs": {"value": 2}},
+        "m3": {"class_type": "Meet", "inputs": {"value": 3}},
+        "s1": {"class_type": "Add", "inputs": {"a": ["m1", 0], "b": ["m2", 0]}},
+        "s2": {"class_type": "Add", "inputs": {"a": ["s1", 0], "b": ["m3", 0]}},
+        "out": {"class_type": "Sink", "inputs": {"value": ["s2", 0]}}
+    });
+    let report = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        exec.run(&request(graph), RunOptions::default()),
+    )
+    .await
+    .expect("branches did not overlap")
+    .unwrap();
+    assert_eq!(
+        report.ui_outputs[&NodeId::from("out")],
+        json!({"value": [6]})
+    );
+}
+
+#[tokio::test]
+async fn nodes_sharing_an_exclusive_resource_never_overlap() {
+    let runs = Runs::default();
+    let registry = basic_registry(&runs);
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    registry.register(Exclusive {
+        running: Arc::clone(&running),
+        peak: Arc::clone(&peak),
+    });
+    let exec = executor(registry, 4);
+    let mut graph = serde_json::Map::new();
+    for i in 0..4 {
+        graph.insert(
+            format!("x{i}"),
+            json!({"class_type": "Exclusive", "inputs": {"value": i}}),
+        );
+        graph.insert(
+            format!("s{i}"),
+            json!({"class_type": "Sink", "inputs": {"value": [format!("x{i}"), 0]}}),
+        );
+    }
+    let report = exec
+        .run(&request(Json::Object(graph)), RunOptions::default())
+        .await
+        .unwrap();
+    assert!(report.is_success());
+    assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_failing_node_reports_why_and_the_executor_stays_usable() {
+    let runs = Runs::default();
+    let exec = executor(basic_registry(&runs), 1);
+    let (sink, events) = collector();
+    let report = exec
+        .run(
+            &request(json!({
+                "1": {"class_type": "Const", "inputs": {"value": 4}},
+                "2": {"class_type": "Fail", "inputs": {"value": ["1", 0]}},
+                "3": {"class_type": "Sink", "inputs": {"value": ["2", 0]}}
+            })),
+            RunOptions::new(sink).prompt_id("p"),
+        )
+        .await
+        .unwrap();
+    let RunStatus::Failed(data) = &report.status else {
+        panic!("{:?}", report.status)
+    };
+    assert_eq!(data.node_id, "2");
+    assert_eq!(data.node_type, "Fail");
+    assert_eq!(data.exception_message, "cannot handle 4");
+    assert_eq!(data.traceback, ["in test node Fail"]);
+    assert_eq!(data.current_inputs["value"], json!([4]));
+    assert_eq!(data.executed, ["1"]);
+    let events = events.lock().unwrap().clone();
+    assert_eq!(
+        &types(&events)[types(&events).len() - 2..],
+        ["execution_error", "executing"]
+    );
+    let j = events
+        .iter()
+        .find(|e| e.type_name() == "execution_error")
+        .unwrap()
+        .to_json();
+    assert_eq!(j["data"]["node_id"], "2");
+    assert_eq!(j["data"]["prompt_id"], "p");
+    assert!(!runs.all().contains(&"3".to_string()));
+
+    // Panics are contained too, and the same executor runs the next prompt.
+    let report = exec
+        .run(
+            &request(json!({"1": {"class_type": "Panic", "inputs": {"value": 1}},
+                             "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}}})),
+            RunOptions::default(),
+        )
+        .await
+        .unwrap();
+    let RunStatus::Failed(data) = &report.status else {
+        panic!("{:?}", report.status)
+    };
+    assert_eq!(data.exception_type, "panic");
+    assert!(data.exception_message.contains("boom"));
+    let report = exec
+        .run(&request(chain()), RunOptions::default())
+        .await
+        .unwrap();
+    assert!(report.is_success());
+}
+
+#[tokio::test]
+async fn validation_errors_come_back_before_anything_runs() {
+    let runs = Runs::default();
+    let exec = executor(basic_registry(&runs), 1);
+    let (sink, events) = collector();
+    let err = exec
+        .run(
+            &request(json!({"1": {"class_type": "Sink", "inputs": {}}})),
+            RunOptions::new(sink),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.error.kind.as_str(), "prompt_outputs_failed_validation");
+    assert!(events.lock().unwrap().is_empty());
+    assert_eq!(runs.count(), 0);
+}
+
+#[tokio::test]
+async fn cancellation_stops_at_the_next_progress_tick_and_keeps_finished_outputs() {
+    let runs = Runs::default();
+    let registry = basic_registry(&runs);
+    let started = Arc::new(tokio::sync::Notify::new());
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    registry.register(Steps {
+        started: Arc::clone(&started),
+        release: Arc::clone(&release),
+    });
+    let exec = Arc::new(executor(registry, 1));
+    let graph = json!({
+        "1": {"class_type": "Const", "inputs": {"value": 1}},
+        "2": {"class_type": "Steps", "inputs": {"value": ["1", 0]}},
+        "3": {"class_type": "Sink", "inputs": {"value": ["2", 0]}}
+    });
+    let cancel = CancelToken::new();
+    let (sink, events) = collector();
+    let task = {
+        let exec = Arc::clone(&exec);
+        let req = request(graph.clone());
+        let opts = RunOptions::new(sink).cancel(cancel.clone());
+        tokio::spawn(async move { exec.run(&req, opts).await })
+    };
+    started.notified().await;
+    cancel.cancel();
+    release.add_permits(1);
+    let report = task.await.unwrap().unwrap();
+    assert_eq!(
+        report.status,
+        RunStatus::Interrupted {
+            node_id: Some(NodeId::from("2"))
+        }
+    );
+    assert_eq!(runs.all(), ["1"]);
+    let events = events.lock().unwrap().clone();
+    let progress: Vec<(u64, u64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Progress {
+                value, max, node, ..
+            } if node == "2" => Some((*value, *max)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        progress,
+        [(0, 3), (1, 3)],
+        "the tick after cancel is where it stops"
+    );
+    let j = events
+        .iter()
+        .find(|e| e.type_name() == "execution_interrupted")
+        .unwrap()
+        .to_json();
+    assert_eq!(j["data"]["node_id"], "2");
+    assert_eq!(j["data"]["node_type"], "Steps");
+    assert_eq!(j["data"]["executed"], json!(["1"]));
+    assert_eq!(types(&events).last(), Some(&"executing"));
+
+    // The finished node's output was kept: the next run starts from the cache.
+    runs.clear();
+    release.add_permits(3);
+    let (sink, events) = collector();
+    let report = exec
+        .run(&request(graph), RunOptions::new(sink))
+        .await
+        .unwrap();
+    assert!(report.is_success());
+    assert_eq!(cached_nodes(&events.lock().unwrap()), ["1"]);
+    assert_eq!(runs.all(), ["3"]);
+}
+
+#[tokio::test]
+async fn a_cancelled_run_before_start_executes_nothing() {
+    let runs = Runs::default();
+    let exec = executor(basic_registry(&runs), 1);
+    let cancel = CancelToken::new();
+    cancel.cancel();
+    let report = exec
+        .run(&request(chain()), RunOptions::default().cancel(cancel))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.status,
+        RunStatus::Interrupted {
+            node_id: Some(NodeId::from("1"))
+        }
+    );
+    assert_eq!(runs.count(), 0);
+}
+
+#[tokio::test]
+async fn a_changed_input_releases_the_old_cache_entry() {
+    let runs = Runs::default();
+    let exec = executor(basic_registry(&runs), 1);
+    let mut graph = chain();
+    exec.run(&request(graph.clone()), RunOptions::default())
+        .await
+        .unwrap();
+    let before = exec.cache_stats();
+    graph["1"]["inputs"]["value"] = json!(3);
+    exec.run(&request(graph), RunOptions::default())
+        .await
+        .unwrap();
+    let after = exec.cache_stats();
+    assert_eq!(
+        after.entries, before.entries,
+        "old entries of re-run nodes were replaced, not kept"
+    );
+    assert_eq!(after.releases - before.releases, 4);
+}

@@ -1,0 +1,183 @@
+//! Hot reload: saves are picked up (including write-temp-then-rename), broken saves keep the last good
+//! graph, and `drive` runs the executor on each valid change.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use omnigen_engine::{
+    drive, Executor, ExecutorConfig, GraphWatcher, InputValue, RunOptions, WatchConfig, WatchEvent,
+    WatchOutcome, WatchProblem,
+};
+use serde_json::json;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+const GENEROUS: Duration = Duration::from_secs(20);
+
+fn graph(value: i64) -> String {
+    json!({
+        "1": {"class_type": "Const", "inputs": {"value": value}},
+        "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}}
+    })
+    .to_string()
+}
+
+async fn next(rx: &mut UnboundedReceiver<WatchEvent>) -> WatchEvent {
+    tokio::time::timeout(GENEROUS, rx.recv())
+        .await
+        .expect("no watch event arrived")
+        .expect("watcher closed")
+}
+
+fn const_value(ev: &WatchEvent) -> Option<i64> {
+    match ev {
+        WatchEvent::Changed { request, .. } => {
+            literal_i64(&request.prompt.node("1")?.inputs["value"])
+        }
+        _ => None,
+    }
+}
+
+fn literal_i64(v: &InputValue) -> Option<i64> {
+    match v {
+        InputValue::Literal(v) => v.as_i64(),
+        _ => None,
+    }
+}
+
+fn save_via_rename(path: &Path, text: &str) {
+    let tmp = path.with_extension("json.tmp~");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_on_save_keeps_last_good_graph_on_broken_save() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("graph.json");
+    std::fs::write(&file, graph(1)).unwrap();
+    let runs = Runs::default();
+    let (_watcher, mut rx) =
+        GraphWatcher::spawn(&file, basic_registry(&runs), WatchConfig::default()).unwrap();
+
+    assert_eq!(const_value(&next(&mut rx).await), Some(1), "initial load");
+
+    std::fs::write(&file, graph(2)).unwrap();
+    assert_eq!(const_value(&next(&mut rx).await), Some(2), "in-place write");
+
+    save_via_rename(&file, &graph(3));
+    assert_eq!(
+        const_value(&next(&mut rx).await),
+        Some(3),
+        "write-temp-then-rename save"
+    );
+
+    std::fs::write(&file, "{\n  \"1\": {\"class_type\": \"Const\",,\n}").unwrap();
+    match next(&mut rx).await {
+        WatchEvent::Invalid {
+            problem: WatchProblem::Parse(e),
+            last_good,
+            ..
+        } => {
+            assert!(e.to_string().contains("line 2"), "{e}");
+            let kept = last_good.expect("last good graph kept");
+            assert_eq!(
+                literal_i64(&kept.prompt.node("1").unwrap().inputs["value"]),
+                Some(3)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    std::fs::write(&file, r#"{"2": {"class_type": "Sink", "inputs": {}}}"#).unwrap();
+    match next(&mut rx).await {
+        WatchEvent::Invalid {
+            problem: WatchProblem::Validation(report),
+            ..
+        } => {
+            assert_eq!(
+                report.to_json()["node_errors"]["2"]["errors"][0]["type"],
+                "required_input_missing"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    std::fs::write(&file, graph(4)).unwrap();
+    assert_eq!(
+        const_value(&next(&mut rx).await),
+        Some(4),
+        "a good save after broken ones"
+    );
+
+    std::fs::remove_file(&file).unwrap();
+    assert!(matches!(next(&mut rx).await, WatchEvent::Removed { .. }));
+}
+
+async fn next_outcome(rx: &mut UnboundedReceiver<WatchOutcome>) -> WatchOutcome {
+    tokio::time::timeout(GENEROUS, rx.recv())
+        .await
+        .expect("no outcome")
+        .expect("driver ended")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drive_runs_each_change_and_measures_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("g.json");
+    std::fs::write(&file, graph(1)).unwrap();
+    let runs = Runs::default();
+    let registry = basic_registry(&runs);
+    let exec = Executor::new(registry.clone(), ExecutorConfig::default());
+    let (watcher, mut rx) =
+        GraphWatcher::spawn(dir.path(), registry, WatchConfig::default()).unwrap();
+
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        drive(
+            &exec,
+            &mut rx,
+            |_| RunOptions::default(),
+            |o| {
+                let _ = out_tx.send(o);
+            },
+        )
+        .await;
+    });
+
+    match next_outcome(&mut out_rx).await {
+        WatchOutcome::Ran { report, path, .. } => {
+            assert!(report.is_success());
+            assert_eq!(path.file_name().unwrap(), "g.json");
+        }
+        other => panic!("{other:?}"),
+    }
+    std::fs::write(&file, graph(5)).unwrap();
+    match next_outcome(&mut out_rx).await {
+        WatchOutcome::Ran {
+            report, latency, ..
+        } => {
+            assert!(report.is_success());
+            assert_eq!(report.cached.len(), 0);
+            assert!(
+                latency >= WatchConfig::default().debounce,
+                "measured from the file event, across the debounce"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    std::fs::write(dir.path().join("broken.json"), "{").unwrap();
+    assert!(matches!(
+        next_outcome(&mut out_rx).await,
+        WatchOutcome::Rejected { .. }
+    ));
+    assert_eq!(runs.all(), ["1", "2", "1", "2"]);
+
+    drop(watcher);
+    tokio::time::timeout(GENEROUS, driver)
+        .await
+        .expect("driver ends when the watcher is dropped")
+        .unwrap();
+}

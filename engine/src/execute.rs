@@ -6,7 +6,7 @@
 //! siblings are asked to cancel, and what they finish is still cached); the executor stays usable.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -272,7 +272,7 @@ impl<'e> Run<'e> {
             validated,
             options,
             prompt_id,
-            prompt: Arc::new(request.prompt.raw().clone()),
+            prompt: Arc::clone(request.prompt.raw_arc()),
             extra_data: Arc::new(request.extra_data.clone()),
             events: options.events.clone(),
             abort: options.cancel.child(),
@@ -396,6 +396,7 @@ impl<'e> Run<'e> {
         let mut tasks: JoinSet<TaskResult> = JoinSet::new();
         let mut task_node: HashMap<tokio::task::Id, usize> = HashMap::new();
         let mut inputs_of: HashMap<usize, Inputs> = HashMap::new();
+        let mut finished: VecDeque<TaskResult> = VecDeque::new();
         let mut stopping = false;
 
         loop {
@@ -418,21 +419,30 @@ impl<'e> Run<'e> {
                 };
                 self.exec.cache().release_stale(&plan.order[i], &sigs[i]);
                 inputs_of.insert(i, inputs.clone());
-                let handle = tasks.spawn(self.node_task(i, nodes[i], inputs));
-                task_node.insert(handle.id(), i);
-            }
-            let Some(joined) = tasks.join_next_with_id().await else {
-                break;
-            };
-            let (i, result) = match joined {
-                Ok((_, r)) => r,
-                Err(join) => {
-                    let i = task_node.get(&join.id()).copied().unwrap_or(0);
-                    (
-                        i,
-                        Err(NodeError::new(panic_message(join)).with_kind("panic")),
-                    )
+                // Poll once inline: trivial nodes finish here without a task hand-off; anything that
+                // waits is moved to its own task so branches overlap.
+                let mut task = Box::pin(self.node_task(i, nodes[i], inputs));
+                match poll_once(i, task.as_mut()) {
+                    Some(done) => finished.push_back(done),
+                    None => {
+                        let handle = tasks.spawn(task);
+                        task_node.insert(handle.id(), i);
+                    }
                 }
+            }
+            let (i, result) = match finished.pop_front() {
+                Some(done) => done,
+                None => match tasks.join_next_with_id().await {
+                    None => break,
+                    Some(Ok((_, done))) => done,
+                    Some(Err(join)) => {
+                        let i = task_node.get(&join.id()).copied().unwrap_or(0);
+                        (
+                            i,
+                            Err(NodeError::new(panic_message(join)).with_kind("panic")),
+                        )
+                    }
+                },
             };
             let id = plan.order[i].clone();
             let inputs = inputs_of.remove(&i).unwrap_or_default();
@@ -695,19 +705,39 @@ fn check_output_count(
     }
 }
 
+/// Polls a node's future once with a no-op waker; a panic becomes a failed result.
+fn poll_once(
+    index: usize,
+    task: std::pin::Pin<&mut (impl std::future::Future<Output = TaskResult> + ?Sized)>,
+) -> Option<TaskResult> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.poll(&mut cx))) {
+        Ok(std::task::Poll::Ready(done)) => Some(done),
+        Ok(std::task::Poll::Pending) => None,
+        Err(payload) => Some((
+            index,
+            Err(
+                NodeError::new(format!("node panicked: {}", panic_text(&*payload)))
+                    .with_kind("panic"),
+            ),
+        )),
+    }
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 fn panic_message(join: tokio::task::JoinError) -> String {
     if join.is_cancelled() {
         return "node task was cancelled".into();
     }
     match join.try_into_panic() {
-        Ok(payload) => {
-            let text = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            format!("node panicked: {text}")
-        }
+        Ok(payload) => format!("node panicked: {}", panic_text(&*payload)),
         Err(e) => format!("node task failed: {e}"),
     }
 }

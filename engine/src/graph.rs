@@ -6,6 +6,7 @@
 //! fields.
 
 use std::fmt;
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use serde_json::{Map, Value as Json};
@@ -176,7 +177,7 @@ impl ParseError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Graph {
     nodes: IndexMap<NodeId, GraphNode>,
-    raw: Json,
+    raw: Arc<Json>,
 }
 
 impl Graph {
@@ -206,7 +207,10 @@ impl Graph {
             }
         }
         if problems.is_empty() {
-            Ok(Graph { nodes, raw })
+            Ok(Graph {
+                nodes,
+                raw: Arc::new(raw),
+            })
         } else {
             Err(ParseError::Structure { problems })
         }
@@ -230,6 +234,10 @@ impl Graph {
     }
     /// The original JSON, unchanged (what `PROMPT` hidden inputs receive).
     pub fn raw(&self) -> &Json {
+        &self.raw
+    }
+    /// The original JSON, shared (cheap to hand to every node of a run).
+    pub fn raw_arc(&self) -> &Arc<Json> {
         &self.raw
     }
     /// The graph as JSON text, field order and values exactly as parsed.
@@ -396,7 +404,7 @@ impl PromptRequest {
 
     /// A request for a bare graph.
     pub fn from_graph(prompt: Graph) -> Self {
-        let raw = prompt.raw().clone();
+        let raw = (**prompt.raw_arc()).clone();
         PromptRequest {
             prompt,
             extra_data: Json::Object(Map::new()),

@@ -9,6 +9,8 @@
 //! dropped, and the prompt fails only when no output is left.
 
 use std::collections::{HashMap, HashSet};
+
+use petgraph::Direction;
 use std::sync::Arc;
 
 use indexmap::IndexMap;
@@ -271,22 +273,22 @@ pub fn validate_graph(
         });
     }
 
+    // Node positions in prompt order double as petgraph indices.
     let topology = Topology::new(graph);
-    let ancestors: IndexMap<NodeId, HashSet<NodeId>> = outputs
-        .iter()
-        .map(|o| (o.clone(), topology.ancestors_and_self(o)))
-        .collect();
+    let nodes_in_order: Vec<&GraphNode> = graph.nodes().collect();
+    let output_pos: Vec<usize> = outputs.iter().map(|o| topology.position(o)).collect();
+    let needed = topology.reach(output_pos.iter().copied(), Direction::Incoming);
     let in_cycle = topology.nodes_in_cycles();
 
     // Check every node some output needs, in prompt order, collecting all errors.
-    let mut errors: IndexMap<NodeId, Vec<ValidationError>> = IndexMap::new();
-    let mut resolved: HashMap<NodeId, ResolvedNode> = HashMap::new();
-    for node in graph.nodes() {
-        if !ancestors.values().any(|a| a.contains(&node.id)) {
+    let mut errors: IndexMap<usize, Vec<ValidationError>> = IndexMap::new();
+    let mut resolved: HashMap<usize, ResolvedNode> = HashMap::new();
+    for (pos, node) in nodes_in_order.iter().enumerate() {
+        if !needed[pos] {
             continue;
         }
         let (r, mut errs) = check_node(node, &types, graph, dirs);
-        if in_cycle.contains(&node.id) {
+        if in_cycle[pos] {
             errs.push(ValidationError::new(
                 ErrorType::DependencyCycle,
                 "Dependency cycle detected",
@@ -295,25 +297,29 @@ pub fn validate_graph(
             ));
         }
         if errs.is_empty() {
-            resolved.insert(node.id.clone(), r);
+            resolved.insert(pos, r);
         } else {
-            errors.insert(node.id.clone(), errs);
+            errors.insert(pos, errs);
         }
     }
 
-    let valid_outputs: Vec<NodeId> = ancestors
+    // An output is invalid when an error lies upstream of it.
+    let tainted = topology.reach(errors.keys().copied(), Direction::Outgoing);
+    let valid_outputs: Vec<usize> = output_pos
         .iter()
-        .filter(|(_, anc)| !anc.iter().any(|a| errors.contains_key(a)))
-        .map(|(o, _)| o.clone())
+        .copied()
+        .filter(|&o| !tainted[o])
         .collect();
     let node_errors: IndexMap<NodeId, NodeErrors> = errors
         .into_iter()
-        .map(|(id, errs)| {
-            let dependent_outputs = ancestors
+        .map(|(pos, errs)| {
+            let downstream = topology.reach(std::iter::once(pos), Direction::Outgoing);
+            let dependent_outputs = output_pos
                 .iter()
-                .filter(|(_, anc)| anc.contains(&id))
-                .map(|(o, _)| o.clone())
+                .filter(|&&o| downstream[o])
+                .map(|&o| nodes_in_order[o].id.clone())
                 .collect();
+            let id = nodes_in_order[pos].id.clone();
             let class_type = types[&id].schema.name.clone();
             (
                 id,
@@ -344,14 +350,18 @@ pub fn validate_graph(
         });
     }
 
-    let needed: HashSet<&NodeId> = valid_outputs
-        .iter()
-        .flat_map(|o| ancestors[o].iter())
+    let needed = topology.reach(valid_outputs.iter().copied(), Direction::Incoming);
+    let nodes = (0..nodes_in_order.len())
+        .filter(|&pos| needed[pos])
+        .filter_map(|pos| {
+            resolved
+                .remove(&pos)
+                .map(|r| (nodes_in_order[pos].id.clone(), r))
+        })
         .collect();
-    let nodes = graph
-        .nodes()
-        .filter(|n| needed.contains(&n.id))
-        .filter_map(|n| resolved.remove(&n.id).map(|r| (n.id.clone(), r)))
+    let valid_outputs = valid_outputs
+        .into_iter()
+        .map(|o| nodes_in_order[o].id.clone())
         .collect();
     Ok(ValidatedPrompt {
         outputs: valid_outputs,
@@ -407,9 +417,10 @@ fn missing_type_error(node: &GraphNode) -> ValidationError {
     )
 }
 
-/// The link structure of a graph, for ancestors and cycles.
+/// The link structure of a graph, for reachability and cycles. Node `i` is the `i`-th node in prompt
+/// order.
 struct Topology {
-    graph: DiGraph<NodeId, ()>,
+    graph: DiGraph<(), ()>,
     index: HashMap<NodeId, NodeIndex>,
 }
 
@@ -418,7 +429,7 @@ impl Topology {
         let mut graph = DiGraph::with_capacity(g.len(), g.len());
         let index: HashMap<NodeId, NodeIndex> = g
             .nodes()
-            .map(|n| (n.id.clone(), graph.add_node(n.id.clone())))
+            .map(|n| (n.id.clone(), graph.add_node(())))
             .collect();
         for node in g.nodes() {
             for (_, link) in node.links() {
@@ -430,30 +441,30 @@ impl Topology {
         Topology { graph, index }
     }
 
-    fn ancestors_and_self(&self, id: &NodeId) -> HashSet<NodeId> {
-        let mut seen = HashSet::new();
-        let Some(&start) = self.index.get(id) else {
-            return seen;
-        };
-        let mut stack = vec![start];
+    fn position(&self, id: &NodeId) -> usize {
+        self.index[id].index()
+    }
+
+    /// Nodes reachable from `starts` (included) following links in `direction`.
+    fn reach(&self, starts: impl Iterator<Item = usize>, direction: Direction) -> Vec<bool> {
+        let mut seen = vec![false; self.graph.node_count()];
+        let mut stack: Vec<NodeIndex> = starts.map(NodeIndex::new).collect();
         while let Some(i) = stack.pop() {
-            if seen.insert(self.graph[i].clone()) {
-                stack.extend(
-                    self.graph
-                        .neighbors_directed(i, petgraph::Direction::Incoming),
-                );
+            if !std::mem::replace(&mut seen[i.index()], true) {
+                stack.extend(self.graph.neighbors_directed(i, direction));
             }
         }
         seen
     }
 
-    fn nodes_in_cycles(&self) -> HashSet<NodeId> {
-        petgraph::algo::tarjan_scc(&self.graph)
-            .into_iter()
-            .filter(|scc| scc.len() > 1 || self.graph.contains_edge(scc[0], scc[0]))
-            .flatten()
-            .map(|i| self.graph[i].clone())
-            .collect()
+    fn nodes_in_cycles(&self) -> Vec<bool> {
+        let mut flags = vec![false; self.graph.node_count()];
+        for scc in petgraph::algo::tarjan_scc(&self.graph) {
+            if scc.len() > 1 || self.graph.contains_edge(scc[0], scc[0]) {
+                scc.iter().for_each(|i| flags[i.index()] = true);
+            }
+        }
+        flags
     }
 }
 
@@ -519,13 +530,12 @@ fn check_input(
     graph: &Graph,
 ) -> Result<ResolvedInput, Box<ValidationError>> {
     let name = &spec.name;
-    let config = spec.to_json();
     let bad_link = |received: &Json, why: &str| {
         Box::new(ValidationError::new(
             ErrorType::BadLinkedInput,
             "Bad linked input, must be a length-2 list of [string, int]",
             format!("{name}: {why}"),
-            json!({"input_name": name, "input_config": config, "received_value": received}),
+            json!({"input_name": name, "input_config": spec.to_json(), "received_value": received}),
         ))
     };
     match value {
@@ -567,7 +577,7 @@ fn check_input(
                         "{name}, received_type({}) mismatch input_type({input_type})",
                         out.type_name
                     ),
-                    json!({"input_name": name, "input_config": config, "received_type": out.type_name,
+                    json!({"input_name": name, "input_config": spec.to_json(), "received_type": out.type_name,
                            "linked_node": raw}),
                 )));
             }
@@ -579,7 +589,7 @@ fn check_input(
         InputValue::Literal(literal) | InputValue::Wrapped(literal) => {
             coerce_literal(&spec.kind, spec.options.min, spec.options.max, literal)
                 .map(ResolvedInput::Constant)
-                .map_err(|e| Box::new(literal_error(spec, config, literal, e)))
+                .map_err(|e| Box::new(literal_error(spec, literal, e)))
         }
     }
 }
@@ -596,14 +606,10 @@ pub fn types_match(output_type: &str, input_type: &str) -> bool {
         .any(|t| outs.contains(t))
 }
 
-fn literal_error(
-    spec: &InputSpec,
-    config: Json,
-    literal: &Json,
-    e: CoerceError,
-) -> ValidationError {
+fn literal_error(spec: &InputSpec, literal: &Json, e: CoerceError) -> ValidationError {
     let name = &spec.name;
-    let extra = json!({"input_name": name, "input_config": config, "received_value": literal});
+    let extra =
+        json!({"input_name": name, "input_config": spec.to_json(), "received_value": literal});
     match e {
         CoerceError::Convert(why) => {
             let mut extra = extra;

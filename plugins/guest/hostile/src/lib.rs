@@ -44,6 +44,7 @@ hostile_node!(Hog, "hog", |ctx, inputs| {
 });
 
 #[inline(never)]
+#[allow(unconditional_recursion)]
 fn dive(depth: u64, pad: [u64; 16]) -> u64 {
     let next = std::hint::black_box(pad);
     dive(depth + 1, next).wrapping_add(next[(depth % 16) as usize])

@@ -103,6 +103,6 @@ macro_rules! plugin {
             }
         }
 
-        $crate::__export_plugin_world!(__OmnigenPlugin with_types_in $crate::bindings);
+        $crate::bindings::__export_plugin_world!(__OmnigenPlugin with_types_in $crate::bindings);
     };
 }

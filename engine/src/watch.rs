@@ -28,6 +28,9 @@ pub struct WatchConfig {
     pub debounce: Duration,
     /// Folders handed to custom validation.
     pub dirs: Arc<Dirs>,
+    /// How often to check whether the registry changed (plugins loaded or replaced); on a change every
+    /// watched file is re-validated and, if valid, reported as changed. `None` disables the check.
+    pub registry_poll: Option<Duration>,
 }
 
 impl Default for WatchConfig {
@@ -35,6 +38,7 @@ impl Default for WatchConfig {
         WatchConfig {
             debounce: Duration::from_millis(30),
             dirs: Arc::new(Dirs::default()),
+            registry_poll: Some(Duration::from_millis(250)),
         }
     }
 }
@@ -168,6 +172,7 @@ impl GraphWatcher {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut state = WatchState {
             target: kind,
+            generation: registry.generation(),
             registry,
             config,
             tx,
@@ -196,10 +201,13 @@ struct WatchState {
     /// Content hash last processed per file (saves that change nothing are skipped).
     seen: HashMap<PathBuf, [u8; 32]>,
     last_good: HashMap<PathBuf, Arc<PromptRequest>>,
+    /// Registry generation the files were last validated against.
+    generation: u64,
 }
 
 impl WatchState {
     fn initial_scan(&mut self) {
+        self.generation = self.registry.generation();
         let now = Instant::now();
         match &self.target {
             Target::File(f) => {
@@ -220,7 +228,18 @@ impl WatchState {
     }
 
     async fn run(&mut self, mut raw: mpsc::UnboundedReceiver<notify::Result<notify::Event>>) {
-        while let Some(first) = raw.recv().await {
+        loop {
+            let first = match self.config.registry_poll {
+                None => raw.recv().await,
+                Some(every) => match tokio::time::timeout(every, raw.recv()).await {
+                    Ok(ev) => ev,
+                    Err(_) => {
+                        self.recheck_if_catalogue_changed();
+                        continue;
+                    }
+                },
+            };
+            let Some(first) = first else { return };
             let detected_at = Instant::now();
             let mut paths: Vec<PathBuf> = Vec::new();
             self.collect(first, &mut paths);
@@ -235,6 +254,23 @@ impl WatchState {
             for p in paths {
                 self.process(&p, detected_at);
             }
+        }
+    }
+
+    /// Node types were registered, replaced or removed: validate every known file again, even if its
+    /// content is unchanged (a graph that needed a plugin may now be valid, or the reverse).
+    fn recheck_if_catalogue_changed(&mut self) {
+        let generation = self.registry.generation();
+        if generation == self.generation {
+            return;
+        }
+        self.generation = generation;
+        let mut files: Vec<PathBuf> = self.seen.keys().cloned().collect();
+        files.sort();
+        self.seen.clear();
+        let now = Instant::now();
+        for f in files {
+            self.process(&f, now);
         }
     }
 

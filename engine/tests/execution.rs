@@ -466,3 +466,123 @@ async fn a_changed_input_releases_the_old_cache_entry() {
     );
     assert_eq!(after.releases - before.releases, 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_work_reports_progress_and_returns() {
+    let runs = Runs::default();
+    let registry = basic_registry(&runs);
+    registry.register(common::Heavy);
+    let exec = executor(registry, 2);
+    let (sink, events) = collector();
+    let report = exec
+        .run(
+            &request(json!({"h": {"class_type": "Heavy", "inputs": {"n": 5}},
+                             "s": {"class_type": "Sink", "inputs": {"value": ["h", 0]}}})),
+            RunOptions::new(sink),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        report.ui_outputs[&NodeId::from("s")],
+        json!({"value": [10]})
+    );
+    let ticks = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.type_name() == "progress")
+        .count();
+    assert_eq!(ticks, 5);
+}
+
+#[tokio::test]
+async fn hidden_inputs_and_context_carry_extra_pnginfo_and_prompt() {
+    let registry = basic_registry(&Runs::default());
+    registry.register(common::Meta);
+    let exec = executor(registry, 1);
+    let req = request(json!({
+        "prompt": {"m": {"class_type": "Meta", "inputs": {}}},
+        "extra_data": {"extra_pnginfo": {"workflow": {"id": "wf"}}, "auth_token_comfy_org": "t"}
+    }));
+    let report = exec.run(&req, RunOptions::default()).await.unwrap();
+    assert_eq!(
+        report.ui_outputs[&NodeId::from("m")],
+        json!({"hidden": {"workflow": {"id": "wf"}}, "token": "t", "from_ctx": {"workflow": {"id": "wf"}},
+               "prompt_nodes": 1, "class_type": "Meta"})
+    );
+}
+
+#[tokio::test]
+async fn the_memory_budget_evicts_and_evicted_nodes_run_again() {
+    let runs = Runs::default();
+    let exec = Executor::new(
+        basic_registry(&runs),
+        ExecutorConfig {
+            max_concurrency: 1,
+            cache_budget_bytes: 1,
+            ..Default::default()
+        },
+    );
+    exec.run(&request(chain()), RunOptions::default())
+        .await
+        .unwrap();
+    let stats = exec.cache_stats();
+    assert_eq!(
+        stats.entries, 1,
+        "only the newest entry survives a 1-byte budget"
+    );
+    assert_eq!(stats.evictions, 3);
+    // The output node is still cached, and a cached node cuts off its subtree: nothing runs.
+    runs.clear();
+    exec.run(&request(chain()), RunOptions::default())
+        .await
+        .unwrap();
+    assert!(runs.all().is_empty());
+    // A new output reading node 3 needs the evicted ancestors again.
+    let mut more = chain();
+    more["5"] = json!({"class_type": "Sink", "inputs": {"value": ["3", 0]}});
+    exec.run(&request(more), RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(runs.all(), ["1", "2", "3", "5"]);
+}
+
+#[tokio::test]
+async fn node_types_registered_later_are_usable_by_the_same_executor() {
+    let runs = Runs::default();
+    let registry = Arc::new(Registry::new());
+    registry.register(Sink(runs.clone()));
+    let exec = executor(Arc::clone(&registry), 1);
+    let graph = request(chain());
+    let err = exec.run(&graph, RunOptions::default()).await.unwrap_err();
+    assert_eq!(err.error.kind.as_str(), "missing_node_type");
+    registry.register(Const(runs.clone()));
+    registry.register(Add(runs.clone()));
+    assert!(exec
+        .run(&graph, RunOptions::default())
+        .await
+        .unwrap()
+        .is_success());
+    registry.unregister("Add");
+    assert!(exec.run(&graph, RunOptions::default()).await.is_err());
+}
+
+#[tokio::test]
+async fn returning_the_wrong_number_of_outputs_is_an_error() {
+    let registry = basic_registry(&Runs::default());
+    registry.register(common::Liar);
+    let exec = executor(registry, 1);
+    let report = exec
+        .run(
+            &request(json!({"l": {"class_type": "Liar", "inputs": {}},
+                             "s": {"class_type": "Sink", "inputs": {"value": ["l", 1]}}})),
+            RunOptions::default(),
+        )
+        .await
+        .unwrap();
+    let RunStatus::Failed(data) = report.status else {
+        panic!()
+    };
+    assert_eq!(data.exception_type, "OutputCountMismatch");
+    assert_eq!(data.node_id, "l");
+}

@@ -181,3 +181,31 @@ async fn drive_runs_each_change_and_measures_latency() {
         .expect("driver ends when the watcher is dropped")
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graph_becomes_valid_when_its_node_type_is_registered_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("late.json");
+    std::fs::write(&file, graph(7)).unwrap();
+    let runs = Runs::default();
+    let registry = omnigen_engine::Registry::new();
+    registry.register(Sink(runs.clone()));
+    let registry = std::sync::Arc::new(registry);
+    let config = WatchConfig {
+        registry_poll: Some(Duration::from_millis(20)),
+        ..Default::default()
+    };
+    let (_watcher, mut rx) = GraphWatcher::spawn(&file, registry.clone(), config).unwrap();
+    match next(&mut rx).await {
+        WatchEvent::Invalid {
+            problem: WatchProblem::Validation(report),
+            ..
+        } => {
+            assert_eq!(report.error.kind.as_str(), "missing_node_type");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A plugin registers the missing type; the unchanged file is re-validated on its own.
+    registry.register(Const(runs));
+    assert_eq!(const_value(&next(&mut rx).await), Some(7));
+}

@@ -346,3 +346,75 @@ pub fn executing_nodes(events: &[Event]) -> Vec<String> {
         })
         .collect()
 }
+
+/// `Heavy {n: INT} -> INT`: sums 0..n on the blocking pool, reporting progress from there.
+pub struct Heavy;
+impl NodeType for Heavy {
+    fn schema(&self) -> NodeSchema {
+        NodeSchema::new("Heavy")
+            .required(InputSpec::int("n").min(0).max(1000))
+            .output("INT")
+    }
+    fn run<'a>(
+        &'a self,
+        inputs: Inputs,
+        ctx: NodeContext,
+    ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+        Box::pin(async move {
+            let n = inputs.get_u64("n")?;
+            let sum = ctx
+                .run_blocking(move |ctx| {
+                    let mut sum = 0i128;
+                    for i in 0..n {
+                        sum += i as i128;
+                        ctx.progress(i + 1, n)?;
+                    }
+                    Ok(sum)
+                })
+                .await?;
+            Ok(NodeOutput::new(vec![Value::Int(sum)]))
+        })
+    }
+}
+
+/// `Meta` output node: echoes the hidden EXTRA_PNGINFO input and what its context sees.
+pub struct Meta;
+impl NodeType for Meta {
+    fn schema(&self) -> NodeSchema {
+        NodeSchema::new("Meta")
+            .output_node()
+            .optional(InputSpec::socket("value", "*"))
+            .hidden("extra_pnginfo", "EXTRA_PNGINFO")
+            .hidden("token", "AUTH_TOKEN_COMFY_ORG")
+    }
+    fn run<'a>(
+        &'a self,
+        inputs: Inputs,
+        ctx: NodeContext,
+    ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+        Box::pin(async move {
+            Ok(NodeOutput::ui(json!({
+                "hidden": inputs.get_json("extra_pnginfo")?,
+                "token": inputs.opt_json("token")?,
+                "from_ctx": ctx.extra_pnginfo(),
+                "prompt_nodes": ctx.prompt().as_object().map(|m| m.len()),
+                "class_type": ctx.class_type(),
+            })))
+        })
+    }
+}
+
+/// `Liar -> INT, INT` (declares two outputs, returns one).
+pub struct Liar;
+impl NodeType for Liar {
+    fn schema(&self) -> NodeSchema {
+        NodeSchema::new("Liar").output("INT").output("INT")
+    }
+    fn run<'a>(
+        &'a self,
+        _inputs: Inputs,
+        _ctx: NodeContext,
+    ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+        Box::pin(async move { Ok(NodeOutput::new(vec![Value::Int(1)])) })
+    }
+}

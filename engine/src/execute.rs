@@ -471,15 +471,15 @@ impl<'e> Run<'e> {
                         }
                     }
                 }
-                Err(e) if e.is_cancelled() => {
-                    if self.options.cancel.is_cancelled() && self.status == RunStatus::Success {
-                        self.status = RunStatus::Interrupted { node_id: Some(id) };
-                    }
-                    stopping = true;
-                }
                 Err(e) => {
-                    if !matches!(self.status, RunStatus::Failed(_)) {
-                        self.fail(&id, e, &inputs);
+                    // Only the first way of stopping is reported: a failure, or the user's cancel. A
+                    // sibling that stops because of either just stops.
+                    if self.status == RunStatus::Success {
+                        if e.is_cancelled() && self.options.cancel.is_cancelled() {
+                            self.status = RunStatus::Interrupted { node_id: Some(id) };
+                        } else {
+                            self.fail(&id, e, &inputs);
+                        }
                     }
                     stopping = true;
                 }

@@ -106,6 +106,13 @@ async fn bench_graph(name: &str, graph: Json, nodes: usize, iterations: usize) {
         cold.push(t.elapsed());
         assert!(report.is_success());
     }
+    let mut validate_only = Vec::new();
+    for _ in 0..iterations {
+        let t = Instant::now();
+        let validated = exec.validate(&request).expect("valid");
+        validate_only.push(t.elapsed());
+        assert_eq!(validated.nodes.len(), nodes);
+    }
     let mut cached = Vec::new();
     for _ in 0..iterations {
         let t = Instant::now();
@@ -117,12 +124,18 @@ async fn bench_graph(name: &str, graph: Json, nodes: usize, iterations: usize) {
         assert!(report.executed.is_empty() && report.cached.len() == nodes);
     }
     let per_node = |d: Duration| d.as_secs_f64() * 1e6 / nodes as f64;
-    let (cold, exec_only, cached) = (median(cold), median(exec_only), median(cached));
+    let (cold, exec_only, validate_only, cached) = (
+        median(cold),
+        median(exec_only),
+        median(validate_only),
+        median(cached),
+    );
     println!(
-        "{name:<16} cold run (validate+plan+execute): {:>7.2} ms = {:>5.2} µs/node | execute only: {:>5.2} µs/node | fully cached re-run: {:>6.2} ms",
+        "{name:<12} cold run (validate+plan+execute): {:>6.2} ms = {:>5.2} µs/node | plan+execute: {:>5.2} µs/node | validate: {:>5.2} µs/node | fully cached re-run: {:>5.2} ms",
         cold.as_secs_f64() * 1e3,
         per_node(cold),
         per_node(exec_only),
+        per_node(validate_only),
         cached.as_secs_f64() * 1e3
     );
 }
@@ -167,7 +180,7 @@ async fn bench_watch(rounds: usize) {
     let _ = driver.await;
     let max = samples.iter().max().copied().unwrap_or_default();
     println!(
-        "watch latency    file write -> execution_start: median {:.1} ms, max {:.1} ms over {rounds} saves (debounce {} ms)",
+        "watch latency file write -> execution_start: median {:.1} ms, max {:.1} ms over {rounds} saves (debounce {} ms)",
         median(samples).as_secs_f64() * 1e3,
         max.as_secs_f64() * 1e3,
         debounce.as_millis()

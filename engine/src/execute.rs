@@ -505,7 +505,7 @@ impl<'e> Run<'e> {
         match node
             .node_type
             .node
-            .fingerprint(&node.constant_inputs(), &ctx)
+            .fingerprint(node.constant_inputs(), &ctx)
         {
             Ok(fp) => fp,
             Err(e) => {
@@ -572,7 +572,7 @@ impl<'e> Run<'e> {
     ) -> impl std::future::Future<Output = TaskResult> + Send + 'static {
         let implementation = Arc::clone(&node.node_type.node);
         let resource = implementation
-            .exclusive_resource(&node.constant_inputs())
+            .exclusive_resource(node.constant_inputs())
             .map(|r| self.exec.resource_lock(&r));
         let ctx = NodeContext::new(NodeContextParts {
             prompt_id: self.prompt_id.clone(),

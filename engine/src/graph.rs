@@ -224,6 +224,10 @@ impl Graph {
     pub fn node(&self, id: &str) -> Option<&GraphNode> {
         self.nodes.get(id)
     }
+    /// A node's position in document order.
+    pub fn position(&self, id: &str) -> Option<usize> {
+        self.nodes.get_index_of(id)
+    }
     /// Number of nodes.
     pub fn len(&self) -> usize {
         self.nodes.len()

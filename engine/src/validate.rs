@@ -198,18 +198,13 @@ pub struct ResolvedNode {
     pub is_changed: Option<Json>,
     /// `_meta.title`.
     pub title: Option<String>,
+    constants: Inputs,
 }
 
 impl ResolvedNode {
     /// The constant inputs only (what fingerprint, validate and exclusive_resource see).
-    pub fn constant_inputs(&self) -> Inputs {
-        self.inputs
-            .iter()
-            .filter_map(|(k, v)| match v {
-                ResolvedInput::Constant(c) => Some((k.clone(), c.clone())),
-                ResolvedInput::Link { .. } => None,
-            })
-            .collect()
+    pub fn constant_inputs(&self) -> &Inputs {
+        &self.constants
     }
 }
 
@@ -257,7 +252,9 @@ pub fn validate_graph(
 
     let outputs: Vec<NodeId> = graph
         .nodes()
-        .filter(|n| types[&n.id].schema.output_node)
+        .zip(&types)
+        .filter(|(_, t)| t.schema.output_node)
+        .map(|(n, _)| n)
         .filter(|n| targets.is_none_or(|t| t.contains(&n.id)))
         .map(|n| n.id.clone())
         .collect();
@@ -276,7 +273,10 @@ pub fn validate_graph(
     // Node positions in prompt order double as petgraph indices.
     let topology = Topology::new(graph);
     let nodes_in_order: Vec<&GraphNode> = graph.nodes().collect();
-    let output_pos: Vec<usize> = outputs.iter().map(|o| topology.position(o)).collect();
+    let output_pos: Vec<usize> = outputs
+        .iter()
+        .filter_map(|o| graph.position(o.as_str()))
+        .collect();
     let needed = topology.reach(output_pos.iter().copied(), Direction::Incoming);
     let in_cycle = topology.nodes_in_cycles();
 
@@ -287,7 +287,7 @@ pub fn validate_graph(
         if !needed[pos] {
             continue;
         }
-        let (r, mut errs) = check_node(node, &types, graph, dirs);
+        let (r, mut errs) = check_node(node, &types[pos], &types, graph, dirs);
         if in_cycle[pos] {
             errs.push(ValidationError::new(
                 ErrorType::DependencyCycle,
@@ -320,7 +320,7 @@ pub fn validate_graph(
                 .map(|&o| nodes_in_order[o].id.clone())
                 .collect();
             let id = nodes_in_order[pos].id.clone();
-            let class_type = types[&id].schema.name.clone();
+            let class_type = types[pos].schema.name.clone();
             (
                 id,
                 NodeErrors {
@@ -374,14 +374,12 @@ pub fn validate_graph(
 fn resolve_types(
     graph: &Graph,
     registry: &Registry,
-) -> Result<HashMap<NodeId, RegisteredNode>, ValidationReport> {
-    let mut types = HashMap::with_capacity(graph.len());
+) -> Result<Vec<RegisteredNode>, ValidationReport> {
+    let mut types = Vec::with_capacity(graph.len());
     let mut missing: IndexMap<NodeId, NodeErrors> = IndexMap::new();
     for node in graph.nodes() {
         match registry.get(&node.class_type) {
-            Some(t) => {
-                types.insert(node.id.clone(), t);
-            }
+            Some(t) => types.push(t),
             None => {
                 let e = missing_type_error(node);
                 missing.insert(
@@ -421,28 +419,22 @@ fn missing_type_error(node: &GraphNode) -> ValidationError {
 /// order.
 struct Topology {
     graph: DiGraph<(), ()>,
-    index: HashMap<NodeId, NodeIndex>,
 }
 
 impl Topology {
     fn new(g: &Graph) -> Self {
         let mut graph = DiGraph::with_capacity(g.len(), g.len());
-        let index: HashMap<NodeId, NodeIndex> = g
-            .nodes()
-            .map(|n| (n.id.clone(), graph.add_node(())))
-            .collect();
-        for node in g.nodes() {
+        for _ in 0..g.len() {
+            graph.add_node(());
+        }
+        for (target, node) in g.nodes().enumerate() {
             for (_, link) in node.links() {
-                if let Some(&src) = index.get(&link.node) {
-                    graph.add_edge(src, index[&node.id], ());
+                if let Some(source) = g.position(link.node.as_str()) {
+                    graph.add_edge(NodeIndex::new(source), NodeIndex::new(target), ());
                 }
             }
         }
-        Topology { graph, index }
-    }
-
-    fn position(&self, id: &NodeId) -> usize {
-        self.index[id].index()
+        Topology { graph }
     }
 
     /// Nodes reachable from `starts` (included) following links in `direction`.
@@ -471,14 +463,15 @@ impl Topology {
 /// Checks one node's inputs; returns the resolved node and its errors.
 fn check_node(
     node: &GraphNode,
-    types: &HashMap<NodeId, RegisteredNode>,
+    reg: &RegisteredNode,
+    types: &[RegisteredNode],
     graph: &Graph,
     dirs: &Arc<Dirs>,
 ) -> (ResolvedNode, Vec<ValidationError>) {
-    let reg = &types[&node.id];
     let schema = &reg.schema;
     let mut errors = Vec::new();
     let mut inputs = Vec::new();
+    let mut constants = Inputs::new();
     let specs = schema
         .required
         .iter()
@@ -494,7 +487,12 @@ fn check_node(
             )),
             None => {}
             Some(value) => match check_input(spec, value, types, graph) {
-                Ok(r) => inputs.push((spec.name.clone(), r)),
+                Ok(r) => {
+                    if let ResolvedInput::Constant(c) = &r {
+                        constants.insert(spec.name.clone(), c.clone());
+                    }
+                    inputs.push((spec.name.clone(), r));
+                }
                 Err(e) => errors.push(*e),
             },
         }
@@ -505,13 +503,14 @@ fn check_node(
         inputs,
         is_changed: node.is_changed.clone(),
         title: node.title.clone(),
+        constants,
     };
     if errors.is_empty() {
         let ctx = CheckContext {
             node_id: node.id.0.clone(),
             dirs: Arc::clone(dirs),
         };
-        if let Err(reason) = reg.node.validate(&resolved.constant_inputs(), &ctx) {
+        if let Err(reason) = reg.node.validate(resolved.constant_inputs(), &ctx) {
             errors.push(ValidationError::new(
                 ErrorType::CustomValidationFailed,
                 "Custom validation failed for node",
@@ -526,7 +525,7 @@ fn check_node(
 fn check_input(
     spec: &InputSpec,
     value: &InputValue,
-    types: &HashMap<NodeId, RegisteredNode>,
+    types: &[RegisteredNode],
     graph: &Graph,
 ) -> Result<ResolvedInput, Box<ValidationError>> {
     let name = &spec.name;
@@ -548,17 +547,17 @@ fn check_input(
             "arrays that are not links must be wrapped as {\"__value__\": [...]}",
         )),
         InputValue::Link(link) => {
-            let raw = json!([link.node.as_str(), link.slot]);
-            if graph.node(link.node.as_str()).is_none() {
+            let raw = || json!([link.node.as_str(), link.slot]);
+            let Some(source) = graph.position(link.node.as_str()) else {
                 return Err(bad_link(
-                    &raw,
+                    &raw(),
                     &format!("linked node '{}' does not exist", link.node),
                 ));
-            }
-            let source = &types[&link.node].schema;
+            };
+            let source = &types[source].schema;
             let Some(out) = source.outputs.get(link.slot) else {
                 return Err(bad_link(
-                    &raw,
+                    &raw(),
                     &format!(
                         "node '{}' ({}) has {} outputs, no slot {}",
                         link.node,
@@ -578,7 +577,7 @@ fn check_input(
                         out.type_name
                     ),
                     json!({"input_name": name, "input_config": spec.to_json(), "received_type": out.type_name,
-                           "linked_node": raw}),
+                           "linked_node": raw()}),
                 )));
             }
             Ok(ResolvedInput::Link {

@@ -153,6 +153,9 @@ enum NodeState {
 
 type TaskResult = (usize, Result<NodeOutput, NodeError>);
 
+/// Each planned node's output values, once known.
+type NodeResults = Vec<Option<Arc<Vec<Value>>>>;
+
 impl Executor {
     /// An executor over `registry`.
     pub fn new(registry: Arc<Registry>, config: ExecutorConfig) -> Self {
@@ -314,66 +317,8 @@ impl<'e> Run<'e> {
         let validated = self.validated;
         let nodes: Vec<_> = plan.order.iter().map(|id| &validated.nodes[id]).collect();
 
-        // Signatures in topological order: each includes its sources' signatures.
-        let mut sigs: Vec<Signature> = Vec::with_capacity(n);
-        for (i, node) in nodes.iter().enumerate() {
-            let schema = &node.node_type.schema;
-            let mut b = SignatureBuilder::new(&schema.name);
-            match &node.is_changed {
-                Some(v) => {
-                    b.is_changed(v);
-                }
-                None => {
-                    let fp = self.fingerprint(node);
-                    b.fingerprint(&fp, self.exec.nonce.fetch_add(1, Ordering::Relaxed));
-                }
-            }
-            if schema.not_idempotent || schema.has_unique_id() {
-                b.node_id(&node.id);
-            }
-            for ((name, input), planned) in node.inputs.iter().zip(&plan.inputs[i]) {
-                match (input, planned) {
-                    (ResolvedInput::Constant(v), _) => {
-                        b.constant(name, v);
-                    }
-                    (ResolvedInput::Link { .. }, PlannedInput::Link { source, slot }) => {
-                        b.link(name, &sigs[*source], *slot);
-                    }
-                    (ResolvedInput::Link { .. }, PlannedInput::Constant) => {}
-                }
-            }
-            sigs.push(b.finish());
-        }
-
-        // Walk up from the outputs; a cached node cuts off its whole subtree.
-        let mut state = vec![NodeState::NotNeeded; n];
-        let mut results: Vec<Option<Arc<Vec<Value>>>> = vec![None; n];
-        let mut cached_ui: Vec<Option<Json>> = vec![None; n];
-        {
-            let mut cache = self.exec.cache();
-            let mut stack: Vec<usize> = plan.outputs.clone();
-            while let Some(i) = stack.pop() {
-                if state[i] != NodeState::NotNeeded {
-                    continue;
-                }
-                if let Some(hit) = cache.get(&sigs[i]) {
-                    state[i] = NodeState::Cached;
-                    results[i] = Some(hit.values);
-                    cached_ui[i] = hit.ui;
-                    cache.touch_node(&plan.order[i], sigs[i]);
-                } else {
-                    state[i] = NodeState::Run;
-                    stack.extend(plan.dependencies[i].iter().copied());
-                }
-            }
-            for i in 0..n {
-                if state[i] == NodeState::Cached
-                    || (state[i] == NodeState::NotNeeded && cache.contains(&sigs[i]))
-                {
-                    self.cached.push(plan.order[i].clone());
-                }
-            }
-        }
+        let sigs = self.signatures(&plan, &nodes);
+        let (state, mut results, mut cached_ui) = self.partition_cached(&plan, &sigs);
         self.cached_event();
         for &o in &plan.outputs {
             if let Some(ui) = cached_ui[o].take() {
@@ -495,6 +440,82 @@ impl<'e> Run<'e> {
             let next = ready.peek().map(|Reverse(i)| plan.order[*i].clone());
             self.status = RunStatus::Interrupted { node_id: next };
         }
+    }
+
+    /// Input signatures in topological order: each includes its sources' signatures.
+    fn signatures(&self, plan: &Plan, nodes: &[&crate::validate::ResolvedNode]) -> Vec<Signature> {
+        let mut sigs: Vec<Signature> = Vec::with_capacity(nodes.len());
+        for (i, node) in nodes.iter().enumerate() {
+            let schema = &node.node_type.schema;
+            let mut b = SignatureBuilder::new(&schema.name);
+            match &node.is_changed {
+                Some(v) => {
+                    b.is_changed(v);
+                }
+                None => {
+                    let fp = self.fingerprint(node);
+                    b.fingerprint(&fp, self.exec.nonce.fetch_add(1, Ordering::Relaxed));
+                }
+            }
+            if schema.not_idempotent || schema.has_unique_id() {
+                b.node_id(&node.id);
+            }
+            for ((name, input), planned) in node.inputs.iter().zip(&plan.inputs[i]) {
+                match (input, planned) {
+                    (ResolvedInput::Constant(v), _) => {
+                        b.constant(name, v);
+                    }
+                    (ResolvedInput::Link { .. }, PlannedInput::Link { source, slot }) => {
+                        b.link(name, &sigs[*source], *slot);
+                    }
+                    (ResolvedInput::Link { .. }, PlannedInput::Constant) => {}
+                }
+            }
+            sigs.push(b.finish());
+        }
+        sigs
+    }
+
+    /// Walks up from the outputs: a cached node supplies its outputs and cuts off its whole subtree;
+    /// every other node reached must run. Records the cached nodes for `execution_cached`.
+    #[allow(clippy::type_complexity)]
+    fn partition_cached(
+        &mut self,
+        plan: &Plan,
+        sigs: &[Signature],
+    ) -> (
+        Vec<NodeState>,
+        Vec<Option<Arc<Vec<Value>>>>,
+        Vec<Option<Json>>,
+    ) {
+        let n = plan.len();
+        let mut state = vec![NodeState::NotNeeded; n];
+        let mut results: NodeResults = vec![None; n];
+        let mut cached_ui: Vec<Option<Json>> = vec![None; n];
+        let mut cache = self.exec.cache();
+        let mut stack: Vec<usize> = plan.outputs.clone();
+        while let Some(i) = stack.pop() {
+            if state[i] != NodeState::NotNeeded {
+                continue;
+            }
+            if let Some(hit) = cache.get(&sigs[i]) {
+                state[i] = NodeState::Cached;
+                results[i] = Some(hit.values);
+                cached_ui[i] = hit.ui;
+                cache.touch_node(&plan.order[i], sigs[i]);
+            } else {
+                state[i] = NodeState::Run;
+                stack.extend(plan.dependencies[i].iter().copied());
+            }
+        }
+        for i in 0..n {
+            if state[i] == NodeState::Cached
+                || (state[i] == NodeState::NotNeeded && cache.contains(&sigs[i]))
+            {
+                self.cached.push(plan.order[i].clone());
+            }
+        }
+        (state, results, cached_ui)
     }
 
     fn fingerprint(&self, node: &crate::validate::ResolvedNode) -> Fingerprint {

@@ -3,3 +3,35 @@
 //! This crate knows tensors, weights and prompts; it knows nothing of graphs.
 
 pub mod processor;
+
+mod attention;
+pub mod config;
+pub mod device;
+mod embed;
+pub mod error;
+mod final_layer;
+mod image_out;
+pub mod kv_cache;
+mod layer;
+pub mod latent;
+mod lora;
+mod nn;
+pub mod noise;
+mod pipeline;
+pub mod rope;
+pub mod sampler;
+pub mod scheduler;
+pub mod transformer;
+pub mod vae;
+mod weights;
+
+pub use config::{OmniGenConfig, RopeScaling};
+pub use error::{Error, Result};
+pub use kv_cache::KvCache;
+pub use latent::Latent;
+pub use sampler::{BranchBatch, CfgMode, KvCacheMode, LoopInputs, LoopOptions, StepProgress};
+pub use transformer::{ForwardInput, ImageSpan, Transformer};
+pub use device::{DTypeChoice, DeviceChoice};
+pub use image_out::to_rgb8;
+pub use pipeline::{LoadOptions, ModelFiles, OmniGen, Prompt, SampleOptions};
+pub use vae::{EncodeMode, Vae, VaeConfig};

@@ -1,0 +1,380 @@
+//! Mid-size OmniGen benchmark (not a test): hidden 3072, 32 heads, MLP 8192, 2 layers, ~1,100 tokens,
+//! random weights, float32 on CPU.
+//!
+//! Measures: loading (peak RSS vs weight bytes), one transformer forward, one sampling step (2-branch
+//! separate CFG without cache, plus one cached step), and where a forward's time goes (linears vs
+//! attention). With `--python <python> --script <bench_reference.py>` it also runs the PyTorch reference on
+//! the same weights and inputs, interleaved round by round, and prints the ratio.
+//!
+//! Run: `cargo bench -p omnigen-model --bench bench_model -- [--dir DIR] [--rounds N] [--python PY --script S]`
+//! `DIR` holds `config.json`, `model.safetensors` and optionally `inputs.safetensors`
+//! (`input_ids`, `attention_mask`, `position_ids`, `x`, `t`); missing files are generated (seeded).
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use omnigen_model::noise::NoiseRng;
+use omnigen_model::sampler::{sample_loop, BranchBatch, CfgMode, KvCacheMode, LoopInputs, LoopOptions};
+use omnigen_model::{ForwardInput, KvCache, Transformer};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+const HIDDEN: usize = 3072;
+const HEADS: usize = 32;
+const INTER: usize = 8192;
+const LAYERS: usize = 2;
+const VOCAB: usize = 32064;
+const TEXT: usize = 75;
+const LATENT: usize = 64; // 512x512 output -> 32x32 = 1024 image tokens; S = 75 + 1 + 1024 = 1100
+
+fn status_kb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn config_json() -> String {
+    let short: Vec<String> = (0..HEADS.min(48)).map(|_| "1.0".into()).collect();
+    let half = HIDDEN / HEADS / 2;
+    let ones = vec!["1.0"; half].join(",");
+    let _ = short;
+    format!(
+        r#"{{"hidden_size":{HIDDEN},"intermediate_size":{INTER},"num_hidden_layers":{LAYERS},"num_attention_heads":{HEADS},
+"num_key_value_heads":{HEADS},"vocab_size":{VOCAB},"rms_norm_eps":1e-5,"rope_theta":10000.0,
+"max_position_embeddings":131072,"original_max_position_embeddings":4096,
+"rope_scaling":{{"type":"su","short_factor":[{ones}],"long_factor":[{ones}]}}}}"#
+    )
+}
+
+fn randn(rng: &mut NoiseRng, shape: &[usize], std: f32) -> Res<Tensor> {
+    let n = shape.iter().product();
+    let v: Vec<f32> = rng.normals(n).into_iter().map(|x| x * std).collect();
+    Ok(Tensor::from_vec(v, shape, &Device::Cpu)?)
+}
+
+/// Writes random weights (official names) if `dir/model.safetensors` is missing.
+fn ensure_weights(dir: &Path) -> Res<()> {
+    std::fs::create_dir_all(dir)?;
+    if !dir.join("config.json").is_file() {
+        std::fs::write(dir.join("config.json"), config_json())?;
+    }
+    if dir.join("model.safetensors").is_file() {
+        return Ok(());
+    }
+    eprintln!("generating random weights in {}", dir.display());
+    let mut rng = NoiseRng::new(1234);
+    let mut w: HashMap<String, Tensor> = HashMap::new();
+    let h = HIDDEN;
+    let mut put = |name: &str, shape: &[usize], std: f32, rng: &mut NoiseRng| -> Res<()> {
+        w.insert(name.to_string(), randn(rng, shape, std)?);
+        Ok(())
+    };
+    put("pos_embed", &[1, 192 * 192, h], 0.5, &mut rng)?;
+    for e in ["x_embedder", "input_x_embedder"] {
+        put(&format!("{e}.proj.weight"), &[h, 4, 2, 2], 0.1, &mut rng)?;
+        put(&format!("{e}.proj.bias"), &[h], 0.02, &mut rng)?;
+    }
+    for e in ["time_token", "t_embedder"] {
+        put(&format!("{e}.mlp.0.weight"), &[h, 256], 0.02, &mut rng)?;
+        put(&format!("{e}.mlp.0.bias"), &[h], 0.02, &mut rng)?;
+        put(&format!("{e}.mlp.2.weight"), &[h, h], 0.02, &mut rng)?;
+        put(&format!("{e}.mlp.2.bias"), &[h], 0.02, &mut rng)?;
+    }
+    put("final_layer.adaLN_modulation.1.weight", &[2 * h, h], 0.02, &mut rng)?;
+    put("final_layer.adaLN_modulation.1.bias", &[2 * h], 0.02, &mut rng)?;
+    put("final_layer.linear.weight", &[16, h], 0.02, &mut rng)?;
+    put("final_layer.linear.bias", &[16], 0.02, &mut rng)?;
+    put("llm.embed_tokens.weight", &[VOCAB, h], 0.02, &mut rng)?;
+    put("llm.norm.weight", &[h], 0.0, &mut rng)?;
+    for l in 0..LAYERS {
+        let p = format!("llm.layers.{l}");
+        put(&format!("{p}.self_attn.qkv_proj.weight"), &[3 * h, h], 0.02, &mut rng)?;
+        put(&format!("{p}.self_attn.o_proj.weight"), &[h, h], 0.02, &mut rng)?;
+        put(&format!("{p}.mlp.gate_up_proj.weight"), &[2 * INTER, h], 0.02, &mut rng)?;
+        put(&format!("{p}.mlp.down_proj.weight"), &[h, INTER], 0.02, &mut rng)?;
+        put(&format!("{p}.input_layernorm.weight"), &[h], 0.0, &mut rng)?;
+        put(&format!("{p}.post_attention_layernorm.weight"), &[h], 0.0, &mut rng)?;
+    }
+    // RMSNorm weights around 1.
+    for (k, v) in w.iter_mut() {
+        if k.ends_with("norm.weight") {
+            *v = (v.ones_like()? + &*v)?;
+        }
+    }
+    candle_core::safetensors::save(&w, dir.join("model.safetensors"))?;
+    Ok(())
+}
+
+/// The collator's inputs for one unpadded row of `text` tokens and `n` output tokens.
+fn synth_inputs(rng: &mut NoiseRng) -> Res<HashMap<String, Tensor>> {
+    let n = (LATENT / 2) * (LATENT / 2);
+    let s = TEXT + 1 + n;
+    let ids: Vec<i64> = (0..TEXT).map(|i| ((rng.next_u64() % 32000) as i64).max(1) + (i == 0) as i64 * 0).collect();
+    let mut mask = vec![0f32; s * s];
+    for r in 0..s {
+        for c in 0..s {
+            let allowed = if r <= TEXT { c <= r } else { true };
+            mask[r * s + c] = allowed as u8 as f32;
+        }
+    }
+    let pos: Vec<i64> = (0..s as i64).collect();
+    let mut m = HashMap::new();
+    m.insert("input_ids".into(), Tensor::from_vec(ids, (1, TEXT), &Device::Cpu)?);
+    m.insert("attention_mask".into(), Tensor::from_vec(mask, (1, s, s), &Device::Cpu)?);
+    m.insert("position_ids".into(), Tensor::from_vec(pos, (1, s), &Device::Cpu)?);
+    m.insert("x".into(), randn(rng, &[1, 4, LATENT, LATENT], 1.0)?);
+    m.insert("t".into(), Tensor::new(&[0.3f32], &Device::Cpu)?);
+    Ok(m)
+}
+
+fn best_of<F: FnMut() -> Res<()>>(n: usize, mut f: F) -> Res<f64> {
+    let mut best = f64::INFINITY;
+    for _ in 0..n {
+        let t0 = Instant::now();
+        f()?;
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
+struct Args {
+    dir: PathBuf,
+    rounds: usize,
+    python: Option<String>,
+    script: Option<String>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        dir: std::env::temp_dir().join("omnigen-bench-model"),
+        rounds: 3,
+        python: None,
+        script: None,
+    };
+    let v: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < v.len() {
+        let next = v.get(i + 1).cloned();
+        match v[i].as_str() {
+            "--dir" => a.dir = next.map(PathBuf::from).unwrap_or(a.dir),
+            "--rounds" => a.rounds = next.and_then(|s| s.parse().ok()).unwrap_or(a.rounds),
+            "--python" => a.python = next,
+            "--script" => a.script = next,
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+/// Runs the PyTorch reference once; it prints a JSON line with its timings.
+fn python_round(py: &str, script: &str, dir: &Path) -> Res<serde_json::Value> {
+    let out = std::process::Command::new(py)
+        .arg(script)
+        .arg("--dir")
+        .arg(dir)
+        .arg("--time-only")
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("python failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or("{}");
+    Ok(serde_json::from_str(line)?)
+}
+
+fn main() -> Res<()> {
+    let a = args();
+    let dir = a.dir.clone();
+    ensure_weights(&dir)?;
+    let weights = dir.join("model.safetensors");
+    let weight_bytes = std::fs::metadata(&weights)?.len();
+
+    // Loading first, so that VmHWM reflects the load alone.
+    let hwm0 = status_kb("VmHWM:");
+    let t0 = Instant::now();
+    let tr = Transformer::load(&dir.join("config.json"), &[weights.clone()], false, DType::F32, &Device::Cpu)?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let hwm = status_kb("VmHWM:");
+    let rss = status_kb("VmRSS:");
+    println!(
+        "load: {load_s:.2} s; weights {:.1} MB; peak RSS {:.1} MB ({:.3}x weights; {:.1} MB before load); RSS after {:.1} MB",
+        weight_bytes as f64 / 1e6,
+        hwm as f64 * 1024.0 / 1e6,
+        hwm as f64 * 1024.0 / weight_bytes as f64,
+        hwm0 as f64 * 1024.0 / 1e6,
+        rss as f64 * 1024.0 / 1e6
+    );
+
+    let inputs_path = dir.join("inputs.safetensors");
+    let inp = if inputs_path.is_file() {
+        candle_core::safetensors::load(&inputs_path, &Device::Cpu)?
+    } else {
+        let m = synth_inputs(&mut NoiseRng::new(99))?;
+        candle_core::safetensors::save(&m, &inputs_path)?;
+        m
+    };
+    let g = |k: &str| inp.get(k).cloned().ok_or_else(|| format!("inputs.safetensors lacks `{k}`"));
+    let (ids, mask, pos, x, t) = (g("input_ids")?, g("attention_mask")?, g("position_ids")?, g("x")?, g("t")?);
+    let mask = mask.to_dtype(DType::F32)?;
+    let s = mask.dim(2)?;
+    println!(
+        "config: hidden {HIDDEN}, heads {HEADS}, mlp {INTER}, layers {LAYERS}; sequence {s} tokens; threads {}",
+        candle_core::utils::get_num_threads()
+    );
+    let fwd = ForwardInput {
+        x: &x,
+        timestep: &t,
+        input_ids: Some(&ids),
+        condition_latents: &[],
+        image_spans: &[],
+        attention_mask: &mask,
+        position_ids: &pos,
+    };
+    let out = tr.forward(&fwd)?; // warm-up
+    if let Some(want) = inp.get("out") {
+        let err = (out - want)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        println!("output vs PyTorch reference: max abs error {err:.3e}");
+    }
+
+    // One sampling step: cond + uncond branches (separate CFG), no cache, Euler update.
+    let batch = BranchBatch {
+        input_ids: ids.clone(),
+        attention_mask: mask.clone(),
+        position_ids: pos.clone(),
+        condition_latents: vec![],
+        image_spans: vec![],
+    };
+    let loop_in = LoopInputs {
+        batches: vec![batch.clone(), batch],
+        cfg: CfgMode::Separate,
+        n_branches: 2,
+    };
+    let step_opts = |kv| LoopOptions {
+        sigmas: vec![0.0, 0.5],
+        guidance_scale: 2.5,
+        img_guidance_scale: 1.6,
+        kv_cache: kv,
+    };
+
+    let mut rows = Vec::new();
+    for round in 0..a.rounds {
+        let f = best_of(1, || {
+            tr.forward(&fwd)?;
+            Ok(())
+        })?;
+        let step = best_of(1, || {
+            sample_loop(&tr, &loop_in, &x, &step_opts(KvCacheMode::Off), &mut |_| ControlFlow::Continue(()))?;
+            Ok(())
+        })?;
+        // A cached step (steps 1..N of the default mode): only time + image tokens are recomputed.
+        let mut cache = KvCache::new();
+        tr.forward_fill_cache(&fwd, &mut cache, true)?;
+        let n_tail = s - ids.dim(1)?;
+        let m1 = mask.narrow(1, s - n_tail, n_tail)?.contiguous()?;
+        let p1 = pos.narrow(1, s - n_tail, n_tail)?.contiguous()?;
+        let cached = ForwardInput {
+            input_ids: None,
+            attention_mask: &m1,
+            position_ids: &p1,
+            ..fwd
+        };
+        let cached_f = best_of(1, || {
+            tr.forward_cached(&cached, &cache)?;
+            Ok(())
+        })?;
+        let py = match (&a.python, &a.script) {
+            (Some(p), Some(sc)) => Some(python_round(p, sc, &dir)?),
+            _ => None,
+        };
+        let py_f = py.as_ref().and_then(|v| v["forward_s"].as_f64());
+        let py_step = py.as_ref().and_then(|v| v["step_s"].as_f64());
+        println!(
+            "round {round}: candle forward {f:.3} s, step (2 branches) {step:.3} s, cached forward {cached_f:.3} s{}",
+            match (py_f, py_step) {
+                (Some(pf), Some(ps)) => format!(
+                    "; PyTorch forward {pf:.3} s, step {ps:.3} s; ratio forward {:.3}x, step {:.3}x",
+                    f / pf,
+                    step / ps
+                ),
+                (Some(pf), None) => format!("; PyTorch forward {pf:.3} s; ratio {:.3}x", f / pf),
+                _ => String::new(),
+            }
+        );
+        rows.push((f, step, py_f, py_step));
+    }
+    let med = |mut v: Vec<f64>| -> f64 {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let fr: Vec<f64> = rows.iter().filter_map(|r| r.2.map(|p| r.0 / p)).collect();
+    let sr: Vec<f64> = rows.iter().filter_map(|r| r.3.map(|p| r.1 / p)).collect();
+    println!(
+        "median: candle forward {:.3} s, step {:.3} s",
+        med(rows.iter().map(|r| r.0).collect()),
+        med(rows.iter().map(|r| r.1).collect())
+    );
+    if !fr.is_empty() {
+        println!("median ratio candle/PyTorch: forward {:.3}x", med(fr));
+    }
+    if !sr.is_empty() {
+        println!("median ratio candle/PyTorch: step {:.3}x", med(sr));
+    }
+
+    breakdown(&tr, &x, s)?;
+    Ok(())
+}
+
+/// Times the pieces of one layer at sequence length `s`: the four linears and the attention core.
+fn breakdown(_tr: &Transformer, _x: &Tensor, s: usize) -> Res<()> {
+    let mut rng = NoiseRng::new(5);
+    let h = randn(&mut rng, &[1, s, HIDDEN], 1.0)?;
+    let lin = |o: usize, i: usize, rng: &mut NoiseRng| -> Res<candle_nn::Linear> {
+        Ok(candle_nn::Linear::new(randn(rng, &[o, i], 0.02)?, None))
+    };
+    use candle_core::Module;
+    let qkv = lin(3 * HIDDEN, HIDDEN, &mut rng)?;
+    let o = lin(HIDDEN, HIDDEN, &mut rng)?;
+    let gu = lin(2 * INTER, HIDDEN, &mut rng)?;
+    let down = lin(HIDDEN, INTER, &mut rng)?;
+    let act = randn(&mut rng, &[1, s, INTER], 1.0)?;
+    let linears = best_of(2, || {
+        qkv.forward(&h)?;
+        o.forward(&h)?;
+        gu.forward(&h)?;
+        down.forward(&act)?;
+        Ok(())
+    })?;
+    let hd = HIDDEN / HEADS;
+    let q = randn(&mut rng, &[1, HEADS, s, hd], 1.0)?;
+    let k = randn(&mut rng, &[1, HEADS, s, hd], 1.0)?;
+    let v = randn(&mut rng, &[1, HEADS, s, hd], 1.0)?;
+    let attn = best_of(2, || {
+        let scores = (&q * (1.0 / (hd as f64).sqrt()))?.matmul(&k.t()?)?;
+        let p = candle_nn::ops::softmax_last_dim(&scores)?;
+        p.matmul(&v)?;
+        Ok(())
+    })?;
+    let lin_flops = 2.0 * s as f64 * (HIDDEN * 3 * HIDDEN + HIDDEN * HIDDEN + HIDDEN * 2 * INTER + INTER * HIDDEN) as f64;
+    let attn_flops = 4.0 * (HEADS * s * s * hd) as f64;
+    println!(
+        "per layer at S={s}: linears {linears:.3} s ({:.0} GFLOP/s), attention core {attn:.3} s ({:.0} GFLOP/s); \
+         x{LAYERS} layers = {:.3} s linears + {:.3} s attention",
+        lin_flops / linears / 1e9,
+        attn_flops / attn / 1e9,
+        linears * LAYERS as f64,
+        attn * LAYERS as f64
+    );
+    Ok(())
+}

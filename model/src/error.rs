@@ -1,0 +1,104 @@
+//! Error values of the crate: every failure says what went wrong and where.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Everything that can go wrong while loading or running OmniGen.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read.
+    #[error("cannot read `{path}`: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A JSON file (config, adapter config) is malformed or lacks a field.
+    #[error("invalid JSON in `{path}`: {message}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A model folder is not in a layout we know.
+    #[error("`{path}` is not an OmniGen model folder: {message}")]
+    Layout {
+        /// The folder.
+        path: PathBuf,
+        /// What is missing.
+        message: String,
+    },
+    /// A safetensors file is malformed (bad header, unknown dtype, data past the end of the file).
+    #[error("invalid safetensors file `{path}`: {message}")]
+    Safetensors {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (names the tensor when one is at fault).
+        message: String,
+    },
+    /// A tensor the model needs is absent from the checkpoint.
+    #[error("tensor `{name}` (expected shape {expected:?}) is missing from {source_desc}")]
+    MissingTensor {
+        /// Name the model asked for (official naming).
+        name: String,
+        /// The shape it expected.
+        expected: Vec<usize>,
+        /// Which files were searched.
+        source_desc: String,
+    },
+    /// A tensor has a different shape than the model configuration implies.
+    #[error("tensor `{name}` has shape {found:?}, expected {expected:?} (from the model config)")]
+    ShapeMismatch {
+        /// Tensor name.
+        name: String,
+        /// Expected shape.
+        expected: Vec<usize>,
+        /// Shape in the file.
+        found: Vec<usize>,
+    },
+    /// float16 was requested.
+    #[error(
+        "float16 is not supported: OmniGen overflows in f16 and produces black images \
+         (upstream issue #108); use bf16 (GPU) or f32"
+    )]
+    F16Unsupported,
+    /// A device could not be opened.
+    #[error("device `{device}` is not available: {message}")]
+    Device {
+        /// The requested device.
+        device: String,
+        /// Why.
+        message: String,
+    },
+    /// Invalid user input (sizes, prompts, options).
+    #[error("invalid input: {0}")]
+    Input(String),
+    /// The tokenizer failed.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// The progress callback asked to stop.
+    #[error("sampling cancelled at step {step}")]
+    Cancelled {
+        /// Steps completed before cancellation.
+        step: usize,
+    },
+    /// Prompt processing failed (template, placeholders, tokenizer, image preprocessing).
+    #[error(transparent)]
+    Processor(#[from] crate::processor::ProcessorError),
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

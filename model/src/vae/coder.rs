@@ -1,0 +1,128 @@
+//! The VAE encoder and decoder stacks.
+
+use candle_core::{Module, Tensor};
+use candle_nn::{Conv2d, GroupNorm};
+
+use super::blocks::{conv, group_norm, Downsample, MidBlock, ResnetBlock, Upsample};
+use super::config::VaeConfig;
+use crate::error::Result;
+use crate::weights::Vb;
+
+#[derive(Debug, Clone)]
+struct Level {
+    resnets: Vec<ResnetBlock>,
+    down: Option<Downsample>,
+    up: Option<Upsample>,
+}
+
+/// `encoder`: pixels `[B,3,H,W]` → moments `[B,2·latent,H/8,W/8]`.
+#[derive(Debug, Clone)]
+pub(crate) struct Encoder {
+    conv_in: Conv2d,
+    levels: Vec<Level>,
+    mid: MidBlock,
+    norm_out: GroupNorm,
+    conv_out: Conv2d,
+}
+
+impl Encoder {
+    pub fn new(cfg: &VaeConfig, vb: &Vb) -> Result<Self> {
+        let ch = &cfg.block_out_channels;
+        let g = cfg.norm_num_groups;
+        let mut levels = Vec::new();
+        let mut cout = ch[0];
+        for (i, &c) in ch.iter().enumerate() {
+            let cin = cout;
+            cout = c;
+            let vbl = vb.pp("down_blocks").pp(i);
+            let resnets = (0..cfg.layers_per_block)
+                .map(|j| ResnetBlock::new(if j == 0 { cin } else { cout }, cout, g, &vbl.pp("resnets").pp(j)))
+                .collect::<Result<Vec<_>>>()?;
+            let down = if i + 1 < ch.len() {
+                Some(Downsample::new(cout, &vbl.pp("downsamplers.0"))?)
+            } else {
+                None
+            };
+            levels.push(Level { resnets, down, up: None });
+        }
+        let last = ch[ch.len() - 1];
+        Ok(Self {
+            conv_in: conv(cfg.in_channels, ch[0], 3, 1, 1, &vb.pp("conv_in"))?,
+            levels,
+            mid: MidBlock::new(last, g, cfg.mid_block_add_attention, &vb.pp("mid_block"))?,
+            norm_out: group_norm(g, last, &vb.pp("conv_norm_out"))?,
+            conv_out: conv(last, 2 * cfg.latent_channels, 3, 1, 1, &vb.pp("conv_out"))?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = self.conv_in.forward(x)?;
+        for level in &self.levels {
+            for r in &level.resnets {
+                h = r.forward(&h)?;
+            }
+            if let Some(d) = &level.down {
+                h = d.forward(&h)?;
+            }
+        }
+        let h = self.mid.forward(&h)?;
+        let h = candle_nn::ops::silu(&self.norm_out.forward(&h)?)?;
+        Ok(self.conv_out.forward(&h)?)
+    }
+}
+
+/// `decoder`: latents `[B,latent,h,w]` (unscaled) → pixels `[B,3,8h,8w]` in about [-1,1].
+#[derive(Debug, Clone)]
+pub(crate) struct Decoder {
+    conv_in: Conv2d,
+    mid: MidBlock,
+    levels: Vec<Level>,
+    norm_out: GroupNorm,
+    conv_out: Conv2d,
+}
+
+impl Decoder {
+    pub fn new(cfg: &VaeConfig, vb: &Vb) -> Result<Self> {
+        let rev: Vec<usize> = cfg.block_out_channels.iter().rev().copied().collect();
+        let g = cfg.norm_num_groups;
+        let mut levels = Vec::new();
+        let mut cout = rev[0];
+        for (i, &c) in rev.iter().enumerate() {
+            let cin = cout;
+            cout = c;
+            let vbl = vb.pp("up_blocks").pp(i);
+            let resnets = (0..=cfg.layers_per_block)
+                .map(|j| ResnetBlock::new(if j == 0 { cin } else { cout }, cout, g, &vbl.pp("resnets").pp(j)))
+                .collect::<Result<Vec<_>>>()?;
+            let up = if i + 1 < rev.len() {
+                Some(Upsample::new(cout, &vbl.pp("upsamplers.0"))?)
+            } else {
+                None
+            };
+            levels.push(Level { resnets, down: None, up });
+        }
+        let first = cfg.block_out_channels[0];
+        Ok(Self {
+            conv_in: conv(cfg.latent_channels, rev[0], 3, 1, 1, &vb.pp("conv_in"))?,
+            mid: MidBlock::new(rev[0], g, cfg.mid_block_add_attention, &vb.pp("mid_block"))?,
+            levels,
+            norm_out: group_norm(g, first, &vb.pp("conv_norm_out"))?,
+            conv_out: conv(first, cfg.out_channels, 3, 1, 1, &vb.pp("conv_out"))?,
+        })
+    }
+
+    pub fn forward(&self, z: &Tensor) -> Result<Tensor> {
+        let h = self.conv_in.forward(z)?;
+        let mut h = self.mid.forward(&h)?;
+        for level in &self.levels {
+            for r in &level.resnets {
+                h = r.forward(&h)?;
+            }
+            if let Some(u) = &level.up {
+                h = u.forward(&h)?;
+            }
+        }
+        let h = candle_nn::ops::silu(&self.norm_out.forward(&h)?)?;
+        Ok(self.conv_out.forward(&h)?)
+    }
+}

@@ -1,0 +1,158 @@
+//! The SDXL `AutoencoderKL` (diffusers layout), always run in float32 as the reference does.
+
+mod blocks;
+mod coder;
+pub mod config;
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::Conv2d;
+
+use crate::error::{Error, Result};
+use crate::latent::Latent;
+use crate::weights::{Layout, Weights};
+use blocks::conv;
+use coder::{Decoder, Encoder};
+pub use config::VaeConfig;
+
+/// How `Vae::encode` turns the posterior into a latent.
+#[derive(Debug, Clone)]
+pub enum EncodeMode {
+    /// The posterior mean (deterministic; best for parity).
+    Mean,
+    /// `mean + std·ε` with ε from the crate's seeded generator (what the reference's `.sample()` does, with
+    /// torch's global RNG instead).
+    Sample {
+        /// Seed of the ε draw.
+        seed: u64,
+    },
+    /// `mean + std·ε` with an injected ε of the latent's shape.
+    Noise(Tensor),
+}
+
+/// SDXL VAE: encoder, decoder, (post-)quant convs, and the latent scale/shift.
+#[derive(Debug, Clone)]
+pub struct Vae {
+    cfg: VaeConfig,
+    encoder: Encoder,
+    decoder: Decoder,
+    quant_conv: Option<Conv2d>,
+    post_quant_conv: Option<Conv2d>,
+    device: Device,
+}
+
+impl Vae {
+    /// Loads `dir/config.json` and `dir/diffusion_pytorch_model.safetensors` (or `model.safetensors`).
+    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let dir = dir.as_ref();
+        let cfg = VaeConfig::from_file(&dir.join("config.json"))?;
+        let weights = ["diffusion_pytorch_model.safetensors", "model.safetensors"]
+            .iter()
+            .map(|n| dir.join(n))
+            .find(|p| p.is_file())
+            .ok_or_else(|| Error::Layout {
+                path: dir.to_path_buf(),
+                message: "no diffusion_pytorch_model.safetensors in the VAE folder".into(),
+            })?;
+        let w = Weights::open(&[weights], Layout::Official, DType::F32, device)?;
+        Self::from_weights(cfg, &w)
+    }
+
+    pub(crate) fn from_weights(cfg: VaeConfig, w: &Weights) -> Result<Self> {
+        let vb = w.root();
+        let l = cfg.latent_channels;
+        Ok(Self {
+            encoder: Encoder::new(&cfg, &vb.pp("encoder"))?,
+            decoder: Decoder::new(&cfg, &vb.pp("decoder"))?,
+            quant_conv: if cfg.use_quant_conv {
+                Some(conv(2 * l, 2 * l, 1, 1, 0, &vb.pp("quant_conv"))?)
+            } else {
+                None
+            },
+            post_quant_conv: if cfg.use_post_quant_conv {
+                Some(conv(l, l, 1, 1, 0, &vb.pp("post_quant_conv"))?)
+            } else {
+                None
+            },
+            device: w.device().clone(),
+            cfg,
+        })
+    }
+
+    /// Configuration (scaling factor, channels).
+    pub fn config(&self) -> &VaeConfig {
+        &self.cfg
+    }
+
+    /// Device the VAE runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Posterior mean and std of pixels `[B,3,H,W]` in [-1,1] (H, W multiples of 8).
+    pub fn posterior(&self, pixels: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (_, c, h, w) = pixels.dims4()?;
+        let f = self.cfg.downscale();
+        if c != self.cfg.in_channels || h % f != 0 || w % f != 0 {
+            return Err(Error::Input(format!(
+                "VAE input must be [B,{},H,W] with H, W multiples of {f}, got {:?}",
+                self.cfg.in_channels,
+                pixels.dims()
+            )));
+        }
+        let x = pixels.to_device(&self.device)?.to_dtype(DType::F32)?;
+        let mut moments = self.encoder.forward(&x)?;
+        if let Some(q) = &self.quant_conv {
+            moments = q.forward(&moments)?;
+        }
+        let l = self.cfg.latent_channels;
+        let mean = moments.narrow(1, 0, l)?;
+        let logvar = moments.narrow(1, l, l)?.clamp(-30f32, 20f32)?;
+        let std = (logvar * 0.5)?.exp()?;
+        Ok((mean, std))
+    }
+
+    /// Encodes pixels `[B,3,H,W]` in [-1,1] into a scaled latent: `(z − shift)·scale` or `z·scale`.
+    pub fn encode(&self, pixels: &Tensor, mode: EncodeMode) -> Result<Latent> {
+        let (mean, std) = self.posterior(pixels)?;
+        let z = match mode {
+            EncodeMode::Mean => mean,
+            EncodeMode::Sample { seed } => {
+                let eps = crate::noise::gaussian(seed, mean.shape().clone(), &self.device)?;
+                (mean + std.mul(&eps)?)?
+            }
+            EncodeMode::Noise(eps) => {
+                if eps.dims() != mean.dims() {
+                    return Err(Error::Input(format!(
+                        "encode noise has shape {:?}, the posterior has {:?}",
+                        eps.dims(),
+                        mean.dims()
+                    )));
+                }
+                let eps = eps.to_device(&self.device)?.to_dtype(DType::F32)?;
+                (mean + std.mul(&eps)?)?
+            }
+        };
+        let z = match self.cfg.shift_factor {
+            Some(s) => ((z - s)? * self.cfg.scaling_factor)?,
+            None => (z * self.cfg.scaling_factor)?,
+        };
+        Latent::new(z)
+    }
+
+    /// Decodes a scaled latent into pixels `[B,3,8h,8w]` (about [-1,1], not clamped).
+    pub fn decode(&self, latent: &Latent) -> Result<Tensor> {
+        let z = latent.tensor().to_device(&self.device)?.to_dtype(DType::F32)?;
+        let z = (z / self.cfg.scaling_factor)?;
+        let z = match self.cfg.shift_factor {
+            Some(s) => (z + s)?,
+            None => z,
+        };
+        let z = match &self.post_quant_conv {
+            Some(c) => c.forward(&z)?,
+            None => z,
+        };
+        self.decoder.forward(&z)
+    }
+}

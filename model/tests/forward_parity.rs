@@ -1,0 +1,185 @@
+//! One transformer forward against the official implementation (tiny model, float32 and bf16), including
+//! LongRoPE on both sides of the long/short switch, non-square outputs, LoRA merging, the diffusers layout
+//! and the KV cache (step 0 quirk and later steps).
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use common::*;
+use omnigen_model::{ForwardInput, KvCache, OmniGen, Transformer};
+
+/// Inputs of case `fwd.<name>` plus its condition latents.
+struct Case {
+    x: Tensor,
+    t: Tensor,
+    ids: Tensor,
+    mask: Tensor,
+    pos: Tensor,
+    spans: Vec<omnigen_model::ImageSpan>,
+    latents: Vec<Tensor>,
+}
+
+fn case(name: &str) -> anyhow::Result<(Case, std::collections::HashMap<String, Tensor>)> {
+    let r = reference("forward")?;
+    let p = |f: &str| get(&r, &format!("fwd.{name}.{f}"));
+    let spans = spans(&p("image_sizes")?)?;
+    let latents = (0..spans.len())
+        .map(|k| p(&format!("cond_latent.{k}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let c = Case {
+        x: p("x")?,
+        t: p("t")?,
+        ids: p("input_ids")?,
+        mask: p("attention_mask")?,
+        pos: p("position_ids")?,
+        spans,
+        latents,
+    };
+    Ok((c, r))
+}
+
+fn run(model: &Transformer, c: &Case) -> anyhow::Result<Tensor> {
+    Ok(model.forward(&ForwardInput {
+        x: &c.x,
+        timestep: &c.t,
+        input_ids: Some(&c.ids),
+        condition_latents: &c.latents,
+        image_spans: &c.spans,
+        attention_mask: &c.mask,
+        position_ids: &c.pos,
+    })?)
+}
+
+const F32_CASES: [&str; 5] = [
+    "t2i_batched",
+    "t2i_cond_only",
+    "two_images_batched",
+    "two_images_cond_only",
+    "two_images_imgcond_only",
+];
+
+#[test]
+fn forward_f32_matches_reference_on_both_rope_factor_sets() -> TestResult {
+    let model = tiny(DType::F32)?;
+    let tr = model.transformer();
+    for name in F32_CASES {
+        let (c, r) = case(name)?;
+        let seq = c.mask.dim(2)?;
+        eprintln!("{name}: seq {seq}, long factors: {}", tr.rope().uses_long(seq));
+        let out = run(tr, &c)?;
+        assert_close(&format!("fwd.{name}"), &out, &get(&r, &format!("fwd.{name}.out"))?, 1e-5)?;
+    }
+    // The cases must cover both sides of the switch (padded length 106/97 > 64 > 44/56/48).
+    assert!(tr.rope().uses_long(106) && !tr.rope().uses_long(44));
+    Ok(())
+}
+
+#[test]
+fn forward_bf16_stays_close_to_reference_bf16() -> TestResult {
+    let model = tiny(DType::BF16)?;
+    for name in ["t2i_batched", "two_images_batched"] {
+        let (c, r) = case(name)?;
+        let out = run(model.transformer(), &c)?;
+        // bf16 has 8 mantissa bits; outputs are O(1), so a few bf16 ulps of drift through 2 layers.
+        let want = get(&r, &format!("fwd.{name}_bf16.out"))?;
+        assert_close(&format!("fwd.{name}_bf16 vs reference bf16"), &out, &want, 5e-2)?;
+        let f32_ref = get(&r, &format!("fwd.{name}.out"))?;
+        assert_close(&format!("fwd.{name}_bf16 vs reference f32"), &out, &f32_ref, 1e-1)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn lora_merge_matches_peft() -> TestResult {
+    let mut model = tiny(DType::F32)?;
+    let merged = model.merge_lora(fixtures().join("lora"), 1.0)?;
+    assert_eq!(merged, 4);
+    for name in ["t2i_batched", "two_images_batched"] {
+        let (c, r) = case(name)?;
+        let out = run(model.transformer(), &c)?;
+        let want = get(&r, &format!("fwd.{name}_lora.out"))?;
+        assert_close(&format!("fwd.{name}_lora"), &out, &want, 1e-5)?;
+        // ...and LoRA changes the output noticeably.
+        assert!(max_abs_diff(&out, &get(&r, &format!("fwd.{name}.out"))?)? > 1e-3);
+    }
+    Ok(())
+}
+
+#[test]
+fn lora_scale_zero_is_identity() -> TestResult {
+    let mut model = tiny(DType::F32)?;
+    model.merge_lora(fixtures().join("lora"), 0.0)?;
+    let (c, r) = case("t2i_batched")?;
+    let out = run(model.transformer(), &c)?;
+    assert_close("lora scale 0", &out, &get(&r, "fwd.t2i_batched.out")?, 1e-5)?;
+    Ok(())
+}
+
+#[test]
+fn diffusers_layout_gives_the_same_forward() -> TestResult {
+    let official = tiny(DType::F32)?;
+    let diffusers = OmniGen::load_on(&fixtures().join("tiny-diffusers"), DType::F32, &Device::Cpu)?;
+    assert!(diffusers.files().diffusers);
+    for name in ["t2i_batched", "two_images_batched"] {
+        let (c, _) = case(name)?;
+        let a = run(official.transformer(), &c)?;
+        let b = run(diffusers.transformer(), &c)?;
+        assert_close(&format!("diffusers vs official {name}"), &b, &a, 0.0)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn kv_cache_step0_quirk_and_cached_step1_match_reference() -> TestResult {
+    let model = tiny(DType::F32)?;
+    let tr = model.transformer();
+    let proc_ref = reference("processor")?;
+    let r = reference("forward")?;
+    let p = |f: &str| get(&proc_ref, &format!("proc.two_images.{f}"));
+    let k = |f: &str| get(&r, &format!("kv.two_images_batched.{f}"));
+    let ids = p("input_ids")?;
+    let mask = p("attention_mask")?.to_dtype(DType::F32)?;
+    let pos = p("position_ids")?;
+    let sp = spans(&p("image_sizes")?)?;
+    let latents = (0..sp.len())
+        .map(|i| k(&format!("cond_latent.{i}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (x0, t0) = (k("step0.x")?, k("step0.t")?);
+    let input = ForwardInput {
+        x: &x0,
+        timestep: &t0,
+        input_ids: Some(&ids),
+        condition_latents: &latents,
+        image_spans: &sp,
+        attention_mask: &mask,
+        position_ids: &pos,
+    };
+    // Reference behaviour: step 0 sees only the condition tokens.
+    let mut cache = KvCache::new();
+    let out0 = tr.forward_fill_cache(&input, &mut cache, true)?;
+    assert_close("kv step0 (reference quirk)", &out0, &k("step0.out")?, 1e-5)?;
+    assert_eq!(cache.cached_len(), 90);
+    // Exact mode: step 0 equals the plain forward.
+    let mut exact = KvCache::new();
+    let out0_exact = tr.forward_fill_cache(&input, &mut exact, false)?;
+    assert_close("kv step0 (exact)", &out0_exact, &k("step0.out_nocache")?, 1e-5)?;
+    assert!(max_abs_diff(&out0, &out0_exact)? > 1e-3, "the quirk must change step 0");
+
+    // Step 1 from the cache: only time + image tokens as queries.
+    let (x1, t1) = (k("step1.x")?, k("step1.t")?);
+    let (m1, p1) = (k("step1.attention_mask")?, k("step1.position_ids")?);
+    let cached = ForwardInput {
+        x: &x1,
+        timestep: &t1,
+        input_ids: None,
+        condition_latents: &[],
+        image_spans: &[],
+        attention_mask: &m1,
+        position_ids: &p1,
+    };
+    let out1 = tr.forward_cached(&cached, &cache)?;
+    assert_close("kv step1 (cached)", &out1, &k("step1.out")?, 1e-5)?;
+    let out1_exact = tr.forward_cached(&cached, &exact)?;
+    assert_close("kv step1 (exact cache) vs no cache", &out1_exact, &k("step1.out_nocache")?, 1e-5)?;
+    Ok(())
+}

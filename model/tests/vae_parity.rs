@@ -1,0 +1,66 @@
+//! VAE encode (posterior mean and injected-noise sample) and decode against diffusers' AutoencoderKL.
+
+mod common;
+
+use candle_core::Device;
+use common::*;
+use omnigen_model::{to_rgb8, EncodeMode, Latent, Vae};
+
+#[test]
+fn encode_mean_and_sample_match_reference() -> TestResult {
+    let vae = Vae::load(fixtures().join("tiny").join("vae"), &Device::Cpu)?;
+    let r = reference("vae")?;
+    for img in ["a", "b"] {
+        let p = |f: &str| get(&r, &format!("vae.{img}.{f}"));
+        let pixels = p("pixels")?;
+        let (mean, std) = vae.posterior(&pixels)?;
+        assert_close(&format!("vae.{img} mean"), &mean, &p("mean")?, 1e-5)?;
+        assert_close(&format!("vae.{img} std"), &std, &p("std")?, 1e-5)?;
+        let z = vae.encode(&pixels, EncodeMode::Mean)?;
+        assert_close(&format!("vae.{img} scaled mean"), z.tensor(), &p("latent_scaled_mean")?, 1e-5)?;
+        let z = vae.encode(&pixels, EncodeMode::Noise(p("eps")?))?;
+        assert_close(&format!("vae.{img} scaled sample"), z.tensor(), &p("latent_scaled_sample")?, 1e-5)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn seeded_sample_is_deterministic_and_differs_from_mean() -> TestResult {
+    let vae = Vae::load(fixtures().join("tiny").join("vae"), &Device::Cpu)?;
+    let pixels = get(&reference("vae")?, "vae.a.pixels")?;
+    let a = vae.encode(&pixels, EncodeMode::Sample { seed: 3 })?;
+    let b = vae.encode(&pixels, EncodeMode::Sample { seed: 3 })?;
+    let m = vae.encode(&pixels, EncodeMode::Mean)?;
+    assert_eq!(max_abs_diff(a.tensor(), b.tensor())?, 0.0);
+    assert!(max_abs_diff(a.tensor(), m.tensor())? > 0.0);
+    Ok(())
+}
+
+#[test]
+fn decode_matches_reference_and_uint8_within_one() -> TestResult {
+    let vae = Vae::load(fixtures().join("tiny").join("vae"), &Device::Cpu)?;
+    let r = reference("vae")?;
+    let latent = Latent::new(get(&r, "vae.decode.latent")?)?;
+    let out = vae.decode(&latent)?;
+    assert_close("vae.decode", &out, &get(&r, "vae.decode.out")?, 1e-4)?;
+    let img = to_rgb8(&out)?.remove(0);
+    let want = get(&r, "vae.decode.uint8")?.flatten_all()?.to_vec1::<u8>()?;
+    let worst = img
+        .as_raw()
+        .iter()
+        .zip(&want)
+        .map(|(&a, &b)| (a as i32 - b as i32).abs())
+        .max()
+        .unwrap_or(0);
+    eprintln!("vae.decode uint8: max difference {worst}");
+    assert!(worst <= 1);
+    Ok(())
+}
+
+#[test]
+fn bad_pixel_shape_is_an_error() -> TestResult {
+    let vae = Vae::load(fixtures().join("tiny").join("vae"), &Device::Cpu)?;
+    let px = candle_core::Tensor::zeros((1, 3, 20, 16), candle_core::DType::F32, &Device::Cpu)?;
+    assert!(vae.encode(&px, EncodeMode::Mean).is_err());
+    Ok(())
+}

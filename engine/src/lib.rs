@@ -38,4 +38,5 @@ pub use validate::{
 pub use value::{downcast_opaque, Image, Mask, OpaqueValue, Value, ValueError};
 pub use watch::{
     drive, GraphWatcher, WatchConfig, WatchError, WatchEvent, WatchOutcome, WatchProblem,
+    REGISTRY_POLL,
 };

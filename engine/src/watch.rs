@@ -28,17 +28,18 @@ pub struct WatchConfig {
     pub debounce: Duration,
     /// Folders handed to custom validation.
     pub dirs: Arc<Dirs>,
-    /// How often to check whether the registry changed (plugins loaded or replaced); on a change every
-    /// watched file is re-validated and, if valid, reported as changed. `None` disables the check.
-    pub registry_poll: Option<Duration>,
 }
+
+/// How often the watcher checks whether the registry changed (node types registered, replaced or removed,
+/// e.g. by the plugin host); on a change every watched file is re-validated and, if valid, reported as
+/// changed even though its content is the same.
+pub const REGISTRY_POLL: Duration = Duration::from_millis(250);
 
 impl Default for WatchConfig {
     fn default() -> Self {
         WatchConfig {
             debounce: Duration::from_millis(30),
             dirs: Arc::new(Dirs::default()),
-            registry_poll: Some(Duration::from_millis(250)),
         }
     }
 }
@@ -229,15 +230,12 @@ impl WatchState {
 
     async fn run(&mut self, mut raw: mpsc::UnboundedReceiver<notify::Result<notify::Event>>) {
         loop {
-            let first = match self.config.registry_poll {
-                None => raw.recv().await,
-                Some(every) => match tokio::time::timeout(every, raw.recv()).await {
-                    Ok(ev) => ev,
-                    Err(_) => {
-                        self.recheck_if_catalogue_changed();
-                        continue;
-                    }
-                },
+            let first = match tokio::time::timeout(REGISTRY_POLL, raw.recv()).await {
+                Ok(ev) => ev,
+                Err(_) => {
+                    self.recheck_if_catalogue_changed();
+                    continue;
+                }
             };
             let Some(first) = first else { return };
             let detected_at = Instant::now();
@@ -254,6 +252,8 @@ impl WatchState {
             for p in paths {
                 self.process(&p, detected_at);
             }
+            // Busy folders may never let the poll timeout fire; check the catalogue here too.
+            self.recheck_if_catalogue_changed();
         }
     }
 

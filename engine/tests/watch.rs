@@ -209,11 +209,8 @@ async fn a_graph_becomes_valid_when_its_node_type_is_registered_later() {
     let registry = omnigen_engine::Registry::new();
     registry.register(Sink(runs.clone()));
     let registry = std::sync::Arc::new(registry);
-    let config = WatchConfig {
-        registry_poll: Some(Duration::from_millis(20)),
-        ..Default::default()
-    };
-    let (_watcher, mut rx) = GraphWatcher::spawn(&file, registry.clone(), config).unwrap();
+    let (_watcher, mut rx) =
+        GraphWatcher::spawn(&file, registry.clone(), WatchConfig::default()).unwrap();
     match next(&mut rx).await {
         WatchEvent::Invalid {
             problem: WatchProblem::Validation(report),

@@ -256,6 +256,7 @@ async fn nodes_sharing_an_exclusive_resource_never_overlap() {
     registry.register(Exclusive {
         running: Arc::clone(&running),
         peak: Arc::clone(&peak),
+        resource: Some("gpu"),
     });
     let exec = executor(registry, 4);
     let mut graph = serde_json::Map::new();
@@ -585,4 +586,38 @@ async fn returning_the_wrong_number_of_outputs_is_an_error() {
     };
     assert_eq!(data.exception_type, "OutputCountMismatch");
     assert_eq!(data.node_id, "l");
+}
+
+#[tokio::test]
+async fn max_concurrency_bounds_how_many_nodes_overlap() {
+    let registry = basic_registry(&Runs::default());
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    registry.register(Exclusive {
+        running: Arc::clone(&running),
+        peak: Arc::clone(&peak),
+        resource: None,
+    });
+    let exec = executor(registry, 2);
+    let mut graph = serde_json::Map::new();
+    for i in 0..6 {
+        graph.insert(
+            format!("x{i}"),
+            json!({"class_type": "Overlap", "inputs": {"value": i}}),
+        );
+        graph.insert(
+            format!("s{i}"),
+            json!({"class_type": "Sink", "inputs": {"value": [format!("x{i}"), 0]}}),
+        );
+    }
+    let report = exec
+        .run(&request(Json::Object(graph)), RunOptions::default())
+        .await
+        .unwrap();
+    assert!(report.is_success());
+    assert_eq!(
+        peak.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "overlap happens, but never beyond the limit"
+    );
 }

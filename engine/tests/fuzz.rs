@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use omnigen_engine::{validate, Dirs, Executor, ExecutorConfig, PromptRequest, RunOptions};
+use omnigen_engine::{validate, Dirs, Executor, ExecutorConfig, Graph, PromptRequest, RunOptions};
 use serde_json::{json, Map, Value as Json};
 
 struct Rng(u64);
@@ -148,6 +148,9 @@ async fn arbitrary_input_never_panics() {
             continue;
         };
         parsed += 1;
+        // Writing a parsed graph back and parsing it again gives the same graph.
+        let again = Graph::parse(&request.prompt.to_json_string()).expect("round trip parses");
+        assert_eq!(again, request.prompt);
         let Ok(validated) = validate(&request, &registry, &dirs) else {
             continue;
         };

@@ -161,19 +161,26 @@ impl NodeType for Meet {
     }
 }
 
-/// `Exclusive {value: INT} -> INT` holding resource "gpu"; records the peak number running at once.
+/// `Exclusive {value: INT} -> INT` holding resource "gpu" (or, as `Overlap`, no resource); records the
+/// peak number running at once.
 pub struct Exclusive {
     pub running: Arc<AtomicUsize>,
     pub peak: Arc<AtomicUsize>,
+    pub resource: Option<&'static str>,
 }
 impl NodeType for Exclusive {
     fn schema(&self) -> NodeSchema {
-        NodeSchema::new("Exclusive")
+        let name = if self.resource.is_some() {
+            "Exclusive"
+        } else {
+            "Overlap"
+        };
+        NodeSchema::new(name)
             .required(InputSpec::int("value"))
             .output("INT")
     }
     fn exclusive_resource(&self, _inputs: &Inputs) -> Option<String> {
-        Some("gpu".into())
+        self.resource.map(str::to_string)
     }
     fn run<'a>(
         &'a self,

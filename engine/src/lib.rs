@@ -1,7 +1,7 @@
 //! `omnigen-engine`: a general dataflow host for ComfyUI-format graphs.
 //!
 //! It knows nothing of any model. It parses ComfyUI API-format prompts ([`graph`]), validates them against
-//! an open [`Registry`] of [`NodeType`]s with errors in ComfyUI's JSON shape ([`validate`]), runs them with
+//! an open [`Registry`] of [`NodeType`]s with errors in ComfyUI's JSON shape ([`validate()`]), runs them with
 //! caching, concurrency and cancellation ([`Executor`]), and reports progress as [`Event`]s that map
 //! one-to-one onto ComfyUI's WebSocket messages. [`watch`] re-runs a graph file on every save.
 //! See `docs/engine.md` for a guided tour.

@@ -1,1 +1,53 @@
-fn main() {}
+//! `omnigen`: run ComfyUI-format graphs from the command line. See `docs/cli.md`.
+//!
+//! This file only wires things: parse arguments, start the runtime, dispatch to a command module,
+//! turn the result into an exit code (see [`outcome`]).
+
+mod catalogue;
+mod cli;
+mod events_jsonl;
+mod graph_file;
+mod interrupt;
+mod nodes_cmd;
+mod outcome;
+mod overrides;
+mod plugins;
+mod progress;
+mod reporter;
+mod run_cmd;
+mod session;
+mod test_nodes;
+mod validate_cmd;
+mod watch_cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::interrupt::Interrupt;
+use crate::outcome::Failure;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(outcome::EXIT_EXECUTION_FAILED);
+        }
+    };
+    outcome::finish(runtime.block_on(dispatch(cli.command)))
+}
+
+async fn dispatch(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Run(args) => run_cmd::run(args, Interrupt::install()).await,
+        Command::Validate(args) => validate_cmd::run(args),
+        Command::Nodes(args) => nodes_cmd::run(args),
+        Command::Watch(args) => watch_cmd::run(args, Interrupt::install()).await,
+    }
+}

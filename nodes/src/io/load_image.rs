@@ -1,0 +1,186 @@
+//! `LoadImage`: reads an image file from the input directory into an IMAGE and a MASK.
+//!
+//! ComfyUI semantics: the image is RGB; the mask is `1 - alpha` (opaque = 0, "keep"), and an image
+//! without alpha yields a 64×64 zero mask, exactly as ComfyUI does, so graphs behave the same.
+//! The node re-runs when the file's *content* changes: its fingerprint is the file's sha256.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use omnigen_engine::{
+    BoxFuture, CheckContext, Dirs, Fingerprint, Image, InputSpec, Inputs, Mask, NodeContext,
+    NodeError, NodeOutput, NodeSchema, NodeType, Value,
+};
+use sha2::{Digest, Sha256};
+
+use super::config::IoConfig;
+use super::decode::{decode_image_file, DecodedImage};
+use super::paths::{resolve_in_dir, split_annotation, DirKind};
+
+/// Side of the empty mask ComfyUI returns for images without alpha.
+const EMPTY_MASK_SIDE: usize = 64;
+
+/// The `LoadImage` node type.
+#[derive(Debug, Clone, Default)]
+pub struct LoadImage {
+    config: IoConfig,
+}
+
+impl LoadImage {
+    /// A `LoadImage` with the given path and size policy.
+    pub fn new(config: IoConfig) -> Self {
+        Self { config }
+    }
+
+    /// Resolves the `image` input to a file path, refusing escapes from the directory.
+    /// `"name.png [output]"` reads from the output directory, as in ComfyUI.
+    fn resolve(&self, dirs: &Dirs, name: &str) -> Result<PathBuf, NodeError> {
+        let (name, kind) = split_annotation(name, DirKind::Input);
+        let base = match kind {
+            DirKind::Input => &dirs.input,
+            DirKind::Output => &dirs.output,
+            DirKind::Temp => &dirs.temp,
+        };
+        resolve_in_dir(base, name, self.config.allow_absolute_paths)
+            .map_err(|e| NodeError::input("image", e))
+    }
+
+    fn existing_file(&self, dirs: &Dirs, inputs: &Inputs) -> Result<PathBuf, NodeError> {
+        let path = self.resolve(dirs, inputs.get_str("image")?)?;
+        if !path.is_file() {
+            return Err(NodeError::input(
+                "image",
+                format!("Invalid image file: {} does not exist", path.display()),
+            ));
+        }
+        Ok(path)
+    }
+}
+
+impl NodeType for LoadImage {
+    fn schema(&self) -> NodeSchema {
+        NodeSchema::new("LoadImage")
+            .display_name("Load Image")
+            .category("image")
+            .python_module("nodes")
+            .description("Loads a PNG, JPEG or WebP image from the input directory.")
+            .required(
+                InputSpec::string("image")
+                    .option("image_upload", true)
+                    .tooltip("File name relative to the input directory."),
+            )
+            .output("IMAGE")
+            .output("MASK")
+    }
+
+    fn validate(&self, inputs: &Inputs, ctx: &CheckContext) -> Result<(), String> {
+        self.existing_file(&ctx.dirs, inputs)
+            .map(|_| ())
+            .map_err(|e| e.message)
+    }
+
+    fn fingerprint(&self, inputs: &Inputs, ctx: &CheckContext) -> Result<Fingerprint, NodeError> {
+        let path = self.existing_file(&ctx.dirs, inputs)?;
+        let bytes = std::fs::read(&path).map_err(|e| {
+            NodeError::input("image", format!("cannot read {}: {e}", path.display()))
+        })?;
+        Ok(Fingerprint::Value(hex::encode(Sha256::digest(&bytes))))
+    }
+
+    fn run<'a>(
+        &'a self,
+        inputs: Inputs,
+        ctx: NodeContext,
+    ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+        Box::pin(async move {
+            let path = self.existing_file(ctx.dirs(), &inputs)?;
+            let limits = self.config.decode_limits;
+            let decoded = ctx
+                .run_blocking(move |_| {
+                    decode_image_file(&path, limits)
+                        .map_err(|e| NodeError::from_error(&e).with_kind("ImageError"))
+                })
+                .await?;
+            let (image, mask) = to_values(decoded)?;
+            Ok(NodeOutput::new(vec![image, mask]))
+        })
+    }
+}
+
+/// Turns a decoded file into the node's IMAGE `[1,H,W,3]` and MASK outputs.
+fn to_values(decoded: DecodedImage) -> Result<(Value, Value), NodeError> {
+    let (w, h) = (decoded.width as usize, decoded.height as usize);
+    let mask = match decoded.alpha {
+        Some(alpha) => Mask::new(1, h, w, alpha.into_iter().map(|a| 1.0 - a).collect())?,
+        None => Mask::new(
+            1,
+            EMPTY_MASK_SIDE,
+            EMPTY_MASK_SIDE,
+            vec![0.0; EMPTY_MASK_SIDE * EMPTY_MASK_SIDE],
+        )?,
+    };
+    let image = Image::new(1, h, w, 3, decoded.rgb)?;
+    Ok((Value::Image(Arc::new(image)), Value::Mask(Arc::new(mask))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alpha_becomes_inverted_mask_and_no_alpha_an_empty_64_mask() {
+        let with_alpha = DecodedImage {
+            width: 2,
+            height: 1,
+            rgb: vec![0.0; 6],
+            alpha: Some(vec![1.0, 0.25]),
+        };
+        let (image, mask) = to_values(with_alpha).expect("values");
+        let Value::Mask(mask) = mask else {
+            panic!("mask")
+        };
+        assert_eq!(mask.dims(), (1, 1, 2));
+        assert_eq!(mask.data(), &[0.0, 0.75]);
+        let Value::Image(image) = image else {
+            panic!("image")
+        };
+        assert_eq!(image.dims(), (1, 1, 2, 3));
+
+        let opaque = DecodedImage {
+            width: 2,
+            height: 1,
+            rgb: vec![0.0; 6],
+            alpha: None,
+        };
+        let (_, mask) = to_values(opaque).expect("values");
+        let Value::Mask(mask) = mask else {
+            panic!("mask")
+        };
+        assert_eq!(mask.dims(), (1, 64, 64));
+        assert!(mask.data().iter().all(|v| *v == 0.0));
+    }
+
+    #[test]
+    fn escapes_and_absolute_paths_are_refused_by_default() {
+        let dirs = Dirs {
+            input: PathBuf::from("in"),
+            output: PathBuf::from("out"),
+            temp: PathBuf::from("tmp"),
+        };
+        let node = LoadImage::default();
+        assert!(node.resolve(&dirs, "../secret.png").is_err());
+        assert!(node.resolve(&dirs, "/etc/passwd").is_err());
+        assert_eq!(
+            node.resolve(&dirs, "a.png [output]").expect("annotated"),
+            PathBuf::from("out/a.png")
+        );
+        let permissive = LoadImage::new(IoConfig {
+            allow_absolute_paths: true,
+            ..IoConfig::default()
+        });
+        assert_eq!(
+            permissive.resolve(&dirs, "/abs/a.png").expect("allowed"),
+            PathBuf::from("/abs/a.png")
+        );
+    }
+}

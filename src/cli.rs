@@ -1,0 +1,171 @@
+//! Command-line arguments (clap derive). Parsing only: no behaviour lives here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Run ComfyUI-format (API) JSON graphs headlessly.
+#[derive(Debug, Parser)]
+#[command(name = "omnigen", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate and execute a graph, writing its outputs.
+    Run(RunArgs),
+    /// Check a graph against the node catalogue without running it.
+    Validate(ValidateArgs),
+    /// List the available node types.
+    Nodes(NodesArgs),
+    /// Re-run a graph every time its file is saved, re-executing only what changed.
+    Watch(WatchArgs),
+}
+
+/// Where nodes read inputs and write outputs.
+#[derive(Debug, Clone, Args)]
+pub struct DirArgs {
+    /// Directory LoadImage reads from.
+    #[arg(long, value_name = "DIR", default_value = "input")]
+    pub input_dir: PathBuf,
+    /// Directory SaveImage writes to.
+    #[arg(long, value_name = "DIR", default_value = "output")]
+    pub output_dir: PathBuf,
+    /// Directory PreviewImage writes to.
+    #[arg(long, value_name = "DIR", default_value = "temp")]
+    pub temp_dir: PathBuf,
+    /// Let LoadImage read absolute paths outside the input directory.
+    #[arg(long)]
+    pub allow_absolute_paths: bool,
+    /// Largest image width/height LoadImage accepts (guards against decompression bombs).
+    #[arg(long, value_name = "PIXELS", default_value_t = 8192)]
+    pub max_image_size: u32,
+}
+
+/// Where extra node types come from.
+#[derive(Debug, Clone, Args)]
+pub struct CatalogueArgs {
+    /// Directory of WebAssembly plugin nodes (`*.wasm`); may be repeated.
+    #[arg(long = "plugins", value_name = "DIR")]
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Register nodes used only by the test suite (a slow counting node).
+    #[arg(long, hide = true)]
+    pub test_nodes: bool,
+}
+
+/// Where the event stream goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventSink {
+    /// JSON lines on standard output (`--events jsonl` or `--events -`).
+    Stdout,
+    /// JSON lines appended to a file.
+    File(PathBuf),
+}
+
+impl std::str::FromStr for EventSink {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "jsonl" | "-" => EventSink::Stdout,
+            path => EventSink::File(PathBuf::from(path)),
+        })
+    }
+}
+
+/// Arguments of `omnigen run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The graph file (ComfyUI API format).
+    #[arg(value_name = "GRAPH.json")]
+    pub graph: PathBuf,
+    /// Override an input: `ID.INPUT=VALUE` (VALUE is parsed as JSON, else taken as a string).
+    #[arg(long = "set", value_name = "ID.INPUT=VALUE")]
+    pub overrides: Vec<String>,
+    /// Write the event stream as JSON lines: `jsonl` (or `-`) for stdout, otherwise a file path.
+    #[arg(long, value_name = "jsonl|FILE")]
+    pub events: Option<EventSink>,
+    /// Do not draw progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub dirs: DirArgs,
+    #[command(flatten)]
+    pub catalogue: CatalogueArgs,
+}
+
+/// Arguments of `omnigen validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The graph file (ComfyUI API format).
+    #[arg(value_name = "GRAPH.json")]
+    pub graph: PathBuf,
+    /// Override an input before validating: `ID.INPUT=VALUE`.
+    #[arg(long = "set", value_name = "ID.INPUT=VALUE")]
+    pub overrides: Vec<String>,
+    /// Print ComfyUI's error JSON (`{"error":…,"node_errors":…}`) instead of a readable report.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub dirs: DirArgs,
+    #[command(flatten)]
+    pub catalogue: CatalogueArgs,
+}
+
+/// Arguments of `omnigen nodes`.
+#[derive(Debug, Args)]
+pub struct NodesArgs {
+    /// Print the catalogue in ComfyUI's `/object_info` shape.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub catalogue: CatalogueArgs,
+}
+
+/// Arguments of `omnigen watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The graph file to watch, or a directory whose `*.json` graphs are all watched.
+    #[arg(value_name = "GRAPH.json|DIR")]
+    pub target: PathBuf,
+    /// Override an input on every run: `ID.INPUT=VALUE`.
+    #[arg(long = "set", value_name = "ID.INPUT=VALUE")]
+    pub overrides: Vec<String>,
+    /// Write the event stream as JSON lines: `jsonl` (or `-`) for stdout, otherwise a file path.
+    #[arg(long, value_name = "jsonl|FILE")]
+    pub events: Option<EventSink>,
+    /// Quiet period after a file change before re-running, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    pub debounce_ms: u64,
+    /// Do not draw progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub dirs: DirArgs,
+    #[command(flatten)]
+    pub catalogue: CatalogueArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn argument_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn events_flag_picks_stdout_or_file() {
+        assert_eq!("jsonl".parse::<EventSink>(), Ok(EventSink::Stdout));
+        assert_eq!("-".parse::<EventSink>(), Ok(EventSink::Stdout));
+        assert_eq!(
+            "ev.jsonl".parse::<EventSink>(),
+            Ok(EventSink::File(PathBuf::from("ev.jsonl")))
+        );
+    }
+}

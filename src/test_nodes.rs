@@ -1,0 +1,56 @@
+//! Node types registered only with the hidden `--test-nodes` flag, so the end-to-end tests can
+//! exercise progress and Ctrl-C without a real model.
+
+use std::time::Duration;
+
+use omnigen_engine::{
+    BoxFuture, InputSpec, Inputs, NodeContext, NodeError, NodeOutput, NodeSchema, NodeType,
+    Registry,
+};
+use serde_json::json;
+
+/// `TestSlowCount`: counts to `steps`, sleeping `delay_ms` per step and reporting progress, then
+/// returns the count. An output node, so a graph of just this node runs.
+struct SlowCount;
+
+impl NodeType for SlowCount {
+    fn schema(&self) -> NodeSchema {
+        NodeSchema::new("TestSlowCount")
+            .display_name("Slow Count (test)")
+            .category("testing")
+            .description("Counts slowly with progress; only registered with --test-nodes.")
+            .output_node()
+            .required(InputSpec::int("steps").default_int(10).min(1).max(100_000))
+            .required(
+                InputSpec::int("delay_ms")
+                    .default_int(100)
+                    .min(0)
+                    .max(60_000),
+            )
+            .output("INT")
+    }
+
+    fn run<'a>(
+        &'a self,
+        inputs: Inputs,
+        ctx: NodeContext,
+    ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+        Box::pin(async move {
+            let steps = inputs.get_u64("steps")?;
+            let delay = Duration::from_millis(inputs.get_u64("delay_ms")?);
+            for step in 0..steps {
+                tokio::time::sleep(delay).await;
+                ctx.progress(step + 1, steps)?;
+            }
+            Ok(
+                NodeOutput::new(vec![omnigen_engine::Value::Int(i128::from(steps))])
+                    .with_ui(json!({"text": [format!("counted to {steps}")]})),
+            )
+        })
+    }
+}
+
+/// Registers the test-only node types.
+pub fn register(registry: &Registry) {
+    registry.register(SlowCount);
+}

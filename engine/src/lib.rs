@@ -14,6 +14,7 @@ pub mod graph;
 pub mod node;
 pub mod plan;
 pub mod registry;
+mod run;
 pub mod schema;
 pub mod validate;
 pub mod value;

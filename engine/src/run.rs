@@ -1,0 +1,555 @@
+//! One run of a validated prompt: signatures, the cache partition, scheduling, events and the report.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use indexmap::IndexMap;
+use serde_json::{Map, Value as Json};
+use tokio::task::JoinSet;
+
+use crate::cache::{CachedOutput, Signature, SignatureBuilder};
+use crate::event::{now_ms, Event, EventSink, ExecutionErrorData};
+use crate::execute::{Executor, RunOptions, RunReport, RunStatus};
+use crate::graph::{NodeId, PromptRequest};
+use crate::node::{
+    CancelToken, CheckContext, Fingerprint, Inputs, NodeContext, NodeContextParts, NodeError,
+    NodeOutput,
+};
+use crate::plan::{Plan, PlannedInput};
+use crate::schema::HiddenKind;
+use crate::validate::{NodeErrors, ResolvedInput, ResolvedNode, ValidatedPrompt};
+use crate::value::Value;
+
+/// What a planned node needs in this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NodeState {
+    /// Not needed: nothing downstream runs.
+    NotNeeded,
+    /// Its outputs come from the cache.
+    Cached,
+    /// It executes.
+    Run,
+}
+
+type TaskResult = (usize, Result<NodeOutput, NodeError>);
+
+/// Each planned node's output values, once known.
+type NodeResults = Vec<Option<Arc<Vec<Value>>>>;
+
+/// The state of one run.
+pub(crate) struct Run<'e> {
+    exec: &'e Executor,
+    validated: &'e ValidatedPrompt,
+    options: &'e RunOptions,
+    prompt_id: String,
+    prompt: Arc<Json>,
+    extra_data: Arc<Json>,
+    events: EventSink,
+    abort: CancelToken,
+    started_at: Instant,
+    status: RunStatus,
+    executed: Vec<NodeId>,
+    cached: Vec<NodeId>,
+    ui_outputs: IndexMap<NodeId, Json>,
+}
+
+impl<'e> Run<'e> {
+    pub(crate) fn new(
+        exec: &'e Executor,
+        request: &PromptRequest,
+        validated: &'e ValidatedPrompt,
+        options: &'e RunOptions,
+        prompt_id: String,
+    ) -> Self {
+        Run {
+            exec,
+            validated,
+            options,
+            prompt_id,
+            prompt: Arc::clone(request.prompt.raw_arc()),
+            extra_data: Arc::new(request.extra_data.clone()),
+            events: options.events.clone(),
+            abort: options.cancel.child(),
+            started_at: Instant::now(),
+            status: RunStatus::Success,
+            executed: Vec::new(),
+            cached: Vec::new(),
+            ui_outputs: IndexMap::new(),
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        self.events.send(event);
+    }
+
+    pub(crate) async fn execute(&mut self) {
+        self.started_at = Instant::now();
+        self.emit(Event::ExecutionStart {
+            prompt_id: self.prompt_id.clone(),
+            timestamp: now_ms(),
+        });
+        let plan = match Plan::new(self.validated) {
+            Ok(p) => p,
+            Err(e) => {
+                self.cached_event();
+                let node = match &e {
+                    crate::plan::PlanError::Cycle(n)
+                    | crate::plan::PlanError::UnknownLink(n, _) => n.clone(),
+                };
+                self.fail(
+                    &node,
+                    NodeError::new(e.to_string()).with_kind("graph.DependencyCycleError"),
+                    &Inputs::new(),
+                );
+                return;
+            }
+        };
+        let n = plan.len();
+        let validated = self.validated;
+        let nodes: Vec<_> = plan.order.iter().map(|id| &validated.nodes[id]).collect();
+
+        let sigs = self.signatures(&plan, &nodes);
+        let (state, mut results, mut cached_ui) = self.partition_cached(&plan, &sigs);
+        self.cached_event();
+        for &o in &plan.outputs {
+            if let Some(ui) = cached_ui[o].take() {
+                self.executed_event(&plan.order[o], ui);
+            }
+        }
+
+        let mut waiting: Vec<usize> = (0..n)
+            .map(|i| {
+                plan.dependencies[i]
+                    .iter()
+                    .filter(|&&d| state[d] == NodeState::Run)
+                    .count()
+            })
+            .collect();
+        let mut ready: BinaryHeap<Reverse<usize>> = (0..n)
+            .filter(|&i| state[i] == NodeState::Run && waiting[i] == 0)
+            .map(Reverse)
+            .collect();
+        let mut tasks: JoinSet<TaskResult> = JoinSet::new();
+        let mut task_node: HashMap<tokio::task::Id, usize> = HashMap::new();
+        let mut inputs_of: HashMap<usize, Inputs> = HashMap::new();
+        let mut finished: VecDeque<TaskResult> = VecDeque::new();
+        let mut stopping = false;
+
+        loop {
+            while !stopping && tasks.len() < self.exec.max_concurrency {
+                let Some(Reverse(i)) = ready.pop() else { break };
+                if self.options.cancel.is_cancelled() {
+                    self.status = RunStatus::Interrupted {
+                        node_id: Some(plan.order[i].clone()),
+                    };
+                    stopping = true;
+                    break;
+                }
+                let inputs = match self.gather_inputs(nodes[i], &plan.inputs[i], &results) {
+                    Ok(inputs) => inputs,
+                    Err(e) => {
+                        self.fail(&plan.order[i], e, &Inputs::new());
+                        stopping = true;
+                        break;
+                    }
+                };
+                self.exec.cache().release_stale(&plan.order[i], &sigs[i]);
+                inputs_of.insert(i, inputs.clone());
+                // Poll once inline: trivial nodes finish here without a task hand-off; anything that
+                // waits is moved to its own task so branches overlap.
+                let mut task = Box::pin(self.node_task(i, nodes[i], inputs));
+                match poll_once(i, task.as_mut()) {
+                    Some(done) => finished.push_back(done),
+                    None => {
+                        let handle = tasks.spawn(task);
+                        task_node.insert(handle.id(), i);
+                    }
+                }
+            }
+            let (i, result) = match finished.pop_front() {
+                Some(done) => done,
+                None => match tasks.join_next_with_id().await {
+                    None => break,
+                    Some(Ok((_, done))) => done,
+                    Some(Err(join)) => {
+                        let i = task_node.get(&join.id()).copied().unwrap_or(0);
+                        (
+                            i,
+                            Err(NodeError::new(panic_message(join)).with_kind("panic")),
+                        )
+                    }
+                },
+            };
+            let id = plan.order[i].clone();
+            let inputs = inputs_of.remove(&i).unwrap_or_default();
+            match result.and_then(|out| check_output_count(nodes[i], out)) {
+                Ok(out) => {
+                    let values = Arc::new(out.values);
+                    self.exec.cache().insert(
+                        &id,
+                        sigs[i],
+                        CachedOutput {
+                            values: Arc::clone(&values),
+                            ui: out.ui.clone(),
+                        },
+                    );
+                    results[i] = Some(values);
+                    self.executed.push(id.clone());
+                    if let Some(ui) = out.ui {
+                        self.executed_event(&id, ui);
+                    }
+                    for &d in &plan.dependents[i] {
+                        if state[d] == NodeState::Run {
+                            waiting[d] -= 1;
+                            if waiting[d] == 0 {
+                                ready.push(Reverse(d));
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    // Only the first way of stopping is reported: a failure, or the user's cancel. A
+                    // sibling that stops because of either just stops.
+                    if self.status == RunStatus::Success {
+                        if e.is_cancelled() && self.options.cancel.is_cancelled() {
+                            self.status = RunStatus::Interrupted { node_id: Some(id) };
+                        } else {
+                            self.fail(&id, e, &inputs);
+                        }
+                    }
+                    stopping = true;
+                }
+            }
+            if stopping {
+                self.abort.cancel();
+            }
+        }
+        if self.status == RunStatus::Success
+            && self.options.cancel.is_cancelled()
+            && !ready.is_empty()
+        {
+            let next = ready.peek().map(|Reverse(i)| plan.order[*i].clone());
+            self.status = RunStatus::Interrupted { node_id: next };
+        }
+    }
+
+    /// Input signatures in topological order: each includes its sources' signatures.
+    fn signatures(&self, plan: &Plan, nodes: &[&ResolvedNode]) -> Vec<Signature> {
+        let mut sigs: Vec<Signature> = Vec::with_capacity(nodes.len());
+        for (i, node) in nodes.iter().enumerate() {
+            let schema = &node.node_type.schema;
+            let mut b = SignatureBuilder::new(&schema.name);
+            match &node.is_changed {
+                Some(v) => {
+                    b.is_changed(v);
+                }
+                None => {
+                    let fp = self.fingerprint(node);
+                    b.fingerprint(&fp, self.exec.nonce.fetch_add(1, Ordering::Relaxed));
+                }
+            }
+            if schema.not_idempotent || schema.has_unique_id() {
+                b.node_id(&node.id);
+            }
+            for ((name, input), planned) in node.inputs.iter().zip(&plan.inputs[i]) {
+                match (input, planned) {
+                    (ResolvedInput::Constant(v), _) => {
+                        b.constant(name, v);
+                    }
+                    (ResolvedInput::Link { .. }, PlannedInput::Link { source, slot }) => {
+                        b.link(name, &sigs[*source], *slot);
+                    }
+                    (ResolvedInput::Link { .. }, PlannedInput::Constant) => {}
+                }
+            }
+            sigs.push(b.finish());
+        }
+        sigs
+    }
+
+    /// Walks up from the outputs: a cached node supplies its outputs and cuts off its whole subtree;
+    /// every other node reached must run. Records the cached nodes for `execution_cached`.
+    #[allow(clippy::type_complexity)]
+    fn partition_cached(
+        &mut self,
+        plan: &Plan,
+        sigs: &[Signature],
+    ) -> (
+        Vec<NodeState>,
+        Vec<Option<Arc<Vec<Value>>>>,
+        Vec<Option<Json>>,
+    ) {
+        let n = plan.len();
+        let mut state = vec![NodeState::NotNeeded; n];
+        let mut results: NodeResults = vec![None; n];
+        let mut cached_ui: Vec<Option<Json>> = vec![None; n];
+        let mut cache = self.exec.cache();
+        let mut stack: Vec<usize> = plan.outputs.clone();
+        while let Some(i) = stack.pop() {
+            if state[i] != NodeState::NotNeeded {
+                continue;
+            }
+            if let Some(hit) = cache.get(&sigs[i]) {
+                state[i] = NodeState::Cached;
+                results[i] = Some(hit.values);
+                cached_ui[i] = hit.ui;
+                cache.touch_node(&plan.order[i], sigs[i]);
+            } else {
+                state[i] = NodeState::Run;
+                stack.extend(plan.dependencies[i].iter().copied());
+            }
+        }
+        for i in 0..n {
+            if state[i] == NodeState::Cached
+                || (state[i] == NodeState::NotNeeded && cache.contains(&sigs[i]))
+            {
+                self.cached.push(plan.order[i].clone());
+            }
+        }
+        (state, results, cached_ui)
+    }
+
+    fn fingerprint(&self, node: &ResolvedNode) -> Fingerprint {
+        let ctx = CheckContext {
+            node_id: node.id.0.clone(),
+            dirs: Arc::clone(self.exec.dirs()),
+        };
+        match node
+            .node_type
+            .node
+            .fingerprint(node.constant_inputs(), &ctx)
+        {
+            Ok(fp) => fp,
+            Err(e) => {
+                // As in ComfyUI, a failing IS_CHANGED means "always re-run"; the node itself will report.
+                tracing::debug!(node = %node.id, error = %e, "fingerprint failed; node will re-run");
+                Fingerprint::Always
+            }
+        }
+    }
+
+    fn gather_inputs(
+        &self,
+        node: &ResolvedNode,
+        planned: &[PlannedInput],
+        results: &[Option<Arc<Vec<Value>>>],
+    ) -> Result<Inputs, NodeError> {
+        let mut inputs = Inputs::new();
+        for ((name, input), p) in node.inputs.iter().zip(planned) {
+            let value = match (input, p) {
+                (ResolvedInput::Constant(v), _) => v.clone(),
+                (ResolvedInput::Link { node: src, .. }, PlannedInput::Link { source, slot }) => {
+                    results[*source]
+                        .as_ref()
+                        .and_then(|vals| vals.get(*slot))
+                        .cloned()
+                        .ok_or_else(|| {
+                            NodeError::input(name, format!("no value from node {src} slot {slot}"))
+                        })?
+                }
+                (ResolvedInput::Link { node: src, .. }, PlannedInput::Constant) => {
+                    return Err(NodeError::input(
+                        name,
+                        format!("link to node {src} was not planned"),
+                    ))
+                }
+            };
+            inputs.insert(name.clone(), value);
+        }
+        for hidden in &node.node_type.schema.hidden {
+            let value = match &hidden.kind {
+                HiddenKind::Prompt => Value::Json((*self.prompt).clone()),
+                HiddenKind::ExtraPngInfo => Value::Json(
+                    self.extra_data
+                        .get("extra_pnginfo")
+                        .cloned()
+                        .unwrap_or(Json::Null),
+                ),
+                HiddenKind::UniqueId => Value::String(node.id.0.clone()),
+                HiddenKind::Other(magic) => match self.extra_data.get(magic.to_ascii_lowercase()) {
+                    Some(v) => Value::Json(v.clone()),
+                    None => continue,
+                },
+            };
+            inputs.insert(hidden.name.clone(), value);
+        }
+        Ok(inputs)
+    }
+
+    fn node_task(
+        &self,
+        index: usize,
+        node: &ResolvedNode,
+        inputs: Inputs,
+    ) -> impl std::future::Future<Output = TaskResult> + Send + 'static {
+        let implementation = Arc::clone(&node.node_type.node);
+        let resource = implementation
+            .exclusive_resource(node.constant_inputs())
+            .map(|r| self.exec.resource_lock(&r));
+        let ctx = NodeContext::new(NodeContextParts {
+            prompt_id: self.prompt_id.clone(),
+            node_id: node.id.0.clone(),
+            class_type: node.node_type.schema.name.clone(),
+            dirs: Arc::clone(self.exec.dirs()),
+            prompt: Arc::clone(&self.prompt),
+            extra_data: Arc::clone(&self.extra_data),
+            events: self.events.clone(),
+            cancel: self.abort.clone(),
+        });
+        let events = self.events.clone();
+        async move {
+            let _held = match resource {
+                Some(lock) => Some(lock.lock_owned().await),
+                None => None,
+            };
+            if ctx.is_cancelled() {
+                return (index, Err(NodeError::cancelled()));
+            }
+            events.send(Event::Executing {
+                node: Some(ctx.node_id().to_string()),
+                display_node: Some(ctx.node_id().to_string()),
+                prompt_id: ctx.prompt_id().to_string(),
+            });
+            (index, implementation.run(inputs, ctx).await)
+        }
+    }
+
+    fn cached_event(&self) {
+        self.emit(Event::ExecutionCached {
+            nodes: self.cached.iter().map(|n| n.0.clone()).collect(),
+            prompt_id: self.prompt_id.clone(),
+            timestamp: now_ms(),
+        });
+    }
+
+    fn executed_event(&mut self, id: &NodeId, ui: Json) {
+        self.ui_outputs.insert(id.clone(), ui.clone());
+        self.emit(Event::Executed {
+            node: id.0.clone(),
+            display_node: id.0.clone(),
+            output: ui,
+            prompt_id: self.prompt_id.clone(),
+        });
+    }
+
+    fn fail(&mut self, id: &NodeId, error: NodeError, inputs: &Inputs) {
+        let node_type = self
+            .validated
+            .nodes
+            .get(id)
+            .map(|n| n.node_type.schema.name.clone())
+            .unwrap_or_default();
+        let current_inputs: Map<String, Json> = inputs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Json::Array(vec![v.summary()])))
+            .collect();
+        self.status = RunStatus::Failed(Box::new(ExecutionErrorData {
+            prompt_id: self.prompt_id.clone(),
+            node_id: id.0.clone(),
+            node_type,
+            executed: self.done_ids(),
+            exception_message: error.message,
+            exception_type: error.kind,
+            traceback: error.details,
+            current_inputs,
+            current_outputs: Vec::new(),
+            timestamp: now_ms(),
+        }));
+    }
+
+    fn done_ids(&self) -> Vec<String> {
+        self.cached
+            .iter()
+            .chain(&self.executed)
+            .map(|n| n.0.clone())
+            .collect()
+    }
+
+    pub(crate) fn finish(self, node_errors: IndexMap<NodeId, NodeErrors>) -> RunReport {
+        match &self.status {
+            RunStatus::Success => self.emit(Event::ExecutionSuccess {
+                prompt_id: self.prompt_id.clone(),
+                timestamp: now_ms(),
+            }),
+            RunStatus::Failed(data) => self.emit(Event::ExecutionError((**data).clone())),
+            RunStatus::Interrupted { node_id } => self.emit(Event::ExecutionInterrupted {
+                prompt_id: self.prompt_id.clone(),
+                node_id: node_id.as_ref().map(|n| n.0.clone()),
+                node_type: node_id
+                    .as_ref()
+                    .and_then(|n| self.validated.nodes.get(n))
+                    .map(|n| n.node_type.schema.name.clone()),
+                executed: self.done_ids(),
+                timestamp: now_ms(),
+            }),
+        }
+        self.emit(Event::Executing {
+            node: None,
+            display_node: None,
+            prompt_id: self.prompt_id.clone(),
+        });
+        RunReport {
+            prompt_id: self.prompt_id,
+            status: self.status,
+            executed: self.executed,
+            cached: self.cached,
+            ui_outputs: self.ui_outputs,
+            node_errors,
+            started_at: self.started_at,
+            finished_at: Instant::now(),
+        }
+    }
+}
+
+fn check_output_count(node: &ResolvedNode, out: NodeOutput) -> Result<NodeOutput, NodeError> {
+    let declared = node.node_type.schema.outputs.len();
+    if out.values.len() == declared {
+        Ok(out)
+    } else {
+        Err(NodeError::new(format!(
+            "node returned {} output values but its schema declares {declared}",
+            out.values.len()
+        ))
+        .with_kind("OutputCountMismatch"))
+    }
+}
+
+/// Polls a node's future once with a no-op waker; a panic becomes a failed result.
+fn poll_once(
+    index: usize,
+    task: std::pin::Pin<&mut (impl std::future::Future<Output = TaskResult> + ?Sized)>,
+) -> Option<TaskResult> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.poll(&mut cx))) {
+        Ok(std::task::Poll::Ready(done)) => Some(done),
+        Ok(std::task::Poll::Pending) => None,
+        Err(payload) => Some((
+            index,
+            Err(
+                NodeError::new(format!("node panicked: {}", panic_text(&*payload)))
+                    .with_kind("panic"),
+            ),
+        )),
+    }
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+fn panic_message(join: tokio::task::JoinError) -> String {
+    if join.is_cancelled() {
+        return "node task was cancelled".into();
+    }
+    match join.try_into_panic() {
+        Ok(payload) => format!("node panicked: {}", panic_text(&*payload)),
+        Err(e) => format!("node task failed: {e}"),
+    }
+}

@@ -57,7 +57,9 @@ impl Attention {
     }
 
     fn heads(&self, x: &Tensor, b: usize, s: usize) -> Result<Tensor> {
-        Ok(x.reshape((b, s, self.n_heads, self.head_dim))?.transpose(1, 2)?.contiguous()?)
+        Ok(x.reshape((b, s, self.n_heads, self.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()?)
     }
 
     /// `x` `[B,Sq,C]`; `cos`/`sin` `[B,Sq,D/2]`; `mask` additive `[B,1,Sq,Sk]` where `Sk` covers cached
@@ -96,7 +98,11 @@ impl Attention {
                     (k, v, mask.clone())
                 }
             }
-            LayerCache::Read((ck, cv)) => (Tensor::cat(&[ck, &k], 2)?, Tensor::cat(&[cv, &v], 2)?, mask.clone()),
+            LayerCache::Read((ck, cv)) => (
+                Tensor::cat(&[ck, &k], 2)?,
+                Tensor::cat(&[cv, &v], 2)?,
+                mask.clone(),
+            ),
         };
         let y = attend(&q, &keys, &values, &mask)?;
         let y = y.transpose(1, 2)?.reshape((b, s, c))?;
@@ -114,7 +120,12 @@ pub(crate) fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask) -> Res
     if r == sq {
         return attend_rows(q, k, v, Some(&mask.additive));
     }
-    let masked = attend_rows(&q.narrow(2, 0, r)?, k, v, Some(&mask.additive.narrow(2, 0, r)?))?;
+    let masked = attend_rows(
+        &q.narrow(2, 0, r)?,
+        k,
+        v,
+        Some(&mask.additive.narrow(2, 0, r)?),
+    )?;
     let free = attend_rows(&q.narrow(2, r, sq - r)?, k, v, None)?;
     Ok(Tensor::cat(&[masked, free], 2)?)
 }

@@ -94,7 +94,9 @@ impl OmniGenConfig {
 
     /// Checks the invariants the implementation relies on.
     pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
             return Err(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
@@ -108,8 +110,11 @@ impl OmniGenConfig {
                 ));
             }
         }
-        if self.head_dim() % 2 != 0 {
-            return Err(format!("head dim {} must be even for RoPE", self.head_dim()));
+        if !self.head_dim().is_multiple_of(2) {
+            return Err(format!(
+                "head dim {} must be even for RoPE",
+                self.head_dim()
+            ));
         }
         if let Some(rs) = &self.rope_scaling {
             if rs.kind != "su" && rs.kind != "longrope" {

@@ -26,7 +26,11 @@ impl DTypeChoice {
             "f32" | "float32" | "fp32" => Self::F32,
             "bf16" | "bfloat16" => Self::BF16,
             "f16" | "float16" | "fp16" | "half" => Self::F16,
-            other => return Err(Error::Input(format!("unknown dtype `{other}` (expected auto, f32 or bf16)"))),
+            other => {
+                return Err(Error::Input(format!(
+                    "unknown dtype `{other}` (expected auto, f32 or bf16)"
+                )))
+            }
         })
     }
 
@@ -76,7 +80,9 @@ impl DeviceChoice {
         } else if let Some(rest) = s.strip_prefix("metal") {
             Ok(Self::Metal(index(rest)?))
         } else {
-            Err(Error::Input(format!("unknown device `{s}` (expected auto, cpu, cuda:N or metal:N)")))
+            Err(Error::Input(format!(
+                "unknown device `{s}` (expected auto, cpu, cuda:N or metal:N)"
+            )))
         }
     }
 
@@ -120,7 +126,10 @@ mod tests {
         assert!(DeviceChoice::parse("cuda:x").is_err());
         assert_eq!(DTypeChoice::parse("bfloat16")?, DTypeChoice::BF16);
         assert_eq!(DTypeChoice::Auto.resolve(&Device::Cpu)?, DType::F32);
-        assert!(matches!(DTypeChoice::F16.resolve(&Device::Cpu), Err(Error::F16Unsupported)));
+        assert!(matches!(
+            DTypeChoice::F16.resolve(&Device::Cpu),
+            Err(Error::F16Unsupported)
+        ));
         Ok(())
     }
 }

@@ -99,7 +99,9 @@ impl TimestepEmbedder {
         let half = TIMESTEP_FREQ_DIM / 2;
         // torch: exp(-ln(10000) * arange(0, half, f32) / half), all in f32.
         let neg_ln = -(10000f64.ln()) as f32;
-        let freqs = (0..half).map(|i| (neg_ln * i as f32 / half as f32).exp()).collect();
+        let freqs = (0..half)
+            .map(|i| (neg_ln * i as f32 / half as f32).exp())
+            .collect();
         Ok(Self {
             mlp0: Linear::new(TIMESTEP_FREQ_DIM, hidden, true, &vb.pp("mlp").pp(0))?,
             mlp2: Linear::new(hidden, hidden, true, &vb.pp("mlp").pp(2))?,
@@ -110,7 +112,10 @@ impl TimestepEmbedder {
     /// `t` `[B]` (f32, values in [0,1]) → `[B,C]` in `dtype`.
     pub fn forward(&self, t: &Tensor, dtype: DType) -> Result<Tensor> {
         let freqs = Tensor::from_slice(&self.freqs, (1, self.freqs.len()), t.device())?;
-        let args = t.to_dtype(DType::F32)?.unsqueeze(1)?.broadcast_mul(&freqs)?;
+        let args = t
+            .to_dtype(DType::F32)?
+            .unsqueeze(1)?
+            .broadcast_mul(&freqs)?;
         let emb = Tensor::cat(&[args.cos()?, args.sin()?], 1)?.to_dtype(dtype)?;
         let h = candle_nn::ops::silu(&self.mlp0.forward(&emb)?)?;
         self.mlp2.forward(&h)

@@ -27,7 +27,9 @@ impl FinalLayer {
     pub fn forward(&self, x: &Tensor, c: &Tensor) -> Result<Tensor> {
         let m = self.ada_ln.forward(&candle_nn::ops::silu(c)?)?;
         let shift = m.narrow(D::Minus1, 0, self.hidden)?.unsqueeze(1)?;
-        let scale = m.narrow(D::Minus1, self.hidden, self.hidden)?.unsqueeze(1)?;
+        let scale = m
+            .narrow(D::Minus1, self.hidden, self.hidden)?
+            .unsqueeze(1)?;
         let y = layer_norm_no_affine(x, 1e-6)?;
         let y = y.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(&shift)?;
         self.linear.forward(&y)

@@ -9,7 +9,10 @@ use crate::error::{Error, Result};
 pub fn to_rgb8(pixels: &Tensor) -> Result<Vec<image::RgbImage>> {
     let (b, c, h, w) = pixels.dims4()?;
     if c != 3 {
-        return Err(Error::Input(format!("expected 3 channels, got {:?}", pixels.dims())));
+        return Err(Error::Input(format!(
+            "expected 3 channels, got {:?}",
+            pixels.dims()
+        )));
     }
     let data = pixels
         .to_dtype(DType::F32)?

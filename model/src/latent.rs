@@ -13,7 +13,10 @@ impl Latent {
     /// Wraps a `[B,c,h,w]` tensor (converted to f32).
     pub fn new(t: Tensor) -> Result<Self> {
         if t.rank() != 4 {
-            return Err(Error::Input(format!("a latent must be [B,c,h,w], got {:?}", t.dims())));
+            return Err(Error::Input(format!(
+                "a latent must be [B,c,h,w], got {:?}",
+                t.dims()
+            )));
         }
         Ok(Self(t.to_dtype(DType::F32)?))
     }

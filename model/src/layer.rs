@@ -2,7 +2,7 @@
 
 use candle_core::{Tensor, D};
 
-use crate::attention::{AttnMask, Attention, LayerCache};
+use crate::attention::{Attention, AttnMask, LayerCache};
 use crate::config::OmniGenConfig;
 use crate::error::Result;
 use crate::kv_cache::CacheUse;
@@ -31,7 +31,8 @@ impl Mlp {
         let gu = self.gate_up_proj.forward(x)?;
         let gate = gu.narrow(D::Minus1, 0, self.inter)?;
         let up = gu.narrow(D::Minus1, self.inter, self.inter)?;
-        self.down_proj.forward(&(up * candle_nn::ops::silu(&gate)?)?)
+        self.down_proj
+            .forward(&(up * candle_nn::ops::silu(&gate)?)?)
     }
 }
 
@@ -51,16 +52,29 @@ impl DecoderLayer {
             self_attn: Attention::new(h, cfg.num_attention_heads, &vb.pp("self_attn"))?,
             mlp: Mlp::new(cfg, &vb.pp("mlp"))?,
             input_layernorm: RmsNorm::new(h, cfg.rms_norm_eps, &vb.pp("input_layernorm"))?,
-            post_attention_layernorm: RmsNorm::new(h, cfg.rms_norm_eps, &vb.pp("post_attention_layernorm"))?,
+            post_attention_layernorm: RmsNorm::new(
+                h,
+                cfg.rms_norm_eps,
+                &vb.pp("post_attention_layernorm"),
+            )?,
         })
     }
 
-    fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, mask: &AttnMask, cache: LayerCache) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &AttnMask,
+        cache: LayerCache,
+    ) -> Result<Tensor> {
         let a = self
             .self_attn
             .forward(&self.input_layernorm.forward(x)?, cos, sin, mask, cache)?;
         let x = (x + a)?;
-        let m = self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?;
+        let m = self
+            .mlp
+            .forward(&self.post_attention_layernorm.forward(&x)?)?;
         Ok((x + m)?)
     }
 }
@@ -75,7 +89,9 @@ pub struct Phi3Decoder {
 
 impl Phi3Decoder {
     pub(crate) fn new(cfg: &OmniGenConfig, vb: &Vb) -> Result<Self> {
-        let embed_tokens = vb.pp("embed_tokens").get(&[cfg.vocab_size, cfg.hidden_size], "weight")?;
+        let embed_tokens = vb
+            .pp("embed_tokens")
+            .get(&[cfg.vocab_size, cfg.hidden_size], "weight")?;
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| DecoderLayer::new(cfg, &vb.pp("layers").pp(i)))
             .collect::<Result<Vec<_>>>()?;
@@ -129,9 +145,15 @@ impl Phi3Decoder {
             }
             CacheUse::Read(cache) => {
                 for (i, layer) in self.layers.iter().enumerate() {
-                    let kv = cache.layers.get(i).and_then(|l| l.as_ref()).ok_or_else(|| {
-                        crate::error::Error::Input(format!("KV cache has no entry for layer {i}: fill it first"))
-                    })?;
+                    let kv = cache
+                        .layers
+                        .get(i)
+                        .and_then(|l| l.as_ref())
+                        .ok_or_else(|| {
+                            crate::error::Error::Input(format!(
+                                "KV cache has no entry for layer {i}: fill it first"
+                            ))
+                        })?;
                     h = layer.forward(&h, cos, sin, mask, LayerCache::Read(kv))?;
                 }
             }

@@ -90,11 +90,12 @@ pub fn merge_lora(tr: &mut Transformer, dir: &Path, scale: f64) -> Result<usize>
         let a_name = format!("{key}.lora_A.weight");
         let b_name = format!("{key}.lora_B.weight");
         let load = |n: &str| -> Result<candle_core::Tensor> {
-            file.load(n, DType::F32, &Device::Cpu)?.ok_or_else(|| Error::MissingTensor {
-                name: n.to_string(),
-                expected: vec![],
-                source_desc: format!("`{}`", file.path().display()),
-            })
+            file.load(n, DType::F32, &Device::Cpu)?
+                .ok_or_else(|| Error::MissingTensor {
+                    name: n.to_string(),
+                    expected: vec![],
+                    source_desc: format!("`{}`", file.path().display()),
+                })
         };
         let (a, b) = (load(&a_name)?, load(&b_name)?);
         let linear = linear_mut(tr, module).ok_or_else(|| Error::Input(format!(

@@ -16,7 +16,11 @@ impl Linear {
     /// Loads `weight` `[out, in]` (and `bias` `[out]` when `bias` is true) under `vb`.
     pub(crate) fn new(in_dim: usize, out_dim: usize, bias: bool, vb: &Vb) -> Result<Self> {
         let w = vb.get(&[out_dim, in_dim], "weight")?;
-        let b = if bias { Some(vb.get(&[out_dim], "bias")?) } else { None };
+        let b = if bias {
+            Some(vb.get(&[out_dim], "bias")?)
+        } else {
+            None
+        };
         Ok(Self::from_parts(w, b))
     }
 
@@ -36,7 +40,8 @@ impl Linear {
     /// weight's dtype).
     pub fn add_to_weight(&mut self, delta: &Tensor) -> Result<()> {
         let w = self.inner.weight();
-        let merged = (w.to_dtype(DType::F32)? + delta.to_dtype(DType::F32)?)?.to_dtype(w.dtype())?;
+        let merged =
+            (w.to_dtype(DType::F32)? + delta.to_dtype(DType::F32)?)?.to_dtype(w.dtype())?;
         self.inner = candle_nn::Linear::new(merged, self.inner.bias().cloned());
         Ok(())
     }

@@ -10,7 +10,9 @@ use crate::device::{DTypeChoice, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::latent::Latent;
 use crate::processor::{Processor, PromptInput, PromptRequest, DEFAULT_NEGATIVE_PROMPT};
-use crate::sampler::{sample_loop, BranchBatch, CfgMode, KvCacheMode, LoopInputs, LoopOptions, StepProgress};
+use crate::sampler::{
+    sample_loop, BranchBatch, CfgMode, KvCacheMode, LoopInputs, LoopOptions, StepProgress,
+};
 use crate::scheduler::sigmas;
 use crate::transformer::Transformer;
 use crate::weights::{Layout, Weights};
@@ -61,7 +63,11 @@ impl ModelFiles {
         let (config, weights, tokenizer) = if diffusers {
             let t = dir.join("transformer");
             let w = safetensors_in(&t)?;
-            (t.join("config.json"), w, dir.join("tokenizer").join("tokenizer.json"))
+            (
+                t.join("config.json"),
+                w,
+                dir.join("tokenizer").join("tokenizer.json"),
+            )
         } else {
             let single = dir.join("model.safetensors");
             let w = if single.is_file() {
@@ -78,10 +84,15 @@ impl ModelFiles {
             )));
         }
         if weights.is_empty() {
-            return Err(missing("no `.safetensors` weight file next to the config".into()));
+            return Err(missing(
+                "no `.safetensors` weight file next to the config".into(),
+            ));
         }
         if !tokenizer.is_file() {
-            return Err(missing(format!("no tokenizer at `{}`", tokenizer.display())));
+            return Err(missing(format!(
+                "no tokenizer at `{}`",
+                tokenizer.display()
+            )));
         }
         Ok(Self {
             config,
@@ -138,7 +149,9 @@ impl Prompt {
 
     /// The negative prompt in effect.
     pub fn negative(&self) -> &str {
-        self.negative_prompt.as_deref().unwrap_or(DEFAULT_NEGATIVE_PROMPT)
+        self.negative_prompt
+            .as_deref()
+            .unwrap_or(DEFAULT_NEGATIVE_PROMPT)
     }
 }
 
@@ -203,11 +216,17 @@ impl OmniGen {
             return Err(Error::F16Unsupported);
         }
         if !matches!(dtype, DType::F32 | DType::BF16) {
-            return Err(Error::Input(format!("dtype {dtype:?} is not supported (use f32 or bf16)")));
+            return Err(Error::Input(format!(
+                "dtype {dtype:?} is not supported (use f32 or bf16)"
+            )));
         }
         let files = ModelFiles::discover(dir)?;
         let cfg = OmniGenConfig::from_file(&files.config)?;
-        let layout = if files.diffusers { Layout::Diffusers } else { Layout::Official };
+        let layout = if files.diffusers {
+            Layout::Diffusers
+        } else {
+            Layout::Official
+        };
         let weights = Weights::open(&files.weights, layout, dtype, device)?;
         let transformer = Transformer::new(&cfg, &weights.root())?;
         drop(weights); // unmap the checkpoint
@@ -252,7 +271,11 @@ impl OmniGen {
 
     /// Turns a prompt into per-branch model inputs for an output of `opts`' size. Returns the inputs and the
     /// output size `(height, width)` in pixels.
-    pub fn prepare(&self, prompt: &Prompt, opts: &SampleOptions) -> Result<(LoopInputs, (usize, usize))> {
+    pub fn prepare(
+        &self,
+        prompt: &Prompt,
+        opts: &SampleOptions,
+    ) -> Result<(LoopInputs, (usize, usize))> {
         let sizes: Vec<(usize, usize)> = prompt.images.iter().map(Latent::pixel_size).collect();
         let req = PromptRequest {
             prompts: vec![PromptInput::new(prompt.instruction.clone(), sizes)],

@@ -69,9 +69,18 @@ impl LongRope {
 
     /// cos and sin of shape `[B, Sq, head_dim/2]` in `dtype` for `position_ids` `[B, Sq]` (any integer or
     /// float dtype) in a forward whose total key length is `kv_len`.
-    pub fn cos_sin(&self, position_ids: &Tensor, kv_len: usize, dtype: DType) -> Result<(Tensor, Tensor)> {
+    pub fn cos_sin(
+        &self,
+        position_ids: &Tensor,
+        kv_len: usize,
+        dtype: DType,
+    ) -> Result<(Tensor, Tensor)> {
         let device: &Device = position_ids.device();
-        let inv = if self.uses_long(kv_len) { &self.inv_long } else { &self.inv_short };
+        let inv = if self.uses_long(kv_len) {
+            &self.inv_long
+        } else {
+            &self.inv_short
+        };
         let inv = Tensor::from_slice(inv, (1, 1, inv.len()), device)?;
         let pos = position_ids.to_dtype(DType::F32)?.unsqueeze(2)?;
         let freqs = pos.broadcast_mul(&inv)?;

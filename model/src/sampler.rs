@@ -85,7 +85,11 @@ pub struct LoopOptions {
 }
 
 /// Combines branch outputs in the reference's operation order, each op rounded to the model dtype.
-pub fn combine_cfg(outs: &[Tensor], guidance_scale: f64, img_guidance_scale: f64) -> Result<Tensor> {
+pub fn combine_cfg(
+    outs: &[Tensor],
+    guidance_scale: f64,
+    img_guidance_scale: f64,
+) -> Result<Tensor> {
     match outs {
         [only] => Ok(only.clone()),
         [cond, uncond] => {
@@ -98,7 +102,10 @@ pub fn combine_cfg(outs: &[Tensor], guidance_scale: f64, img_guidance_scale: f64
             let d = (cond - img_cond)?;
             Ok((c + scale_like_torch(&d, guidance_scale)?)?)
         }
-        _ => Err(Error::Input(format!("{} CFG branches (expected 1 to 3)", outs.len()))),
+        _ => Err(Error::Input(format!(
+            "{} CFG branches (expected 1 to 3)",
+            outs.len()
+        ))),
     }
 }
 
@@ -106,7 +113,9 @@ pub fn combine_cfg(outs: &[Tensor], guidance_scale: f64, img_guidance_scale: f64
 fn cached_view(batch: &BranchBatch, n: usize) -> Result<(Tensor, Tensor)> {
     let s = batch.position_ids.dim(D::Minus1)?;
     if n > s {
-        return Err(Error::Input(format!("{n} image+time tokens exceed the sequence length {s}")));
+        return Err(Error::Input(format!(
+            "{n} image+time tokens exceed the sequence length {s}"
+        )));
     }
     let mask = batch.attention_mask.narrow(1, s - n, n)?.contiguous()?;
     let pos = batch.position_ids.narrow(1, s - n, n)?.contiguous()?;
@@ -154,7 +163,11 @@ pub fn sample_loop(
         let mut outs = Vec::with_capacity(inputs.n_branches);
         for (bi, batch) in inputs.batches.iter().enumerate() {
             let rows = batch.input_ids.dim(0)?;
-            let x = if rows == b { z.clone() } else { Tensor::cat(&vec![&z; rows / b.max(1)], 0)? };
+            let x = if rows == b {
+                z.clone()
+            } else {
+                Tensor::cat(&vec![&z; rows / b.max(1)], 0)?
+            };
             let mut t = Tensor::full(sigma, rows, &device)?;
             if inputs.cfg == CfgMode::Separate && dtype != DType::F32 {
                 // forward_with_separate_cfg casts t to the latent dtype before embedding it.
@@ -171,7 +184,11 @@ pub fn sample_loop(
             };
             let out = match (opts.kv_cache, i) {
                 (KvCacheMode::Off, _) => model.forward(&full)?,
-                (mode, 0) => model.forward_fill_cache(&full, &mut caches[bi], mode == KvCacheMode::Reference)?,
+                (mode, 0) => model.forward_fill_cache(
+                    &full,
+                    &mut caches[bi],
+                    mode == KvCacheMode::Reference,
+                )?,
                 _ => {
                     let (mask, pos) = &cached_views[bi];
                     let cached = ForwardInput {

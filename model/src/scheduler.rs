@@ -11,7 +11,7 @@ pub fn linspace01(n: usize) -> Vec<f32> {
         return vec![0.0];
     }
     let step = 1.0f32 / n as f32;
-    let half = (n + 1) / 2;
+    let half = n.div_ceil(2);
     (0..=n)
         .map(|i| {
             if i < half {

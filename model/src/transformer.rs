@@ -131,7 +131,12 @@ impl Transformer {
     }
 
     /// Text embeddings `[B,T,C]` with every image span overwritten by its condition-image tokens.
-    fn condition_embeddings(&self, ids: &Tensor, latents: &[Tensor], spans: &[ImageSpan]) -> Result<Tensor> {
+    fn condition_embeddings(
+        &self,
+        ids: &Tensor,
+        latents: &[Tensor],
+        spans: &[ImageSpan],
+    ) -> Result<Tensor> {
         let cond = self.llm.embed(ids)?;
         if spans.is_empty() {
             return Ok(cond);
@@ -148,11 +153,16 @@ impl Transformer {
         for row in 0..b {
             let mut pieces = Vec::new();
             let mut at = 0;
-            let mut row_spans: Vec<(usize, &ImageSpan)> =
-                spans.iter().enumerate().filter(|(_, s)| s.row == row).collect();
+            let mut row_spans: Vec<(usize, &ImageSpan)> = spans
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.row == row)
+                .collect();
             row_spans.sort_by_key(|(_, s)| s.start);
             for (k, span) in row_spans {
-                let tokens = self.image_tokens(&self.input_x_embedder, &latents[k])?.squeeze(0)?;
+                let tokens = self
+                    .image_tokens(&self.input_x_embedder, &latents[k])?
+                    .squeeze(0)?;
                 let n = tokens.dim(0)?;
                 if span.start < at || span.end > t || span.end - span.start != n {
                     return Err(Error::Input(format!(
@@ -190,11 +200,15 @@ impl Transformer {
         let (b, _, h, w) = input.x.dims4()?;
         let p = self.cfg.patch_size;
         let n_img = (h / p) * (w / p);
-        let time_tok = self.time_token.forward(input.timestep, self.dtype)?.unsqueeze(1)?;
+        let time_tok = self
+            .time_token
+            .forward(input.timestep, self.dtype)?
+            .unsqueeze(1)?;
         let x_tokens = self.image_tokens(&self.x_embedder, input.x)?;
         let seq = match input.input_ids {
             Some(ids) => {
-                let cond = self.condition_embeddings(ids, input.condition_latents, input.image_spans)?;
+                let cond =
+                    self.condition_embeddings(ids, input.condition_latents, input.image_spans)?;
                 Tensor::cat(&[&cond, &time_tok, &x_tokens], 1)?
             }
             None => Tensor::cat(&[&time_tok, &x_tokens], 1)?,
@@ -260,9 +274,15 @@ impl Transformer {
 
     /// One forward call on a filled cache: `input_ids` must be `None`, mask and positions cover only the
     /// time and image tokens as queries.
-    pub fn forward_cached(&self, input: &ForwardInput, cache: &crate::kv_cache::KvCache) -> Result<Tensor> {
+    pub fn forward_cached(
+        &self,
+        input: &ForwardInput,
+        cache: &crate::kv_cache::KvCache,
+    ) -> Result<Tensor> {
         if !cache.is_filled() {
-            return Err(Error::Input("forward_cached needs a cache filled by a first step".into()));
+            return Err(Error::Input(
+                "forward_cached needs a cache filled by a first step".into(),
+            ));
         }
         self.forward_with(input, CacheUse::Read(cache))
     }
@@ -271,7 +291,10 @@ impl Transformer {
 /// The first query row `r` such that every row `r..` of every batch entry of a 0/1 mask `[B,Sq,Sk]` is all
 /// ones (`Sq` when the last row is masked somewhere).
 fn first_unmasked_row(mask01: &Tensor) -> Result<usize> {
-    let row_min = mask01.to_dtype(DType::F32)?.min(candle_core::D::Minus1)?.min(0)?;
+    let row_min = mask01
+        .to_dtype(DType::F32)?
+        .min(candle_core::D::Minus1)?
+        .min(0)?;
     let rows = row_min.to_vec1::<f32>()?;
     Ok(rows.iter().rposition(|&m| m < 0.5).map_or(0, |i| i + 1))
 }

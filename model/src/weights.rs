@@ -54,7 +54,10 @@ impl SafetensorsFile {
             message,
         };
         if mmap.len() < 8 {
-            return Err(bad(format!("file is {} bytes, too short for a header", mmap.len())));
+            return Err(bad(format!(
+                "file is {} bytes, too short for a header",
+                mmap.len()
+            )));
         }
         let mut n = [0u8; 8];
         n.copy_from_slice(&mmap[..8]);
@@ -62,16 +65,25 @@ impl SafetensorsFile {
         let data_start = header_len
             .checked_add(8)
             .filter(|&e| e <= mmap.len())
-            .ok_or_else(|| bad(format!("header length {header_len} exceeds the file size {}", mmap.len())))?;
-        let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&mmap[8..data_start])
-            .map_err(|e| bad(format!("header is not a JSON object: {e}")))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "header length {header_len} exceeds the file size {}",
+                    mmap.len()
+                ))
+            })?;
+        let header: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&mmap[8..data_start])
+                .map_err(|e| bad(format!("header is not a JSON object: {e}")))?;
         let data_len = mmap.len() - data_start;
         let mut tensors = HashMap::new();
         for (name, v) in header {
             if name == "__metadata__" {
                 continue;
             }
-            let field = |k: &str| v.get(k).ok_or_else(|| bad(format!("tensor `{name}` lacks `{k}`")));
+            let field = |k: &str| {
+                v.get(k)
+                    .ok_or_else(|| bad(format!("tensor `{name}` lacks `{k}`")))
+            };
             let dtype_s = field("dtype")?.as_str().unwrap_or_default().to_string();
             let dtype = parse_dtype(&dtype_s)
                 .ok_or_else(|| bad(format!("tensor `{name}` has unsupported dtype `{dtype_s}`")))?;
@@ -85,7 +97,11 @@ impl SafetensorsFile {
             let offsets = as_usizes("data_offsets")?;
             let (start, end) = match offsets[..] {
                 [s, e] if s <= e => (s, e),
-                _ => return Err(bad(format!("tensor `{name}` has malformed data_offsets {offsets:?}"))),
+                _ => {
+                    return Err(bad(format!(
+                        "tensor `{name}` has malformed data_offsets {offsets:?}"
+                    )))
+                }
             };
             if end > data_len {
                 return Err(bad(format!(
@@ -100,7 +116,15 @@ impl SafetensorsFile {
                     end - start
                 )));
             }
-            tensors.insert(name, TensorInfo { dtype, shape, start, end });
+            tensors.insert(
+                name,
+                TensorInfo {
+                    dtype,
+                    shape,
+                    start,
+                    end,
+                },
+            );
         }
         Ok(Self {
             path: path.to_path_buf(),
@@ -169,7 +193,10 @@ impl Layout {
         let fixed = [
             ("pos_embed", "patch_embedding.pos_embed"),
             ("x_embedder.proj.", "patch_embedding.output_image_proj."),
-            ("input_x_embedder.proj.", "patch_embedding.input_image_proj."),
+            (
+                "input_x_embedder.proj.",
+                "patch_embedding.input_image_proj.",
+            ),
             ("time_token.mlp.0.", "time_token.linear_1."),
             ("time_token.mlp.2.", "time_token.linear_2."),
             ("t_embedder.mlp.0.", "t_embedder.linear_1."),
@@ -224,7 +251,11 @@ impl Weights {
     }
 
     fn describe(&self) -> String {
-        let names: Vec<String> = self.files.iter().map(|f| format!("`{}`", f.path().display())).collect();
+        let names: Vec<String> = self
+            .files
+            .iter()
+            .map(|f| format!("`{}`", f.path().display()))
+            .collect();
         names.join(", ")
     }
 
@@ -232,7 +263,13 @@ impl Weights {
         self.files.iter().find(|f| f.info(stored).is_some())
     }
 
-    fn load_stored(&self, official: &str, stored: &str, expected: &[usize], dtype: DType) -> Result<Tensor> {
+    fn load_stored(
+        &self,
+        official: &str,
+        stored: &str,
+        expected: &[usize],
+        dtype: DType,
+    ) -> Result<Tensor> {
         let file = self.find(stored).ok_or_else(|| Error::MissingTensor {
             name: if stored == official {
                 official.to_string()
@@ -250,7 +287,9 @@ impl Weights {
                 found: found.clone(),
             });
         }
-        Ok(file.load(stored, dtype, &self.device)?.expect("found above"))
+        Ok(file
+            .load(stored, dtype, &self.device)?
+            .expect("found above"))
     }
 
     /// Loads the tensor with official name `name`, checking it has exactly `shape`.
@@ -330,7 +369,8 @@ impl<'a> Vb<'a> {
 
     /// Loads `name` in the compute dtype, checking its shape.
     pub fn get(&self, shape: &[usize], name: &str) -> Result<Tensor> {
-        self.weights.get_as(&self.full(name), shape, self.weights.dtype)
+        self.weights
+            .get_as(&self.full(name), shape, self.weights.dtype)
     }
 
     /// Whether `name` exists under this prefix.

@@ -65,9 +65,17 @@ fn forward_f32_matches_reference_on_both_rope_factor_sets() -> TestResult {
     for name in F32_CASES {
         let (c, r) = case(name)?;
         let seq = c.mask.dim(2)?;
-        eprintln!("{name}: seq {seq}, long factors: {}", tr.rope().uses_long(seq));
+        eprintln!(
+            "{name}: seq {seq}, long factors: {}",
+            tr.rope().uses_long(seq)
+        );
         let out = run(tr, &c)?;
-        assert_close(&format!("fwd.{name}"), &out, &get(&r, &format!("fwd.{name}.out"))?, 1e-5)?;
+        assert_close(
+            &format!("fwd.{name}"),
+            &out,
+            &get(&r, &format!("fwd.{name}.out"))?,
+            1e-5,
+        )?;
     }
     // The cases must cover both sides of the switch (padded length 106/97 > 64 > 44/56/48).
     assert!(tr.rope().uses_long(106) && !tr.rope().uses_long(44));
@@ -82,9 +90,19 @@ fn forward_bf16_stays_close_to_reference_bf16() -> TestResult {
         let out = run(model.transformer(), &c)?;
         // bf16 has 8 mantissa bits; outputs are O(1), so a few bf16 ulps of drift through 2 layers.
         let want = get(&r, &format!("fwd.{name}_bf16.out"))?;
-        assert_close(&format!("fwd.{name}_bf16 vs reference bf16"), &out, &want, 5e-2)?;
+        assert_close(
+            &format!("fwd.{name}_bf16 vs reference bf16"),
+            &out,
+            &want,
+            5e-2,
+        )?;
         let f32_ref = get(&r, &format!("fwd.{name}.out"))?;
-        assert_close(&format!("fwd.{name}_bf16 vs reference f32"), &out, &f32_ref, 1e-1)?;
+        assert_close(
+            &format!("fwd.{name}_bf16 vs reference f32"),
+            &out,
+            &f32_ref,
+            1e-1,
+        )?;
     }
     Ok(())
 }
@@ -162,8 +180,16 @@ fn kv_cache_step0_quirk_and_cached_step1_match_reference() -> TestResult {
     // Exact mode: step 0 equals the plain forward.
     let mut exact = KvCache::new();
     let out0_exact = tr.forward_fill_cache(&input, &mut exact, false)?;
-    assert_close("kv step0 (exact)", &out0_exact, &k("step0.out_nocache")?, 1e-5)?;
-    assert!(max_abs_diff(&out0, &out0_exact)? > 1e-3, "the quirk must change step 0");
+    assert_close(
+        "kv step0 (exact)",
+        &out0_exact,
+        &k("step0.out_nocache")?,
+        1e-5,
+    )?;
+    assert!(
+        max_abs_diff(&out0, &out0_exact)? > 1e-3,
+        "the quirk must change step 0"
+    );
 
     // Step 1 from the cache: only time + image tokens as queries.
     let (x1, t1) = (k("step1.x")?, k("step1.t")?);
@@ -180,6 +206,11 @@ fn kv_cache_step0_quirk_and_cached_step1_match_reference() -> TestResult {
     let out1 = tr.forward_cached(&cached, &cache)?;
     assert_close("kv step1 (cached)", &out1, &k("step1.out")?, 1e-5)?;
     let out1_exact = tr.forward_cached(&cached, &exact)?;
-    assert_close("kv step1 (exact cache) vs no cache", &out1_exact, &k("step1.out_nocache")?, 1e-5)?;
+    assert_close(
+        "kv step1 (exact cache) vs no cache",
+        &out1_exact,
+        &k("step1.out_nocache")?,
+        1e-5,
+    )?;
     Ok(())
 }

@@ -36,7 +36,10 @@ fn missing_tensor_is_named() -> TestResult {
     let msg = err.to_string();
     eprintln!("{msg}");
     assert!(matches!(err, Error::MissingTensor { .. }));
-    assert!(msg.contains("llm.layers.1.mlp.down_proj.weight") && msg.contains("[32, 64]"), "{msg}");
+    assert!(
+        msg.contains("llm.layers.1.mlp.down_proj.weight") && msg.contains("[32, 64]"),
+        "{msg}"
+    );
     Ok(())
 }
 
@@ -48,7 +51,10 @@ fn misnamed_tensor_is_reported_as_missing() -> TestResult {
         }
     })?;
     let msg = load(dir.path()).expect_err("must fail").to_string();
-    assert!(msg.contains("final_layer.linear.bias`") && msg.contains("missing"), "{msg}");
+    assert!(
+        msg.contains("final_layer.linear.bias`") && msg.contains("missing"),
+        "{msg}"
+    );
     Ok(())
 }
 
@@ -65,7 +71,9 @@ fn misshaped_tensor_names_expected_and_found_shapes() -> TestResult {
     eprintln!("{msg}");
     assert!(matches!(err, Error::ShapeMismatch { .. }));
     assert!(
-        msg.contains("llm.layers.0.self_attn.qkv_proj.weight") && msg.contains("[95, 32]") && msg.contains("[96, 32]"),
+        msg.contains("llm.layers.0.self_attn.qkv_proj.weight")
+            && msg.contains("[95, 32]")
+            && msg.contains("[96, 32]"),
         "{msg}"
     );
     Ok(())
@@ -81,7 +89,10 @@ fn truncated_file_names_a_tensor() -> TestResult {
     let msg = err.to_string();
     eprintln!("{msg}");
     assert!(matches!(err, Error::Safetensors { .. }));
-    assert!(msg.contains("truncated") && msg.contains("tensor `"), "{msg}");
+    assert!(
+        msg.contains("truncated") && msg.contains("tensor `"),
+        "{msg}"
+    );
     Ok(())
 }
 
@@ -94,7 +105,10 @@ fn f16_is_refused_with_an_explanation() -> TestResult {
         dtype: DTypeChoice::F16,
         ..LoadOptions::default()
     };
-    assert!(matches!(OmniGen::load(&dir, &opts), Err(Error::F16Unsupported)));
+    assert!(matches!(
+        OmniGen::load(&dir, &opts),
+        Err(Error::F16Unsupported)
+    ));
     Ok(())
 }
 
@@ -103,16 +117,39 @@ fn longrope_spelling_loads_like_su() -> TestResult {
     let dir = tiny_copy(|_| {})?;
     let cfg = std::fs::read_to_string(dir.path().join("config.json"))?;
     assert!(cfg.contains("\"su\""));
-    std::fs::write(dir.path().join("config.json"), cfg.replace("\"su\"", "\"longrope\""))?;
+    std::fs::write(
+        dir.path().join("config.json"),
+        cfg.replace("\"su\"", "\"longrope\""),
+    )?;
     let a = load(dir.path())?;
     let b = tiny(DType::F32)?;
-    assert_eq!(a.transformer().config().rope_scaling.as_ref().map(|r| r.kind.as_str()), Some("longrope"));
     assert_eq!(
-        a.transformer().config().rope_scaling.as_ref().map(|r| &r.long_factor),
-        b.transformer().config().rope_scaling.as_ref().map(|r| &r.long_factor)
+        a.transformer()
+            .config()
+            .rope_scaling
+            .as_ref()
+            .map(|r| r.kind.as_str()),
+        Some("longrope")
     );
-    std::fs::write(dir.path().join("config.json"), cfg.replace("\"su\"", "\"yarn\""))?;
-    let msg = load(dir.path()).expect_err("yarn is not LongRoPE").to_string();
+    assert_eq!(
+        a.transformer()
+            .config()
+            .rope_scaling
+            .as_ref()
+            .map(|r| &r.long_factor),
+        b.transformer()
+            .config()
+            .rope_scaling
+            .as_ref()
+            .map(|r| &r.long_factor)
+    );
+    std::fs::write(
+        dir.path().join("config.json"),
+        cfg.replace("\"su\"", "\"yarn\""),
+    )?;
+    let msg = load(dir.path())
+        .expect_err("yarn is not LongRoPE")
+        .to_string();
     assert!(msg.contains("yarn"), "{msg}");
     Ok(())
 }

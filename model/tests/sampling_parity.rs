@@ -31,16 +31,25 @@ fn options(case: &serde_json::Value, kv: KvCacheMode) -> SampleOptions {
         } else {
             CfgMode::Batched
         },
-        use_input_image_size_as_output: case["use_input_image_size_as_output"].as_bool() == Some(true),
+        use_input_image_size_as_output: case["use_input_image_size_as_output"].as_bool()
+            == Some(true),
     }
 }
 
-fn prompt(case: &serde_json::Value, r: &std::collections::HashMap<String, Tensor>) -> anyhow::Result<Prompt> {
+fn prompt(
+    case: &serde_json::Value,
+    r: &std::collections::HashMap<String, Tensor>,
+) -> anyhow::Result<Prompt> {
     let name = case["name"].as_str().unwrap_or_default();
     let n_images = case["images"].as_array().map_or(0, |a| a.len());
     // The cond branch's spans come first and follow placeholder order, so cond_latent.k is image k+1.
     let images = (0..n_images)
-        .map(|k| Ok(Latent::new(get(r, &format!("loop.{name}.cond_latent.{k}"))?)?))
+        .map(|k| {
+            Ok(Latent::new(get(
+                r,
+                &format!("loop.{name}.cond_latent.{k}"),
+            )?)?)
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Prompt::new(case["prompt"].as_str().unwrap_or_default())
         .with_images(images)
@@ -57,7 +66,10 @@ fn run_case(model: &OmniGen, case: &serde_json::Value, kv: KvCacheMode) -> anyho
         steps = p.step;
         ControlFlow::Continue(())
     })?;
-    assert_eq!(steps, opts.steps, "progress must be reported for every step");
+    assert_eq!(
+        steps, opts.steps,
+        "progress must be reported for every step"
+    );
     Ok(Run {
         name,
         final_latent: z.into_tensor(),
@@ -92,7 +104,12 @@ fn f32_loops_match_reference_final_latents() -> TestResult {
         };
         let run = run_case(&model, &case, kv)?;
         let want = get(&r, &format!("loop.{}.final_latent", run.name))?;
-        assert_close(&format!("loop.{} final latent", run.name), &run.final_latent, &want, 1e-4)?;
+        assert_close(
+            &format!("loop.{} final latent", run.name),
+            &run.final_latent,
+            &want,
+            1e-4,
+        )?;
         checked += 1;
     }
     assert!(checked >= 8, "only {checked} sampling cases found");
@@ -103,17 +120,33 @@ fn f32_loops_match_reference_final_latents() -> TestResult {
 fn exact_cache_equals_no_cache_and_differs_from_reference_cache() -> TestResult {
     let model = tiny(DType::F32)?;
     let r = reference("sampling")?;
-    for (name, nokv) in [("t2i_sep_kv", "t2i_sep_nokv"), ("two_images_batched_kv_imgcfg", "two_images_batched_nokv_imgcfg")] {
+    for (name, nokv) in [
+        ("t2i_sep_kv", "t2i_sep_nokv"),
+        (
+            "two_images_batched_kv_imgcfg",
+            "two_images_batched_nokv_imgcfg",
+        ),
+    ] {
         let case = sampling_cases()?
             .into_iter()
             .find(|c| c["name"] == name)
             .ok_or_else(|| anyhow::anyhow!("case {name} missing"))?;
         let exact = run_case(&model, &case, KvCacheMode::Exact)?;
         let off = run_case(&model, &case, KvCacheMode::Off)?;
-        assert_close(&format!("{name}: exact cache vs no cache"), &exact.final_latent, &off.final_latent, 1e-5)?;
+        assert_close(
+            &format!("{name}: exact cache vs no cache"),
+            &exact.final_latent,
+            &off.final_latent,
+            1e-5,
+        )?;
         // The no-cache reference of the same prompt is the oracle for the exact mode.
         let want = get(&r, &format!("loop.{nokv}.final_latent"))?;
-        assert_close(&format!("{name}: exact cache vs reference no-cache"), &exact.final_latent, &want, 1e-4)?;
+        assert_close(
+            &format!("{name}: exact cache vs reference no-cache"),
+            &exact.final_latent,
+            &want,
+            1e-4,
+        )?;
         let quirk = get(&r, &format!("loop.{name}.final_latent"))?;
         assert!(max_abs_diff(&exact.final_latent, &quirk)? > 1e-3);
     }
@@ -130,9 +163,19 @@ fn bf16_loop_stays_close_to_reference() -> TestResult {
         .ok_or_else(|| anyhow::anyhow!("bf16 case missing"))?;
     let run = run_case(&model, &case, KvCacheMode::Reference)?;
     let want = get(&r, "loop.t2i_sep_kv_bf16.final_latent")?;
-    assert_close("bf16 loop vs reference bf16", &run.final_latent, &want, 1e-1)?;
+    assert_close(
+        "bf16 loop vs reference bf16",
+        &run.final_latent,
+        &want,
+        1e-1,
+    )?;
     let f32_want = get(&r, "loop.t2i_sep_kv.final_latent")?;
-    assert_close("bf16 loop vs reference f32", &run.final_latent, &f32_want, 2e-1)?;
+    assert_close(
+        "bf16 loop vs reference f32",
+        &run.final_latent,
+        &f32_want,
+        2e-1,
+    )?;
     Ok(())
 }
 
@@ -148,7 +191,12 @@ fn decoded_images_match_reference_uint8() -> TestResult {
             .ok_or_else(|| anyhow::anyhow!("case {name} missing"))?;
         let run = run_case(&model, &case, KvCacheMode::Reference)?;
         let pixels = vae.decode(&Latent::new(run.final_latent)?)?;
-        assert_close(&format!("{name} decoded"), &pixels, &get(&r, &format!("loop.{name}.decoded"))?, 1e-3)?;
+        assert_close(
+            &format!("{name} decoded"),
+            &pixels,
+            &get(&r, &format!("loop.{name}.decoded"))?,
+            1e-3,
+        )?;
         let img = to_rgb8(&pixels)?.remove(0);
         let want = get(&r, &format!("loop.{name}.image_uint8"))?;
         let (h, w, _) = want.dims3()?;
@@ -193,7 +241,10 @@ fn progress_can_cancel_and_seeded_noise_is_reproducible() -> TestResult {
     let a = model.sample(&p, &opts, None, &mut |_| ControlFlow::Continue(()))?;
     let b = model.sample(&p, &opts, None, &mut |_| ControlFlow::Continue(()))?;
     assert_eq!(max_abs_diff(a.tensor(), b.tensor())?, 0.0);
-    let other = SampleOptions { seed: 12, ..opts.clone() };
+    let other = SampleOptions {
+        seed: 12,
+        ..opts.clone()
+    };
     let c = model.sample(&p, &other, None, &mut |_| ControlFlow::Continue(()))?;
     assert!(max_abs_diff(a.tensor(), c.tensor())? > 1e-3);
     Ok(())
@@ -209,7 +260,12 @@ fn wrong_noise_shape_is_rejected() -> TestResult {
         ..SampleOptions::default()
     };
     let noise = Tensor::zeros((1, 4, 8, 8), DType::F32, model.device())?;
-    let res = model.sample(&Prompt::new("tea"), &opts, Some(noise), &mut |_| ControlFlow::Continue(()));
-    assert!(matches!(res, Err(Error::Input(ref m)) if m.contains("noise")), "{res:?}");
+    let res = model.sample(&Prompt::new("tea"), &opts, Some(noise), &mut |_| {
+        ControlFlow::Continue(())
+    });
+    assert!(
+        matches!(res, Err(Error::Input(ref m)) if m.contains("noise")),
+        "{res:?}"
+    );
     Ok(())
 }

@@ -17,9 +17,19 @@ fn encode_mean_and_sample_match_reference() -> TestResult {
         assert_close(&format!("vae.{img} mean"), &mean, &p("mean")?, 1e-5)?;
         assert_close(&format!("vae.{img} std"), &std, &p("std")?, 1e-5)?;
         let z = vae.encode(&pixels, EncodeMode::Mean)?;
-        assert_close(&format!("vae.{img} scaled mean"), z.tensor(), &p("latent_scaled_mean")?, 1e-5)?;
+        assert_close(
+            &format!("vae.{img} scaled mean"),
+            z.tensor(),
+            &p("latent_scaled_mean")?,
+            1e-5,
+        )?;
         let z = vae.encode(&pixels, EncodeMode::Noise(p("eps")?))?;
-        assert_close(&format!("vae.{img} scaled sample"), z.tensor(), &p("latent_scaled_sample")?, 1e-5)?;
+        assert_close(
+            &format!("vae.{img} scaled sample"),
+            z.tensor(),
+            &p("latent_scaled_sample")?,
+            1e-5,
+        )?;
     }
     Ok(())
 }
@@ -44,7 +54,9 @@ fn decode_matches_reference_and_uint8_within_one() -> TestResult {
     let out = vae.decode(&latent)?;
     assert_close("vae.decode", &out, &get(&r, "vae.decode.out")?, 1e-4)?;
     let img = to_rgb8(&out)?.remove(0);
-    let want = get(&r, "vae.decode.uint8")?.flatten_all()?.to_vec1::<u8>()?;
+    let want = get(&r, "vae.decode.uint8")?
+        .flatten_all()?
+        .to_vec1::<u8>()?;
     let worst = img
         .as_raw()
         .iter()

@@ -9,7 +9,14 @@ use crate::weights::Vb;
 
 const EPS: f64 = 1e-6;
 
-pub(crate) fn conv(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, vb: &Vb) -> Result<Conv2d> {
+pub(crate) fn conv(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    padding: usize,
+    vb: &Vb,
+) -> Result<Conv2d> {
     let w = vb.get(&[cout, cin, k, k], "weight")?;
     let b = vb.get(&[cout], "bias")?;
     let cfg = Conv2dConfig {
@@ -21,7 +28,13 @@ pub(crate) fn conv(cin: usize, cout: usize, k: usize, stride: usize, padding: us
 }
 
 pub(crate) fn group_norm(groups: usize, c: usize, vb: &Vb) -> Result<GroupNorm> {
-    Ok(GroupNorm::new(vb.get(&[c], "weight")?, vb.get(&[c], "bias")?, c, groups, EPS)?)
+    Ok(GroupNorm::new(
+        vb.get(&[c], "weight")?,
+        vb.get(&[c], "bias")?,
+        c,
+        groups,
+        EPS,
+    )?)
 }
 
 /// `ResnetBlock2D` without time embedding.
@@ -50,8 +63,12 @@ impl ResnetBlock {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.conv1.forward(&candle_nn::ops::silu(&self.norm1.forward(x)?)?)?;
-        let h = self.conv2.forward(&candle_nn::ops::silu(&self.norm2.forward(&h)?)?)?;
+        let h = self
+            .conv1
+            .forward(&candle_nn::ops::silu(&self.norm1.forward(x)?)?)?;
+        let h = self
+            .conv2
+            .forward(&candle_nn::ops::silu(&self.norm2.forward(&h)?)?)?;
         let skip = match &self.shortcut {
             Some(c) => c.forward(x)?,
             None => x.clone(),
@@ -94,7 +111,11 @@ impl AttentionBlock {
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
-        let hs = self.group_norm.forward(x)?.reshape((b, c, h * w))?.transpose(1, 2)?;
+        let hs = self
+            .group_norm
+            .forward(x)?
+            .reshape((b, c, h * w))?
+            .transpose(1, 2)?;
         let q = self.q.forward(&hs)?;
         let k = self.k.forward(&hs)?;
         let v = self.v.forward(&hs)?;

@@ -36,14 +36,25 @@ impl Encoder {
             cout = c;
             let vbl = vb.pp("down_blocks").pp(i);
             let resnets = (0..cfg.layers_per_block)
-                .map(|j| ResnetBlock::new(if j == 0 { cin } else { cout }, cout, g, &vbl.pp("resnets").pp(j)))
+                .map(|j| {
+                    ResnetBlock::new(
+                        if j == 0 { cin } else { cout },
+                        cout,
+                        g,
+                        &vbl.pp("resnets").pp(j),
+                    )
+                })
                 .collect::<Result<Vec<_>>>()?;
             let down = if i + 1 < ch.len() {
                 Some(Downsample::new(cout, &vbl.pp("downsamplers.0"))?)
             } else {
                 None
             };
-            levels.push(Level { resnets, down, up: None });
+            levels.push(Level {
+                resnets,
+                down,
+                up: None,
+            });
         }
         let last = ch[ch.len() - 1];
         Ok(Self {
@@ -92,14 +103,25 @@ impl Decoder {
             cout = c;
             let vbl = vb.pp("up_blocks").pp(i);
             let resnets = (0..=cfg.layers_per_block)
-                .map(|j| ResnetBlock::new(if j == 0 { cin } else { cout }, cout, g, &vbl.pp("resnets").pp(j)))
+                .map(|j| {
+                    ResnetBlock::new(
+                        if j == 0 { cin } else { cout },
+                        cout,
+                        g,
+                        &vbl.pp("resnets").pp(j),
+                    )
+                })
                 .collect::<Result<Vec<_>>>()?;
             let up = if i + 1 < rev.len() {
                 Some(Upsample::new(cout, &vbl.pp("upsamplers.0"))?)
             } else {
                 None
             };
-            levels.push(Level { resnets, down: None, up });
+            levels.push(Level {
+                resnets,
+                down: None,
+                up,
+            });
         }
         let first = cfg.block_out_channels[0];
         Ok(Self {

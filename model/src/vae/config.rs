@@ -71,7 +71,10 @@ impl VaeConfig {
             message: e.to_string(),
         })?;
         if cfg.block_out_channels.is_empty()
-            || cfg.block_out_channels.iter().any(|c| c % cfg.norm_num_groups != 0)
+            || cfg
+                .block_out_channels
+                .iter()
+                .any(|c| c % cfg.norm_num_groups != 0)
         {
             return Err(Error::Json {
                 path: path.to_path_buf(),

@@ -143,7 +143,10 @@ impl Vae {
 
     /// Decodes a scaled latent into pixels `[B,3,8h,8w]` (about [-1,1], not clamped).
     pub fn decode(&self, latent: &Latent) -> Result<Tensor> {
-        let z = latent.tensor().to_device(&self.device)?.to_dtype(DType::F32)?;
+        let z = latent
+            .tensor()
+            .to_device(&self.device)?
+            .to_dtype(DType::F32)?;
         let z = (z / self.cfg.scaling_factor)?;
         let z = match self.cfg.shift_factor {
             Some(s) => (z + s)?,

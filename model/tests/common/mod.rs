@@ -11,12 +11,16 @@ pub type TestResult = anyhow::Result<()>;
 
 /// `model/tests/fixtures`.
 pub fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
 }
 
 /// All tensors of `reference/<name>.safetensors`.
 pub fn reference(name: &str) -> anyhow::Result<HashMap<String, Tensor>> {
-    let path = fixtures().join("reference").join(format!("{name}.safetensors"));
+    let path = fixtures()
+        .join("reference")
+        .join(format!("{name}.safetensors"));
     Ok(candle_core::safetensors::load(&path, &Device::Cpu)?)
 }
 
@@ -29,7 +33,12 @@ pub fn get(map: &HashMap<String, Tensor>, key: &str) -> anyhow::Result<Tensor> {
 
 /// `max |a - b|` over all elements (both cast to f32).
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> anyhow::Result<f32> {
-    anyhow::ensure!(a.dims() == b.dims(), "shape {:?} vs {:?}", a.dims(), b.dims());
+    anyhow::ensure!(
+        a.dims() == b.dims(),
+        "shape {:?} vs {:?}",
+        a.dims(),
+        b.dims()
+    );
     let d = (a.to_dtype(DType::F32)? - b.to_dtype(DType::F32)?)?.abs()?;
     Ok(d.flatten_all()?.max(0)?.to_scalar::<f32>()?)
 }
@@ -57,7 +66,11 @@ pub fn spans(t: &Tensor) -> anyhow::Result<Vec<ImageSpan>> {
 
 /// The tiny official-layout model in f32 on CPU.
 pub fn tiny(dtype: DType) -> anyhow::Result<OmniGen> {
-    Ok(OmniGen::load_on(&fixtures().join("tiny"), dtype, &Device::Cpu)?)
+    Ok(OmniGen::load_on(
+        &fixtures().join("tiny"),
+        dtype,
+        &Device::Cpu,
+    )?)
 }
 
 /// `cases.json`.

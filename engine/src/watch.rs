@@ -6,7 +6,7 @@
 //! kept. Each [`WatchEvent::Changed`] carries the instant the first file event of its burst arrived, so the
 //! latency from the write to `execution_start` is measurable ([`drive`] reports it).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -383,19 +383,27 @@ pub enum WatchOutcome {
 }
 
 /// Runs the executor on every valid change until the watcher's channel closes. When several saves queue
-/// up during a run, only the newest per file runs. `options` makes the run options for each run (event
-/// sink, cancellation); `on_outcome` hears about every event.
+/// up, only the newest per file runs; a save of the file whose graph is running interrupts that run (its
+/// finished nodes stay cached), so the newest graph starts as soon as possible. `options` makes the run
+/// options for each run (event sink, cancellation); `on_outcome` hears about every event.
 pub async fn drive(
     executor: &Executor,
     events: &mut mpsc::UnboundedReceiver<WatchEvent>,
     mut options: impl FnMut(&Path) -> RunOptions,
     mut on_outcome: impl FnMut(WatchOutcome),
 ) {
-    while let Some(first) = events.recv().await {
-        let mut batch = vec![first];
-        while let Ok(more) = events.try_recv() {
-            batch.push(more);
+    let mut pending: VecDeque<WatchEvent> = VecDeque::new();
+    loop {
+        if pending.is_empty() {
+            match events.recv().await {
+                Some(ev) => pending.push_back(ev),
+                None => return,
+            }
         }
+        while let Ok(more) = events.try_recv() {
+            pending.push_back(more);
+        }
+        let batch: Vec<WatchEvent> = pending.drain(..).collect();
         // Keep only the newest change per file; report everything else in order.
         let mut newest: HashMap<PathBuf, usize> = HashMap::new();
         for (i, ev) in batch.iter().enumerate() {
@@ -414,10 +422,26 @@ pub async fn drive(
                     if newest.get(&path) != Some(&i) {
                         continue;
                     }
-                    let opts = options(&path);
-                    let report = executor
-                        .run_validated(&request, (*validated).clone(), opts)
-                        .await;
+                    let mut opts = options(&path);
+                    let superseded = opts.cancel.child();
+                    opts.cancel = superseded.clone();
+                    let run = executor.run_validated(&request, (*validated).clone(), opts);
+                    tokio::pin!(run);
+                    // Keep listening while the graph runs: a newer save of the same file stops it.
+                    let report = loop {
+                        tokio::select! {
+                            report = &mut run => break report,
+                            ev = events.recv() => match ev {
+                                Some(ev) => {
+                                    if matches!(&ev, WatchEvent::Changed { path: p, .. } if *p == path) {
+                                        superseded.cancel();
+                                    }
+                                    pending.push_back(ev);
+                                }
+                                None => break (&mut run).await,
+                            },
+                        }
+                    };
                     let latency = report.started_at.saturating_duration_since(detected_at);
                     on_outcome(WatchOutcome::Ran {
                         path,

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use common::*;
 use omnigen_engine::{
-    drive, Executor, ExecutorConfig, GraphWatcher, InputValue, RunOptions, WatchConfig, WatchEvent,
-    WatchOutcome, WatchProblem,
+    drive, Executor, ExecutorConfig, GraphWatcher, InputValue, RunOptions, RunStatus, WatchConfig,
+    WatchEvent, WatchOutcome, WatchProblem,
 };
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -223,4 +223,62 @@ async fn a_graph_becomes_valid_when_its_node_type_is_registered_later() {
     // A plugin registers the missing type; the unchanged file is re-validated on its own.
     registry.register(Const(runs));
     assert_eq!(const_value(&next(&mut rx).await), Some(7));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_save_interrupts_the_running_graph_and_runs_the_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("long.json");
+    let hold = |wait: bool| {
+        json!({"h": {"class_type": "Hold", "inputs": {"wait": wait}},
+               "s": {"class_type": "Sink", "inputs": {"value": ["h", 0]}}})
+        .to_string()
+    };
+    std::fs::write(&file, hold(true)).unwrap();
+    let runs = Runs::default();
+    let registry = basic_registry(&runs);
+    let started = std::sync::Arc::new(tokio::sync::Notify::new());
+    registry.register(Hold {
+        started: started.clone(),
+    });
+    let exec = Executor::new(registry.clone(), ExecutorConfig::default());
+    let (watcher, mut rx) = GraphWatcher::spawn(&file, registry, WatchConfig::default()).unwrap();
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        drive(
+            &exec,
+            &mut rx,
+            |_| RunOptions::default(),
+            |o| {
+                let _ = out_tx.send(o);
+            },
+        )
+        .await;
+    });
+
+    tokio::time::timeout(GENEROUS, started.notified())
+        .await
+        .expect("first run started");
+    save_via_rename(&file, &hold(false));
+    match next_outcome(&mut out_rx).await {
+        WatchOutcome::Ran { report, .. } => {
+            assert_eq!(
+                report.status,
+                RunStatus::Interrupted {
+                    node_id: Some("h".into())
+                }
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match next_outcome(&mut out_rx).await {
+        WatchOutcome::Ran { report, .. } => assert!(report.is_success(), "{:?}", report.status),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(runs.all(), ["s"], "only the new graph's sink ran");
+    drop(watcher);
+    tokio::time::timeout(GENEROUS, driver)
+        .await
+        .unwrap()
+        .unwrap();
 }

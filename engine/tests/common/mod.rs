@@ -425,3 +425,31 @@ impl NodeType for Liar {
         Box::pin(async move { Ok(NodeOutput::new(vec![Value::Int(1)])) })
     }
 }
+
+/// `Hold {wait: BOOLEAN} -> INT`: with `wait`, signals `started` and holds until its run is cancelled.
+pub struct Hold {
+    pub started: Arc<tokio::sync::Notify>,
+}
+impl NodeType for Hold {
+    fn schema(&self) -> NodeSchema {
+        NodeSchema::new("Hold")
+            .required(InputSpec::boolean("wait"))
+            .output("INT")
+    }
+    fn run<'a>(
+        &'a self,
+        inputs: Inputs,
+        ctx: NodeContext,
+    ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+        Box::pin(async move {
+            if inputs.get_bool("wait")? {
+                self.started.notify_one();
+                loop {
+                    ctx.check_cancelled()?;
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+            }
+            Ok(NodeOutput::new(vec![Value::Int(1)]))
+        })
+    }
+}

@@ -176,6 +176,42 @@ mod tests {
         assert_eq!(decoded.rgb.len(), 4 * 4 * 3);
     }
 
+    /// A 2x1 PNG (left red, right blue) with an eXIf chunk saying "rotate 90° clockwise".
+    fn png_with_exif_orientation_6() -> Vec<u8> {
+        // Big-endian TIFF header, one IFD entry: tag 0x0112 (Orientation), SHORT, count 1, value 6.
+        let exif: Vec<u8> = [
+            &b"MM\0\x2a\0\0\0\x08"[..],
+            &[0, 1],
+            &[0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0],
+            &[0, 0, 0, 0],
+        ]
+        .concat();
+        let mut out = Vec::new();
+        {
+            let mut encoder = png::Encoder::new(&mut out, 2, 1);
+            encoder.set_color(png::ColorType::Rgb);
+            encoder.set_depth(png::BitDepth::Eight);
+            let mut writer = encoder.write_header().expect("header");
+            writer
+                .write_chunk(png::chunk::ChunkType(*b"eXIf"), &exif)
+                .expect("exif chunk");
+            writer
+                .write_image_data(&[255, 0, 0, 0, 0, 255])
+                .expect("pixels");
+        }
+        out
+    }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        let decoded = decode_image_bytes(&png_with_exif_orientation_6(), DecodeLimits::default())
+            .expect("decodes");
+        // Rotated 90° clockwise: 1 wide, 2 high, red (the old left) on top.
+        assert_eq!((decoded.width, decoded.height), (1, 2));
+        assert_eq!(&decoded.rgb[..3], &[1.0, 0.0, 0.0]);
+        assert_eq!(&decoded.rgb[3..], &[0.0, 0.0, 1.0]);
+    }
+
     #[test]
     fn oversized_image_is_refused_before_decoding() {
         let img = DynamicImage::ImageRgb8(image::RgbImage::new(20, 10));

@@ -128,6 +128,14 @@ mod tests {
     }
 
     #[test]
+    fn every_byte_survives_decode_then_encode() {
+        // LoadImage normalises with v/255; SaveImage must give v back, not v-1.
+        for v in 0..=255u8 {
+            assert_eq!(float_to_byte(f32::from(v) / 255.0), v, "byte {v}");
+        }
+    }
+
+    #[test]
     fn wrong_buffer_size_is_an_error() {
         let err = encode_png(2, 2, 3, &[0.0; 3], &[]).expect_err("too short");
         assert!(matches!(err, EncodeError::BadBuffer { expected: 12, .. }));

@@ -1,0 +1,9 @@
+//! End-to-end tests of the `omnigen` binary, driven the way a user drives it: a temporary working
+//! directory with `input/`, a graph file, and the built binary run as a process.
+
+mod interrupt;
+mod nodes;
+mod run;
+mod support;
+mod validate;
+mod watch;

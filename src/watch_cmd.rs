@@ -5,7 +5,7 @@
 //! whole session, so its cache makes a re-run execute only the nodes whose inputs changed. Each run
 //! logs the latency from the file event to `execution_start`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +14,8 @@ use omnigen_engine::{
     Executor, ExecutorConfig, GraphWatcher, PromptRequest, RunOptions, RunStatus, ValidatedPrompt,
     WatchConfig, WatchEvent,
 };
+
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::catalogue::{build_registry, io_config};
 use crate::cli::{EventSink, WatchArgs};
@@ -31,6 +33,10 @@ struct Session {
     executor: Executor,
     reporter: SharedReporter,
     interrupt: Interrupt,
+    changes: UnboundedReceiver<WatchEvent>,
+    /// Watch events that arrived while a run was going, not yet handled.
+    pending: VecDeque<WatchEvent>,
+    watcher_closed: bool,
 }
 
 /// Watches until Ctrl-C (exit code 130) or until the watcher fails.
@@ -48,7 +54,7 @@ pub async fn run(args: WatchArgs, interrupt: Interrupt) -> Result<(), Failure> {
         debounce: Duration::from_millis(args.debounce_ms),
         dirs: Arc::new(dirs.clone()),
     };
-    let (_watcher, mut changes) = GraphWatcher::spawn(&args.target, Arc::clone(&registry), config)
+    let (_watcher, changes) = GraphWatcher::spawn(&args.target, Arc::clone(&registry), config)
         .map_err(|e| Failure::Usage(e.into()))?;
     let executor = Executor::new(
         registry,
@@ -62,31 +68,37 @@ pub async fn run(args: WatchArgs, interrupt: Interrupt) -> Result<(), Failure> {
         "watching {} (Ctrl-C to stop)",
         args.target.display()
     ));
-    let session = Session {
+    let mut session = Session {
         args,
         executor,
         reporter,
         interrupt,
+        changes,
+        pending: VecDeque::new(),
+        watcher_closed: false,
     };
 
     loop {
-        let first = tokio::select! {
-            event = changes.recv() => event,
-            () = session.interrupt.pressed() => {
-                session.log("stopped watching");
-                return Err(Failure::Interrupted);
-            }
-        };
-        let Some(first) = first else {
-            return Err(Failure::Runtime(anyhow::anyhow!(
-                "the file watcher stopped"
-            )));
-        };
-        // Saves that queued up while a run was going: only the newest per file runs.
-        let mut batch = vec![first];
-        while let Ok(more) = changes.try_recv() {
-            batch.push(more);
+        if session.pending.is_empty() {
+            let next = tokio::select! {
+                event = session.changes.recv() => event,
+                () = session.interrupt.pressed() => {
+                    session.log("stopped watching");
+                    return Err(Failure::Interrupted);
+                }
+            };
+            let Some(event) = next else {
+                return Err(Failure::Runtime(anyhow::anyhow!(
+                    "the file watcher stopped"
+                )));
+            };
+            session.pending.push_back(event);
         }
+        // Saves that queued up while a run was going: only the newest per file runs.
+        while let Ok(more) = session.changes.try_recv() {
+            session.pending.push_back(more);
+        }
+        let batch: Vec<WatchEvent> = session.pending.drain(..).collect();
         let newest = newest_change_per_file(&batch);
         for (index, event) in batch.into_iter().enumerate() {
             session.handle(event, newest.contains(&index)).await?;
@@ -110,7 +122,7 @@ impl Session {
         self.reporter.lock().view.line(&format!("[watch] {text}"));
     }
 
-    async fn handle(&self, event: WatchEvent, is_newest: bool) -> Result<(), Failure> {
+    async fn handle(&mut self, event: WatchEvent, is_newest: bool) -> Result<(), Failure> {
         match event {
             WatchEvent::Changed {
                 path,
@@ -126,12 +138,27 @@ impl Session {
                     .lock()
                     .view
                     .set_graph(session::class_types(&request));
-                let options =
-                    RunOptions::new(self.reporter.sink()).cancel(self.interrupt.token_for_run());
-                let report = self
-                    .executor
-                    .run_validated(&request, validated, options)
-                    .await;
+                let token = self.interrupt.token_for_run();
+                let options = RunOptions::new(self.reporter.sink()).cancel(token.clone());
+                let run = self.executor.run_validated(&request, validated, options);
+                tokio::pin!(run);
+                // A newer save of a graph cancels the run in progress: its result is already stale.
+                let mut superseded = false;
+                let report = loop {
+                    tokio::select! {
+                        report = &mut run => break report,
+                        event = self.changes.recv(), if !self.watcher_closed => match event {
+                            Some(event) => {
+                                if matches!(event, WatchEvent::Changed { .. }) {
+                                    superseded = true;
+                                    token.cancel();
+                                }
+                                self.pending.push_back(event);
+                            }
+                            None => self.watcher_closed = true,
+                        },
+                    }
+                };
                 let latency = report.started_at.saturating_duration_since(detected_at);
                 self.log(&format!(
                     "{}: file change -> execution start in {:.1} ms",
@@ -147,6 +174,9 @@ impl Session {
                     }
                 }
                 match report.status {
+                    RunStatus::Interrupted { .. } if superseded && !self.interrupt.is_pressed() => {
+                        self.log("run cancelled by a newer save; starting over");
+                    }
                     RunStatus::Interrupted { .. } => {
                         crate::run_cmd::outcome_of(&report)?;
                     }

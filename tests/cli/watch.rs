@@ -125,3 +125,46 @@ fn saves_rerun_only_changed_nodes_and_broken_saves_keep_the_last_good_graph() {
     let log = std::fs::read_to_string(ws.path("watch.log")).expect("log");
     assert!(log.contains("file change -> execution start in"), "{log}");
 }
+
+#[test]
+fn a_save_during_a_long_run_cancels_it_and_runs_the_new_graph() {
+    let ws = Workspace::new();
+    std::fs::create_dir(ws.path("graphs")).expect("mkdir");
+    let slow = |steps: u32| json!({"1": {"class_type": "TestSlowCount", "inputs": {"steps": steps, "delay_ms": 20}}});
+    let graph_path = ws.write_json("graphs/slow.json", &slow(5000));
+    let events_path = ws.path("events.jsonl");
+    let log = std::fs::File::create(ws.path("watch.log")).expect("log file");
+    let child = ws
+        .omnigen()
+        .args([
+            "watch",
+            "graphs/slow.json",
+            "--test-nodes",
+            "--events",
+            "events.jsonl",
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start watch");
+    let _watcher = Watcher {
+        child,
+        log: ws.path("watch.log"),
+    };
+
+    wait_for_file(&events_path, "the slow run's progress", |t| {
+        t.contains("\"type\":\"progress\"")
+    });
+    save_by_rename(&graph_path, &slow(2));
+    let text = wait_for_file(&events_path, "the second run", |t| finished_runs(t) >= 2);
+    let events = json_lines(&text);
+    let first = run_events(&events, 1);
+    assert!(
+        first.iter().any(|e| e["type"] == "execution_interrupted"),
+        "the first run was not interrupted: {first:?}"
+    );
+    let second = run_events(&events, 2);
+    assert!(second.iter().any(|e| e["type"] == "execution_success"));
+    let log = std::fs::read_to_string(ws.path("watch.log")).expect("log");
+    assert!(log.contains("cancelled by a newer save"), "{log}");
+}

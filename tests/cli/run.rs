@@ -257,3 +257,37 @@ fn the_input_and_output_folders_can_be_moved() {
     assert_exit(&out, 0);
     assert_eq!(ws.files_in("results"), ["moved_00001_.png"]);
 }
+
+#[test]
+fn jpeg_and_webp_inputs_load() {
+    let ws = Workspace::new();
+    let picture = image::RgbImage::from_pixel(6, 4, image::Rgb([10, 200, 30]));
+    picture.save(ws.path("input/photo.jpg")).expect("save jpeg");
+    picture
+        .save(ws.path("input/photo.webp"))
+        .expect("save webp");
+    for (name, prefix) in [("photo.jpg", "jpg"), ("photo.webp", "webp")] {
+        ws.write_json("graph.json", &load_save_graph(name, prefix));
+        let out = ws.run(&["run", "graph.json"]);
+        assert_exit(&out, 0);
+        let saved = image::open(ws.path(&format!("output/{prefix}_00001_.png")))
+            .expect("open saved")
+            .to_rgb8();
+        assert_eq!(saved.dimensions(), (6, 4), "{name}");
+    }
+}
+
+#[test]
+fn images_over_the_size_limit_are_refused() {
+    let ws = Workspace::new();
+    ws.write_input_png("big.png", 5, 3, 255);
+    ws.write_json("graph.json", &load_save_graph("big.png", "x"));
+    let out = ws.run(&["run", "graph.json", "--max-image-size", "4"]);
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("exceeds the size limit"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(ws.files_in("output").is_empty());
+}

@@ -9,6 +9,14 @@ use omnigen_nodes::IoConfig;
 use crate::cli::{CatalogueArgs, DirArgs};
 use crate::{plugins, test_nodes};
 
+/// The registry plus whatever must stay alive for its nodes to work (the plugin host).
+pub struct Catalogue {
+    /// Every registered node type.
+    pub registry: Arc<Registry>,
+    /// Keeps plugin nodes callable; dropped with the catalogue.
+    _plugins: plugins::LoadedPlugins,
+}
+
 /// The IO nodes' settings from the directory flags (defaults when a command has none).
 pub fn io_config(dirs: Option<&DirArgs>) -> IoConfig {
     match dirs {
@@ -22,13 +30,16 @@ pub fn io_config(dirs: Option<&DirArgs>) -> IoConfig {
     }
 }
 
-/// A registry with every node type the flags ask for.
-pub fn build_registry(catalogue: &CatalogueArgs, io: IoConfig) -> anyhow::Result<Arc<Registry>> {
+/// A catalogue with every node type the flags ask for.
+pub fn build(catalogue: &CatalogueArgs, io: IoConfig) -> anyhow::Result<Catalogue> {
     let registry = Arc::new(Registry::new());
     omnigen_nodes::register_builtin_with(&registry, io);
     if catalogue.test_nodes {
         test_nodes::register(&registry);
     }
-    plugins::register(&registry, &catalogue.plugin_dirs)?;
-    Ok(registry)
+    let plugins = plugins::register(&registry, &catalogue.plugin_dirs)?;
+    Ok(Catalogue {
+        registry,
+        _plugins: plugins,
+    })
 }

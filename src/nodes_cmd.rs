@@ -2,13 +2,14 @@
 
 use omnigen_engine::{InputSpec, NodeSchema};
 
-use crate::catalogue::{build_registry, io_config};
+use crate::catalogue::{self, io_config};
 use crate::cli::NodesArgs;
 use crate::outcome::Failure;
 
 /// Prints the catalogue.
 pub fn run(args: NodesArgs) -> Result<(), Failure> {
-    let registry = build_registry(&args.catalogue, io_config(None)).map_err(Failure::Usage)?;
+    let catalogue = catalogue::build(&args.catalogue, io_config(None)).map_err(Failure::Usage)?;
+    let registry = &catalogue.registry;
     if args.json {
         println!("{}", registry.object_info());
         return Ok(());

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use omnigen_engine::{Executor, ExecutorConfig, RunOptions, RunReport, RunStatus};
 
-use crate::catalogue::{build_registry, io_config};
+use crate::catalogue::{self, io_config};
 use crate::cli::{EventSink, RunArgs};
 use crate::events_jsonl::JsonlWriter;
 use crate::graph_file::load_request;
@@ -16,9 +16,10 @@ use crate::session;
 
 /// Runs the graph; see [`crate::outcome`] for the exit codes.
 pub async fn run(args: RunArgs, interrupt: Interrupt) -> Result<(), Failure> {
-    let registry =
-        build_registry(&args.catalogue, io_config(Some(&args.dirs))).map_err(Failure::Usage)?;
-    let request = load_request(&args.graph, &args.overrides, &registry)
+    let catalogue =
+        catalogue::build(&args.catalogue, io_config(Some(&args.dirs))).map_err(Failure::Usage)?;
+    let registry = &catalogue.registry;
+    let request = load_request(&args.graph, &args.overrides, registry)
         .map_err(|e| session::load_failure(e, false))?;
     let jsonl = args
         .events
@@ -28,7 +29,7 @@ pub async fn run(args: RunArgs, interrupt: Interrupt) -> Result<(), Failure> {
         .map_err(Failure::Usage)?;
     let dirs = session::dirs(&args.dirs);
     let executor = Executor::new(
-        Arc::clone(&registry),
+        Arc::clone(registry),
         ExecutorConfig {
             dirs: dirs.clone(),
             ..ExecutorConfig::default()

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use omnigen_engine::validate;
 use serde_json::json;
 
-use crate::catalogue::{build_registry, io_config};
+use crate::catalogue::{self, io_config};
 use crate::cli::ValidateArgs;
 use crate::graph_file::load_request;
 use crate::outcome::Failure;
@@ -13,12 +13,13 @@ use crate::session;
 
 /// Validates; prints ComfyUI's error JSON with `--json`, a readable report otherwise.
 pub fn run(args: ValidateArgs) -> Result<(), Failure> {
-    let registry =
-        build_registry(&args.catalogue, io_config(Some(&args.dirs))).map_err(Failure::Usage)?;
-    let request = load_request(&args.graph, &args.overrides, &registry)
+    let catalogue =
+        catalogue::build(&args.catalogue, io_config(Some(&args.dirs))).map_err(Failure::Usage)?;
+    let registry = &catalogue.registry;
+    let request = load_request(&args.graph, &args.overrides, registry)
         .map_err(|e| session::load_failure(e, args.json))?;
     let dirs = Arc::new(session::dirs(&args.dirs));
-    match validate(&request, &registry, &dirs) {
+    match validate(&request, registry, &dirs) {
         Err(report) => {
             if args.json {
                 println!("{}", report.to_json());

@@ -17,7 +17,7 @@ use omnigen_engine::{
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::catalogue::{build_registry, io_config};
+use crate::catalogue::{self, io_config};
 use crate::cli::{EventSink, WatchArgs};
 use crate::events_jsonl::JsonlWriter;
 use crate::graph_file::apply_to_document;
@@ -41,8 +41,9 @@ struct Session {
 
 /// Watches until Ctrl-C (exit code 130) or until the watcher fails.
 pub async fn run(args: WatchArgs, interrupt: Interrupt) -> Result<(), Failure> {
-    let registry =
-        build_registry(&args.catalogue, io_config(Some(&args.dirs))).map_err(Failure::Usage)?;
+    let catalogue =
+        catalogue::build(&args.catalogue, io_config(Some(&args.dirs))).map_err(Failure::Usage)?;
+    let registry = &catalogue.registry;
     let jsonl = args
         .events
         .as_ref()
@@ -54,10 +55,10 @@ pub async fn run(args: WatchArgs, interrupt: Interrupt) -> Result<(), Failure> {
         debounce: Duration::from_millis(args.debounce_ms),
         dirs: Arc::new(dirs.clone()),
     };
-    let (_watcher, changes) = GraphWatcher::spawn(&args.target, Arc::clone(&registry), config)
+    let (_watcher, changes) = GraphWatcher::spawn(&args.target, Arc::clone(registry), config)
         .map_err(|e| Failure::Usage(e.into()))?;
     let executor = Executor::new(
-        registry,
+        Arc::clone(registry),
         ExecutorConfig {
             dirs,
             ..ExecutorConfig::default()

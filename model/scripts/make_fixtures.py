@@ -416,6 +416,11 @@ with torch.no_grad():
             bf16_round_(prm)
 peft_model.save_pretrained(LORA)
 os.remove(os.path.join(LORA, "README.md"))  # peft's model-card boilerplate
+with open(os.path.join(LORA, "adapter_config.json")) as f:
+    adapter_cfg = json.load(f)
+adapter_cfg["target_modules"] = sorted(adapter_cfg["target_modules"])  # peft writes a set: order varies per run
+with open(os.path.join(LORA, "adapter_config.json"), "w") as f:
+    json.dump(adapter_cfg, f, indent=2, sort_keys=True)
 # the pipeline's merge_lora: PeftModel.from_pretrained(model, path).merge_and_unload(); here on the f32 model
 merged = PeftModel.from_pretrained(copy.deepcopy(m), LORA).merge_and_unload()
 lora_sd = load_file(os.path.join(LORA, "adapter_model.safetensors"))

@@ -621,3 +621,36 @@ async fn max_concurrency_bounds_how_many_nodes_overlap() {
         "overlap happens, but never beyond the limit"
     );
 }
+
+#[tokio::test]
+async fn a_failure_stops_running_siblings_and_is_reported_once() {
+    let runs = Runs::default();
+    let registry = basic_registry(&runs);
+    registry.register(common::Hold {
+        started: Arc::new(tokio::sync::Notify::new()),
+    });
+    let exec = executor(registry, 4);
+    let (sink, events) = collector();
+    let report = exec
+        .run(
+            &request(json!({
+                "h": {"class_type": "Hold", "inputs": {"wait": true}},
+                "f": {"class_type": "Fail", "inputs": {"value": 1}},
+                "sh": {"class_type": "Sink", "inputs": {"value": ["h", 0]}},
+                "sf": {"class_type": "Sink", "inputs": {"value": ["f", 0]}}
+            })),
+            RunOptions::new(sink),
+        )
+        .await
+        .unwrap();
+    let RunStatus::Failed(data) = &report.status else {
+        panic!("{:?}", report.status)
+    };
+    assert_eq!(data.node_id, "f");
+    let events = events.lock().unwrap().clone();
+    let kinds = types(&events);
+    assert_eq!(kinds.iter().filter(|k| **k == "execution_error").count(), 1);
+    assert!(!kinds.contains(&"execution_interrupted"));
+    assert!(!kinds.contains(&"execution_success"));
+    assert!(runs.all().is_empty(), "no sink ran");
+}

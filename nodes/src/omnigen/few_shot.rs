@@ -43,7 +43,11 @@ pub struct ExampleChain<I> {
 
 impl<I: Clone> ExampleChain<I> {
     /// A chain of one example, or `previous` extended by it.
-    pub fn extend(previous: Option<&ExampleChain<I>>, example: Example<I>, query_template: String) -> Self {
+    pub fn extend(
+        previous: Option<&ExampleChain<I>>,
+        example: Example<I>,
+        query_template: String,
+    ) -> Self {
         let mut examples = previous.map(|p| p.examples.clone()).unwrap_or_default();
         examples.push(example);
         ExampleChain {
@@ -107,7 +111,11 @@ pub struct Assembled<I> {
 
 /// Puts `chain`'s examples in front of the query (`instruction` with its `images`). Without a chain the
 /// query is returned unchanged.
-pub fn assemble<I: Clone>(chain: Option<&ExampleChain<I>>, instruction: &str, images: Vec<I>) -> Assembled<I> {
+pub fn assemble<I: Clone>(
+    chain: Option<&ExampleChain<I>>,
+    instruction: &str,
+    images: Vec<I>,
+) -> Assembled<I> {
     let Some(chain) = chain else {
         return Assembled {
             instruction: instruction.to_string(),
@@ -134,7 +142,9 @@ pub fn assemble<I: Clone>(chain: Option<&ExampleChain<I>>, instruction: &str, im
     }
     let query_offset = all.len();
     let query = shift_images(instruction.trim(), query_offset);
-    lines.push(tidy_spaces(&chain.query_template.replace("{query}", &query)));
+    lines.push(tidy_spaces(
+        &chain.query_template.replace("{query}", &query),
+    ));
     all.extend(images);
     Assembled {
         instruction: lines.join("\n"),
@@ -159,7 +169,11 @@ fn tidy_spaces(line: &str) -> String {
 mod tests {
     use super::*;
 
-    fn example(inputs: &[&'static str], output: &'static str, instruction: &str) -> Example<&'static str> {
+    fn example(
+        inputs: &[&'static str],
+        output: &'static str,
+        instruction: &str,
+    ) -> Example<&'static str> {
         Example {
             inputs: inputs.to_vec(),
             output,
@@ -177,8 +191,16 @@ mod tests {
 
     #[test]
     fn examples_come_first_and_the_query_is_renumbered() {
-        let first = ExampleChain::extend(None, example(&["a"], "a_out", "Detect the edges."), DEFAULT_QUERY_TEMPLATE.into());
-        let chain = ExampleChain::extend(Some(&first), example(&["b1", "b2"], "b_out", ""), DEFAULT_QUERY_TEMPLATE.into());
+        let first = ExampleChain::extend(
+            None,
+            example(&["a"], "a_out", "Detect the edges."),
+            DEFAULT_QUERY_TEMPLATE.into(),
+        );
+        let chain = ExampleChain::extend(
+            Some(&first),
+            example(&["b1", "b2"], "b_out", ""),
+            DEFAULT_QUERY_TEMPLATE.into(),
+        );
         assert_eq!(chain.image_count(), 5);
         let a = assemble(Some(&chain), "<img><|image_1|></img>", vec!["q"]);
         assert_eq!(
@@ -208,8 +230,14 @@ mod tests {
     #[test]
     fn templates_missing_fields_are_refused() {
         assert!(check_example_template(DEFAULT_EXAMPLE_TEMPLATE).is_ok());
-        assert_eq!(check_example_template("Input: {inputs}").unwrap_err().field, "{output}");
+        assert_eq!(
+            check_example_template("Input: {inputs}").unwrap_err().field,
+            "{output}"
+        );
         assert!(check_query_template(DEFAULT_QUERY_TEMPLATE).is_ok());
-        assert_eq!(check_query_template("Input: Output:").unwrap_err().field, "{query}");
+        assert_eq!(
+            check_query_template("Input: Output:").unwrap_err().field,
+            "{query}"
+        );
     }
 }

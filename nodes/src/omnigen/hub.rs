@@ -76,7 +76,8 @@ pub fn looks_like_repo_id(s: &str) -> bool {
     let ok = |p: &str| {
         !p.is_empty()
             && !p.starts_with(['.', '-'])
-            && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     };
     ok(owner) && ok(name)
 }
@@ -124,7 +125,8 @@ impl HubSettings {
         HubSettings {
             cache_dir: hf_hub::Cache::from_env().path().clone(),
             endpoint: std::env::var("HF_ENDPOINT").ok().filter(|s| !s.is_empty()),
-            offline: std::env::var(OFFLINE_ENV).is_ok_and(|v| matches!(v.trim(), "1" | "true" | "TRUE" | "yes")),
+            offline: std::env::var(OFFLINE_ENV)
+                .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "TRUE" | "yes")),
         }
     }
 
@@ -164,35 +166,61 @@ impl HubSettings {
             return Ok(folder);
         }
         if self.offline {
-            return Err(missing_model_help(self, repo, node_id, &format!("{OFFLINE_ENV} is set, so nothing is downloaded")));
+            return Err(missing_model_help(
+                self,
+                repo,
+                node_id,
+                &format!("{OFFLINE_ENV} is set, so nothing is downloaded"),
+            ));
         }
-        let mut builder = hf_hub::api::sync::ApiBuilder::from_cache(hf_hub::Cache::new(self.cache_dir.clone()))
-            .with_progress(true);
+        let mut builder =
+            hf_hub::api::sync::ApiBuilder::from_cache(hf_hub::Cache::new(self.cache_dir.clone()))
+                .with_progress(true);
         if let Some(endpoint) = &self.endpoint {
             builder = builder.with_endpoint(endpoint.clone());
         }
-        let api = builder
-            .build()
-            .map_err(|e| missing_model_help(self, repo, node_id, &format!("the download client could not start: {e}")))?;
+        let api = builder.build().map_err(|e| {
+            missing_model_help(
+                self,
+                repo,
+                node_id,
+                &format!("the download client could not start: {e}"),
+            )
+        })?;
         let remote = api.model(repo.to_string());
         let mut folder = None;
         for file in MODEL_FILES {
-            let path = remote
-                .get(file)
-                .map_err(|e| missing_model_help(self, repo, node_id, &format!("downloading {file} failed: {e}")))?;
+            let path = remote.get(file).map_err(|e| {
+                missing_model_help(
+                    self,
+                    repo,
+                    node_id,
+                    &format!("downloading {file} failed: {e}"),
+                )
+            })?;
             if file == "config.json" {
                 folder = path.parent().map(Path::to_path_buf);
             }
         }
-        folder.ok_or_else(|| missing_model_help(self, repo, node_id, "the cache returned no folder"))
+        folder
+            .ok_or_else(|| missing_model_help(self, repo, node_id, "the cache returned no folder"))
     }
 }
 
 /// The help printed when a hub model is neither cached nor downloadable: the repo, the files, the two
 /// ways to provide them and the `--set` that points the graph at a folder.
-pub fn missing_model_help(settings: &HubSettings, repo: &str, node_id: &str, cause: &str) -> String {
+pub fn missing_model_help(
+    settings: &HubSettings,
+    repo: &str,
+    node_id: &str,
+    cause: &str,
+) -> String {
     let missing = settings.missing_from_cache(repo);
-    let present: Vec<&str> = MODEL_FILES.iter().copied().filter(|f| !missing.iter().any(|m| m == f)).collect();
+    let present: Vec<&str> = MODEL_FILES
+        .iter()
+        .copied()
+        .filter(|f| !missing.iter().any(|m| m == f))
+        .collect();
     let short_name = repo.rsplit('/').next().unwrap_or(repo);
     let mut text = format!(
         "the OmniGen model '{repo}' is not available locally and could not be downloaded ({cause}).\n\
@@ -201,7 +229,11 @@ pub fn missing_model_help(settings: &HubSettings, repo: &str, node_id: &str, cau
         MODEL_FILES.len()
     );
     for file in MODEL_FILES {
-        let state = if present.contains(&file) { "  (already cached)" } else { "" };
+        let state = if present.contains(&file) {
+            "  (already cached)"
+        } else {
+            ""
+        };
         text.push_str(&format!("    {file}{state}\n"));
     }
     text.push_str(&format!(
@@ -239,9 +271,15 @@ mod tests {
         assert!(!looks_like_repo_id("/models/omnigen"));
         assert!(!looks_like_repo_id("a/b/c"));
         assert!(!looks_like_repo_id("omnigen"));
-        assert_eq!(classify("Shitao/OmniGen-v1"), Ok(ModelSource::Hub("Shitao/OmniGen-v1".into())));
+        assert_eq!(
+            classify("Shitao/OmniGen-v1"),
+            Ok(ModelSource::Hub("Shitao/OmniGen-v1".into()))
+        );
         assert_eq!(classify(" "), Err(SourceError::Empty));
-        assert!(matches!(classify("/no/such/omnigen/folder"), Err(SourceError::FolderNotFound(_))));
+        assert!(matches!(
+            classify("/no/such/omnigen/folder"),
+            Err(SourceError::FolderNotFound(_))
+        ));
     }
 
     #[test]
@@ -250,24 +288,50 @@ mod tests {
         std::fs::write(dir.path().join("config.json"), "{}").expect("write");
         std::fs::create_dir(dir.path().join("vae")).expect("mkdir");
         std::fs::write(dir.path().join("vae/config.json"), "{}").expect("write");
-        assert_eq!(classify(dir.path().to_str().expect("utf8")), Ok(ModelSource::Folder(dir.path().into())));
+        assert_eq!(
+            classify(dir.path().to_str().expect("utf8")),
+            Ok(ModelSource::Folder(dir.path().into()))
+        );
         let err = check_folder(dir.path()).unwrap_err();
-        let SourceError::MissingFiles { missing, .. } = &err else { panic!("{err}") };
-        assert_eq!(missing, &["model.safetensors", "tokenizer.json", "vae/diffusion_pytorch_model.safetensors"]);
-        assert!(err.to_string().contains("missing model.safetensors, tokenizer.json"));
+        let SourceError::MissingFiles { missing, .. } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(
+            missing,
+            &[
+                "model.safetensors",
+                "tokenizer.json",
+                "vae/diffusion_pytorch_model.safetensors"
+            ]
+        );
+        assert!(err
+            .to_string()
+            .contains("missing model.safetensors, tokenizer.json"));
     }
 
     #[test]
     fn offline_download_explains_what_to_fetch_and_where() {
         let cache = tempfile::tempdir().expect("tempdir");
         let err = settings(cache.path()).fetch(DEFAULT_REPO, "7").unwrap_err();
-        assert!(err.contains("'Shitao/OmniGen-v1' is not available locally"), "{err}");
+        assert!(
+            err.contains("'Shitao/OmniGen-v1' is not available locally"),
+            "{err}"
+        );
         assert!(err.contains("downloading config.json failed"), "{err}");
         for file in MODEL_FILES {
             assert!(err.contains(file), "{file} not named in:\n{err}");
         }
         assert!(err.contains("--set 7.model=/path/to/OmniGen-v1"), "{err}");
-        assert!(err.contains(&cache.path().join("models--Shitao--OmniGen-v1").display().to_string()), "{err}");
+        assert!(
+            err.contains(
+                &cache
+                    .path()
+                    .join("models--Shitao--OmniGen-v1")
+                    .display()
+                    .to_string()
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -290,6 +354,9 @@ mod tests {
         for f in MODEL_FILES {
             std::fs::write(snapshot.join(f), "x").expect("write");
         }
-        assert_eq!(settings(cache.path()).fetch(DEFAULT_REPO, "1"), Ok(snapshot));
+        assert_eq!(
+            settings(cache.path()).fetch(DEFAULT_REPO, "1"),
+            Ok(snapshot)
+        );
     }
 }

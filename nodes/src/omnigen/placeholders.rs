@@ -152,7 +152,13 @@ mod tests {
     #[test]
     fn gaps_are_reported() {
         let err = check_against_connected("<|image_1|> <|image_3|>", &[1, 3]);
-        assert_eq!(err, Err(PlaceholderError::Gap { missing: 2, used: 3 }));
+        assert_eq!(
+            err,
+            Err(PlaceholderError::Gap {
+                missing: 2,
+                used: 3
+            })
+        );
     }
 
     #[test]
@@ -167,7 +173,10 @@ mod tests {
     #[test]
     fn shifting_renumbers_only_placeholders() {
         assert_eq!(
-            shift_images("Input: <img><|image_1|></img> <|image_2|> <|image_x|> Output:", 3),
+            shift_images(
+                "Input: <img><|image_1|></img> <|image_2|> <|image_x|> Output:",
+                3
+            ),
             "Input: <img><|image_4|></img> <|image_5|> <|image_x|> Output:"
         );
         assert_eq!(image_tag(2), "<img><|image_2|></img>");

@@ -278,8 +278,8 @@ fn check_batch(
             c.image_spans.len(),
             "{prefix}: one image per span"
         );
-        for (k, r) in branch.image_refs.iter().enumerate() {
-            let ours = &pixels[r.prompt][r.image];
+        let gathered = branch.gather(pixels)?;
+        for (k, ours) in gathered.iter().enumerate() {
             assert_exact(
                 &format!("{prefix}.pixels.{k}"),
                 ours,
@@ -519,6 +519,37 @@ fn image_guidance_is_off_without_images_and_default_negative_prompt_is_used() ->
         &explicit.batches[1].collated.input_ids,
         DType::I64,
     )?;
+    Ok(())
+}
+
+#[test]
+fn gather_orders_items_by_span_and_reports_missing_ones() -> Result<()> {
+    let proc = processor()?;
+    let mut req = request(vec![PromptInput::new(
+        "<img><|image_2|></img> and <img><|image_1|></img> and <img><|image_2|></img>",
+        vec![(16, 16), (16, 32)],
+    )]);
+    req.separate_cfg = false;
+    let out = proc.process(&req, &Device::Cpu)?;
+    let batch = &out.batches[0];
+    // Rows: cond (images 2, 1, 2), uncond (none), img_cond (images 1, 2).
+    assert_eq!(
+        batch.gather(&[vec!["one", "two"]])?,
+        vec!["two", "one", "two", "one", "two"]
+    );
+    let rows: Vec<usize> = batch.collated.image_spans.iter().map(|s| s.row).collect();
+    assert_eq!(rows, vec![0, 0, 0, 2, 2]);
+    let err = batch.gather(&[vec!["one"]]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProcessorError::MissingImage {
+                prompt: 0,
+                image: 1
+            }
+        ),
+        "{err}"
+    );
     Ok(())
 }
 

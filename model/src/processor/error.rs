@@ -91,6 +91,14 @@ pub enum ProcessorError {
         /// A different size.
         other: (usize, usize),
     },
+    /// `ProcessedBranch::gather` was given no item for an image a span needs.
+    #[error("no item given for prompt {prompt}, image {image}")]
+    MissingImage {
+        /// Prompt index.
+        prompt: usize,
+        /// Image index (0-based).
+        image: usize,
+    },
     /// The request holds no prompt.
     #[error("the request holds no prompt")]
     EmptyRequest,

@@ -27,9 +27,10 @@
 //!     use_input_image_size_as_output: false,
 //! }, &Device::Cpu)?;
 //! for branch in &batch.batches {
-//!     // branch.input_ids / attention_mask / position_ids / image_spans, and branch.image_refs says which
-//!     // (prompt, image) fills each span: encode that image with the VAE and pass the latents in that order.
-//!     let _ = (&branch.collated.input_ids, &branch.image_refs);
+//!     // branch.collated: input_ids / attention_mask / position_ids / image_spans. branch.image_refs says which
+//!     // (prompt, image) fills each span; `gather` orders per-prompt items (e.g. VAE latents) to match.
+//!     let latents = branch.gather(&[vec![pixels.clone()]])?; // stand-in for the encoded latents
+//!     let _ = (&branch.collated.input_ids, latents);
 //! }
 //! # Ok(()) }
 //! ```
@@ -141,6 +142,26 @@ pub struct ProcessedBranch {
     pub collated: Collated,
     /// The image of each entry of `collated.image_spans`, same order.
     pub image_refs: Vec<ImageRef>,
+}
+
+impl ProcessedBranch {
+    /// Picks, for every span in order, the item of its image from `per_prompt[prompt][image]` (e.g. the
+    /// encoded condition latents): the list the transformer expects as `condition_latents`.
+    pub fn gather<T: Clone>(&self, per_prompt: &[Vec<T>]) -> ProcessorResult<Vec<T>> {
+        self.image_refs
+            .iter()
+            .map(|r| {
+                per_prompt
+                    .get(r.prompt)
+                    .and_then(|images| images.get(r.image))
+                    .cloned()
+                    .ok_or(ProcessorError::MissingImage {
+                        prompt: r.prompt,
+                        image: r.image,
+                    })
+            })
+            .collect()
+    }
 }
 
 /// The processor's output for a request.

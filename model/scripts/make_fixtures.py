@@ -147,7 +147,12 @@ yy, xx = np.mgrid[0:150, 0:230]
 smooth = np.stack([(xx * 255 // 229), (yy * 255 // 149), ((xx * yy) % 256)], -1)
 IMG_C = save_png("c_230x150.png", np.clip(smooth + rng.randint(-40, 41, size=smooth.shape), 0, 255).astype(np.uint8))
 IMG_D = save_png("d_12x40.png", rng.randint(0, 256, size=(40, 12, 3)).astype(np.uint8))
-IMAGE_FILES = {"a": IMG_A, "b": IMG_B, "c": IMG_C, "d": IMG_D}
+rng2 = np.random.RandomState(6)  # separate stream: adding images must not change the ones above
+IMG_E = os.path.join(IMAGES, "e_rgba_33x20.png")  # alpha channel: convert('RGB') drops it
+Image.fromarray(rng2.randint(0, 256, size=(20, 33, 4)).astype(np.uint8), "RGBA").save(IMG_E)
+IMG_F = os.path.join(IMAGES, "f_gray_20x37.png")  # 8-bit grayscale: convert('RGB') replicates it
+Image.fromarray(rng2.randint(0, 256, size=(37, 20)).astype(np.uint8), "L").save(IMG_F)
+IMAGE_FILES = {"a": IMG_A, "b": IMG_B, "c": IMG_C, "d": IMG_D, "e": IMG_E, "f": IMG_F}
 
 
 def rel(path):
@@ -191,7 +196,8 @@ pre_cases = []
 for name, path, max_size in [("a_1024", IMG_A, 1024), ("a_32", IMG_A, 32), ("a_24", IMG_A, 24),
                              ("b_1024", IMG_B, 1024), ("b_40", IMG_B, 40), ("c_1024", IMG_C, 1024),
                              ("c_64", IMG_C, 64), ("c_100", IMG_C, 100), ("c_37", IMG_C, 37),
-                             ("d_1024", IMG_D, 1024), ("d_16", IMG_D, 16)]:
+                             ("d_1024", IMG_D, 1024), ("d_16", IMG_D, 16), ("e_1024", IMG_E, 1024),
+                             ("f_1024", IMG_F, 1024), ("f_24", IMG_F, 24)]:
     p = OmniGenProcessor(hf_tok, max_image_size=max_size).process_image(path)
     ref[f"pre.{name}.pixels"] = c(p)
     pre_cases.append({"name": name, "image": rel(path), "max_input_image_size": max_size,

@@ -46,8 +46,18 @@
 //!   the uncond row instead). Image guidance is switched off when no prompt has images (as the pipeline does).
 //! - Collation ([`collate`]): left padding with id 2, positions `0..` after the padding, mask of spec §6.7.
 //!
-//! Deviation, on purpose: a placeholder in a prompt without images is an error here (the reference only rejects
-//! the literal `<img><|image_1|></img>` and tokenizes other placeholders as text).
+//! Deviations and limits, on purpose:
+//! - A placeholder in a prompt without images (or in the negative prompt) is an error here; the reference only
+//!   rejects the literal `<img><|image_1|></img>` and tokenizes other placeholders as text.
+//! - Image guidance is decided by "does any prompt have images". The reference keys it on `input_images is None`,
+//!   so a Python call with empty image lists (`[[]]`) gets a third branch identical to uncond; the guided
+//!   velocity is the same up to rounding.
+//! - Placeholder numbers are ASCII digits (Python's `\d` also matches other Unicode digits).
+//! - Pixel parity starts from decoded 8-bit RGB: callers pass `DynamicImage::to_rgb8()`, which matches
+//!   `PIL.Image.convert('RGB')` for RGB, RGBA (alpha dropped) and 8-bit grayscale PNGs (tested). 16-bit images
+//!   and JPEG decoding may differ from Pillow by a grey level.
+//! - All prompts of one request must share the output size (the collator's padded-output-image path is
+//!   training-only).
 
 mod collate;
 mod error;

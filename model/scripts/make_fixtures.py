@@ -238,20 +238,22 @@ def store_batch(prefix, d):
 
 
 def run_processor(name, instructions, images, height=64, width=64, use_img_cfg=True, separate=False,
-                  input_size_as_output=False, max_size=1024, negative_prompt=None):
-    pr = OmniGenProcessor(hf_tok, max_image_size=max_size)
+                  input_size_as_output=False, max_size=1024, negative_prompt=None, tokenizer=None, group="proc",
+                  case_list=None):
+    pr = OmniGenProcessor(tokenizer or hf_tok, max_image_size=max_size)
     kw = {} if negative_prompt is None else {"negative_prompt": negative_prompt}
     img_paths = None if images is None else [[IMAGE_FILES[x] for x in row] for row in images]
     d = pr(instructions, img_paths, height=height, width=width, use_img_cfg=use_img_cfg,
            separate_cfg_input=separate, use_input_image_size_as_output=input_size_as_output, **kw)
     if separate:
         for i in range(len(d["input_ids"])):
-            store_batch(f"proc.{name}.b{i}", {k: v[i] for k, v in d.items()})
+            store_batch(f"{group}.{name}.b{i}", {k: v[i] for k, v in d.items()})
         n_branches = len(d["input_ids"])
     else:
-        store_batch(f"proc.{name}", d)
+        store_batch(f"{group}.{name}", d)
         n_branches = None
-    proc_cases.append({"name": name, "instructions": instructions, "images": images, "height": height, "width": width,
+    (proc_cases if case_list is None else case_list).append({
+                       "name": name, "instructions": instructions, "images": images, "height": height, "width": width,
                        "use_img_cfg": use_img_cfg, "separate_cfg": separate,
                        "use_input_image_size_as_output": input_size_as_output, "max_input_image_size": max_size,
                        "negative_prompt": negative_prompt, "num_branches": n_branches})
@@ -280,6 +282,33 @@ cases["tokenizer"] = [{"index": i, "prompt": p} for i, p in enumerate(ALL_PROMPT
 cases["processor"] = proc_cases
 save_file(ref, os.path.join(REF, "processor.safetensors"))
 print("processor cases:", len(proc_cases))
+
+# ---- the same processor with a Llama/Phi-3-style tokenizer (BPE, normalizer Prepend("▁") + Replace(" ", "▁"),
+# no pre-tokenizer, like the real Phi-3 tokenizer.json): checks per-chunk tokenization with the dummy prefix.
+from tokenizers import normalizers, trainers  # noqa: E402
+
+LLAMA_DIR = os.path.join(OUT, "tokenizer-llama-style")
+shutil.rmtree(LLAMA_DIR, ignore_errors=True)
+bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+bpe.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+bpe_corpus = [c for p in ALL_PROMPTS for c in re.split(r"<\|image_\d+\|>", OmniGenProcessor.add_prefix_instruction(None, p))]
+bpe.train_from_iterator(bpe_corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=specials, show_progress=False))
+bpe.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)])
+hf_llama = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="<|endoftext|>")
+hf_llama.save_pretrained(LLAMA_DIR)
+ref = {}
+llama_cases = []
+for args_, kw_ in [(("t2i", [PROMPT_T2I], None), dict(height=48, width=80)),
+                   (("edit1_imgcfg_sep", [PROMPT_EDIT1], [["a"]]), dict(separate=True)),
+                   (("two_images", [PROMPT_TWO], [["a", "b"]]), dict(height=32, width=48)),
+                   (("reorder_sep", [PROMPT_REORDER], [["a", "b"]]), dict(separate=True)),
+                   (("unknown_words", ["Zebra-like <img><|image_1|></img>wörds, ünseen!"], [["a"]]), dict())]:
+    run_processor(*args_, tokenizer=hf_llama, group="llama", case_list=llama_cases, **kw_)
+for i, p in enumerate(ALL_PROMPTS):
+    ref[f"tok.{i}.ids"] = torch.tensor(hf_llama(OmniGenProcessor.add_prefix_instruction(None, p)).input_ids)
+cases["processor_llama_style"] = llama_cases
+save_file(ref, os.path.join(REF, "processor_llama_style.safetensors"))
 
 # --------------------------------------------------------------------------------------------- 9. VAE
 ref = {}

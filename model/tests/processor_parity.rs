@@ -226,6 +226,7 @@ fn request_of(case: &Value, image_files: &Value) -> Result<(PromptRequest, Vec<V
 }
 
 fn check_batch(
+    group: &str,
     name: &str,
     out: &ProcessedBatch,
     pixels: &[Vec<Tensor>],
@@ -233,8 +234,8 @@ fn check_batch(
     num_branches: Option<u64>,
 ) -> Result<()> {
     let prefixes: Vec<String> = match num_branches {
-        Some(n) => (0..n).map(|i| format!("proc.{name}.b{i}")).collect(),
-        None => vec![format!("proc.{name}")],
+        Some(n) => (0..n).map(|i| format!("{group}.{name}.b{i}")).collect(),
+        None => vec![format!("{group}.{name}")],
     };
     assert_eq!(
         out.batches.len(),
@@ -295,21 +296,76 @@ fn check_batch(
     Ok(())
 }
 
-#[test]
-fn processor_outputs_match_the_reference_exactly() -> Result<()> {
-    let (cases, refs, proc) = (cases()?, reference("processor.safetensors")?, processor()?);
-    let list = cases["processor"]
+/// Runs every case of `cases.json[list]` through `proc` and compares with `file` (keys `<group>.<case>...`).
+fn check_processor_cases(
+    proc: &Processor,
+    list: &str,
+    file: &str,
+    group: &str,
+    min_cases: usize,
+) -> Result<()> {
+    let (cases, refs) = (cases()?, reference(file)?);
+    let list = cases[list]
         .as_array()
-        .ok_or_else(|| anyhow!("no processor cases"))?;
-    assert!(list.len() >= 10);
+        .ok_or_else(|| anyhow!("no {list} cases"))?;
+    assert!(list.len() >= min_cases);
     for case in list {
         let name = str_of(case, "name")?;
         let (req, pixels) = request_of(case, &cases["images"])?;
         let out = proc
             .process(&req, &Device::Cpu)
             .with_context(|| format!("case {name}"))?;
-        check_batch(name, &out, &pixels, &refs, case["num_branches"].as_u64())
-            .with_context(|| format!("case {name}"))?;
+        check_batch(
+            group,
+            name,
+            &out,
+            &pixels,
+            &refs,
+            case["num_branches"].as_u64(),
+        )
+        .with_context(|| format!("case {name}"))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn processor_outputs_match_the_reference_exactly() -> Result<()> {
+    check_processor_cases(
+        &processor()?,
+        "processor",
+        "processor.safetensors",
+        "proc",
+        10,
+    )
+}
+
+/// The same processor with a Llama/Phi-3-style tokenizer (BPE, `Prepend("▁")` normalizer, no pre-tokenizer):
+/// each placeholder-separated chunk gets its own dummy prefix and BOS, exactly as in Python.
+#[test]
+fn processor_matches_with_a_llama_style_tokenizer() -> Result<()> {
+    let proc =
+        Processor::from_tokenizer_file(fixtures().join("tokenizer-llama-style/tokenizer.json"))?;
+    check_processor_cases(
+        &proc,
+        "processor_llama_style",
+        "processor_llama_style.safetensors",
+        "llama",
+        5,
+    )?;
+    let (cases, refs) = (cases()?, reference("processor_llama_style.safetensors")?);
+    for case in cases["tokenizer"].as_array().into_iter().flatten() {
+        let i = u64_of(case, "index")?;
+        let ids = proc.encode(&apply_chat_template(str_of(case, "prompt")?), "test")?;
+        let ours = Tensor::new(
+            ids.iter().map(|&v| i64::from(v)).collect::<Vec<_>>(),
+            &Device::Cpu,
+        )?;
+        assert_exact(
+            &format!("llama tok.{i}"),
+            &ours,
+            get(&refs, &format!("tok.{i}.ids"))?,
+            DType::I64,
+        )?;
     }
     Ok(())
 }

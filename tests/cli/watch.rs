@@ -13,6 +13,19 @@ struct Watcher {
     log: std::path::PathBuf,
 }
 
+impl Watcher {
+    /// Sends Ctrl-C (SIGINT) and waits for the process to exit.
+    #[cfg(unix)]
+    fn interrupt(&mut self) -> std::process::ExitStatus {
+        let sent = std::process::Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("send SIGINT");
+        assert!(sent.success());
+        self.child.wait().expect("wait for watch")
+    }
+}
+
 impl Drop for Watcher {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -74,7 +87,7 @@ fn saves_rerun_only_changed_nodes_and_broken_saves_keep_the_last_good_graph() {
         .stderr(log)
         .spawn()
         .expect("start watch");
-    let _watcher = Watcher {
+    let mut watcher = Watcher {
         child,
         log: ws.path("watch.log"),
     };
@@ -124,6 +137,10 @@ fn saves_rerun_only_changed_nodes_and_broken_saves_keep_the_last_good_graph() {
     );
     let log = std::fs::read_to_string(ws.path("watch.log")).expect("log");
     assert!(log.contains("file change -> execution start in"), "{log}");
+
+    // 5. Ctrl-C while idle stops watching with the documented exit code.
+    #[cfg(unix)]
+    assert_eq!(watcher.interrupt().code(), Some(130));
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! [`register_builtin_with`].
 
 pub mod io;
+pub mod omnigen;
 pub mod primitives;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ pub fn register_builtin(registry: &Registry) {
 /// Registers every built-in node type, with the IO nodes configured by `io`.
 pub fn register_builtin_with(registry: &Registry, io: IoConfig) {
     io::register(registry, io);
+    omnigen::register(registry, io.allow_absolute_paths);
     for kind in primitives::PrimitiveKind::ALL {
         registry.register_arc(Arc::new(primitives::Primitive(kind)));
     }

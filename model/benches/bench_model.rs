@@ -2,13 +2,14 @@
 //! random weights, float32 on CPU.
 //!
 //! Measures: loading (peak RSS vs weight bytes), one transformer forward, one sampling step (2-branch
-//! separate CFG without cache, plus one cached step), and where a forward's time goes (linears vs
-//! attention). With `--python <python> --script <bench_reference.py>` it also runs the PyTorch reference on
-//! the same weights and inputs, interleaved round by round, and prints the ratio.
+//! separate CFG without cache + Euler update, as `model/scripts/bench_reference.py` times it), one cached
+//! step, and where a forward's time goes (linears vs attention). With `--python <python> --script
+//! model/benches/torch_timing.py` it runs the official PyTorch code on the same weights and inputs in a
+//! second process, alternating rounds with the candle timings, and prints the ratios.
 //!
 //! Run: `cargo bench -p omnigen-model --bench bench_model -- [--dir DIR] [--rounds N] [--python PY --script S]`
-//! `DIR` holds `config.json`, `model.safetensors` and optionally `inputs.safetensors`
-//! (`input_ids`, `attention_mask`, `position_ids`, `x`, `t`); missing files are generated (seeded).
+//! `DIR` holds `config.json`, `model.safetensors` and `bench_inputs.safetensors` as written by
+//! `model/scripts/bench_reference.py DIR`; without them, random weights and inputs are generated (seeded).
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -224,34 +225,127 @@ fn args() -> Args {
     a
 }
 
-/// Runs the PyTorch reference once; it prints a JSON line with its timings.
-fn python_round(py: &str, script: &str, dir: &Path) -> Res<serde_json::Value> {
-    let out = std::process::Command::new(py)
-        .arg(script)
-        .arg("--dir")
-        .arg(dir)
-        .arg("--time-only")
-        .output()?;
-    if !out.status.success() {
-        return Err(format!("python failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+/// The PyTorch side (`torch_timing.py`), kept running and asked for one timing round at a time.
+struct TorchSide {
+    child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl TorchSide {
+    fn start(py: &str, script: &str, dir: &Path) -> Res<Self> {
+        let mut child = std::process::Command::new(py)
+            .arg(script)
+            .arg(dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let out = std::io::BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        let mut me = Self { child, out };
+        let ready = me.read_json()?;
+        println!("PyTorch ready: {ready}");
+        Ok(me)
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .unwrap_or("{}");
-    Ok(serde_json::from_str(line)?)
+
+    fn read_json(&mut self) -> Res<serde_json::Value> {
+        use std::io::BufRead;
+        let mut line = String::new();
+        if self.out.read_line(&mut line)? == 0 {
+            return Err("the PyTorch process ended early".into());
+        }
+        Ok(serde_json::from_str(line.trim())?)
+    }
+
+    fn round(&mut self) -> Res<serde_json::Value> {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().ok_or("no stdin")?;
+        stdin.write_all(b"go\n")?;
+        stdin.flush()?;
+        self.read_json()
+    }
+}
+
+impl Drop for TorchSide {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// One branch's collated inputs.
+struct Branch {
+    ids: Tensor,
+    mask: Tensor,
+    pos: Tensor,
+}
+
+/// Inputs written by `bench_reference.py` (or synthesised): both branches, x, t and the reference outputs.
+struct Inputs {
+    cond: Branch,
+    uncond: Branch,
+    x: Tensor,
+    t: Tensor,
+    forward_out: Option<Tensor>,
+    step_out: Option<Tensor>,
+}
+
+fn load_inputs(dir: &Path) -> Res<Inputs> {
+    let path = dir.join("bench_inputs.safetensors");
+    if !path.is_file() {
+        let m = synth_inputs(&mut NoiseRng::new(99))?;
+        let g = |k: &str| m[k].clone();
+        let branch = || Branch {
+            ids: g("input_ids"),
+            mask: g("attention_mask"),
+            pos: g("position_ids"),
+        };
+        return Ok(Inputs {
+            cond: branch(),
+            uncond: branch(),
+            x: g("x"),
+            t: g("t"),
+            forward_out: None,
+            step_out: None,
+        });
+    }
+    let m = candle_core::safetensors::load(&path, &Device::Cpu)?;
+    let g = |k: &str| -> Res<Tensor> {
+        m.get(k)
+            .cloned()
+            .ok_or_else(|| format!("{} lacks `{k}`", path.display()).into())
+    };
+    let branch = |b: &str| -> Res<Branch> {
+        Ok(Branch {
+            ids: g(&format!("{b}.input_ids"))?,
+            mask: g(&format!("{b}.attention_mask"))?.to_dtype(DType::F32)?,
+            pos: g(&format!("{b}.position_ids"))?,
+        })
+    };
+    Ok(Inputs {
+        cond: branch("cond")?,
+        uncond: branch("uncond")?,
+        x: g("x")?,
+        t: g("t")?,
+        forward_out: m.get("forward.out").cloned(),
+        step_out: m.get("step.out").cloned(),
+    })
+}
+
+fn max_err(a: &Tensor, b: &Tensor) -> Res<f32> {
+    Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
 }
 
 fn main() -> Res<()> {
     let a = args();
     let dir = a.dir.clone();
+    let python = match (&a.python, &a.script) {
+        (Some(p), Some(s)) => Some((p.clone(), s.clone())),
+        _ => None,
+    };
     ensure_weights(&dir)?;
     let weights = dir.join("model.safetensors");
     let weight_bytes = std::fs::metadata(&weights)?.len();
 
-    // Loading first, so that VmHWM reflects the load alone.
+    // Load before anything else, so that VmHWM reflects the load alone.
     let hwm0 = status_kb("VmHWM:");
     let t0 = Instant::now();
     let tr = Transformer::load(
@@ -265,7 +359,8 @@ fn main() -> Res<()> {
     let hwm = status_kb("VmHWM:");
     let rss = status_kb("VmRSS:");
     println!(
-        "load: {load_s:.2} s; weights {:.1} MB; peak RSS {:.1} MB ({:.3}x weights; {:.1} MB before load); RSS after {:.1} MB",
+        "load: {load_s:.2} s; weights {:.1} MB; peak RSS {:.1} MB = {:.3}x weights ({:.1} MB before load); \
+         RSS after load {:.1} MB",
         weight_bytes as f64 / 1e6,
         hwm as f64 * 1024.0 / 1e6,
         hwm as f64 * 1024.0 / weight_bytes as f64,
@@ -273,71 +368,82 @@ fn main() -> Res<()> {
         rss as f64 * 1024.0 / 1e6
     );
 
-    let inputs_path = dir.join("inputs.safetensors");
-    let inp = if inputs_path.is_file() {
-        candle_core::safetensors::load(&inputs_path, &Device::Cpu)?
-    } else {
-        let m = synth_inputs(&mut NoiseRng::new(99))?;
-        candle_core::safetensors::save(&m, &inputs_path)?;
-        m
-    };
-    let g = |k: &str| {
-        inp.get(k)
-            .cloned()
-            .ok_or_else(|| format!("inputs.safetensors lacks `{k}`"))
-    };
-    let (ids, mask, pos, x, t) = (
-        g("input_ids")?,
-        g("attention_mask")?,
-        g("position_ids")?,
-        g("x")?,
-        g("t")?,
-    );
-    let mask = mask.to_dtype(DType::F32)?;
-    let s = mask.dim(2)?;
+    let inp = load_inputs(&dir)?;
+    let s = inp.cond.mask.dim(2)?;
     println!(
-        "config: hidden {HIDDEN}, heads {HEADS}, mlp {INTER}, layers {LAYERS}; sequence {s} tokens; threads {}",
+        "config: hidden {HIDDEN}, heads {HEADS}, mlp {INTER}, layers {LAYERS}; cond {s} tokens, uncond {} tokens; \
+         threads {}",
+        inp.uncond.mask.dim(2)?,
         candle_core::utils::get_num_threads()
     );
     let fwd = ForwardInput {
-        x: &x,
-        timestep: &t,
-        input_ids: Some(&ids),
+        x: &inp.x,
+        timestep: &inp.t,
+        input_ids: Some(&inp.cond.ids),
         condition_latents: &[],
         image_spans: &[],
-        attention_mask: &mask,
-        position_ids: &pos,
+        attention_mask: &inp.cond.mask,
+        position_ids: &inp.cond.pos,
     };
-    let out = tr.forward(&fwd)?; // warm-up
-    if let Some(want) = inp.get("out") {
-        let err = (out - want)?
-            .abs()?
-            .flatten_all()?
-            .max(0)?
-            .to_scalar::<f32>()?;
-        println!("output vs PyTorch reference: max abs error {err:.3e}");
+    let out = tr.forward(&fwd)?; // warm-up and check
+    if let Some(want) = &inp.forward_out {
+        println!(
+            "forward vs PyTorch: max abs error {:.3e}",
+            max_err(&out, want)?
+        );
     }
 
-    // One sampling step: cond + uncond branches (separate CFG), no cache, Euler update.
-    let batch = BranchBatch {
-        input_ids: ids.clone(),
-        attention_mask: mask.clone(),
-        position_ids: pos.clone(),
+    // One sampling step as the reference times it: cond + uncond forwards (separate CFG, no cache), CFG
+    // combine, Euler update from t = 0.3 to 0.32.
+    let batch = |b: &Branch| BranchBatch {
+        input_ids: b.ids.clone(),
+        attention_mask: b.mask.clone(),
+        position_ids: b.pos.clone(),
         condition_latents: vec![],
         image_spans: vec![],
     };
     let loop_in = LoopInputs {
-        batches: vec![batch.clone(), batch],
+        batches: vec![batch(&inp.cond), batch(&inp.uncond)],
         cfg: CfgMode::Separate,
         n_branches: 2,
     };
-    let step_opts = |kv| LoopOptions {
-        sigmas: vec![0.0, 0.5],
+    let t0v = inp.t.to_vec1::<f32>()?[0];
+    let step_opts = LoopOptions {
+        sigmas: vec![t0v, 0.32],
         guidance_scale: 2.5,
         img_guidance_scale: 1.6,
-        kv_cache: kv,
+        kv_cache: KvCacheMode::Off,
+    };
+    let run_step = || -> Res<Tensor> {
+        Ok(sample_loop(&tr, &loop_in, &inp.x, &step_opts, &mut |_| {
+            ControlFlow::Continue(())
+        })?)
+    };
+    let z = run_step()?;
+    if let Some(want) = &inp.step_out {
+        println!(
+            "step vs PyTorch: max abs error {:.3e}",
+            max_err(&z, &want.narrow(0, 0, 1)?)?
+        );
+    }
+    // A cached step (steps 1..N of the default mode): only time + image tokens are recomputed.
+    let mut cache = KvCache::new();
+    tr.forward_fill_cache(&fwd, &mut cache, true)?;
+    let n_tail = s - inp.cond.ids.dim(1)?;
+    let m1 = inp.cond.mask.narrow(1, s - n_tail, n_tail)?.contiguous()?;
+    let p1 = inp.cond.pos.narrow(1, s - n_tail, n_tail)?.contiguous()?;
+    let cached = ForwardInput {
+        input_ids: None,
+        attention_mask: &m1,
+        position_ids: &p1,
+        ..fwd
     };
 
+    // The PyTorch process starts after the candle load so that it does not disturb the RSS figure.
+    let mut torch = match &python {
+        Some((p, sc)) => Some(TorchSide::start(p, sc, &dir)?),
+        None => None,
+    };
     let mut rows = Vec::new();
     for round in 0..a.rounds {
         let f = best_of(1, || {
@@ -345,71 +451,57 @@ fn main() -> Res<()> {
             Ok(())
         })?;
         let step = best_of(1, || {
-            sample_loop(&tr, &loop_in, &x, &step_opts(KvCacheMode::Off), &mut |_| {
-                ControlFlow::Continue(())
-            })?;
+            run_step()?;
             Ok(())
         })?;
-        // A cached step (steps 1..N of the default mode): only time + image tokens are recomputed.
-        let mut cache = KvCache::new();
-        tr.forward_fill_cache(&fwd, &mut cache, true)?;
-        let n_tail = s - ids.dim(1)?;
-        let m1 = mask.narrow(1, s - n_tail, n_tail)?.contiguous()?;
-        let p1 = pos.narrow(1, s - n_tail, n_tail)?.contiguous()?;
-        let cached = ForwardInput {
-            input_ids: None,
-            attention_mask: &m1,
-            position_ids: &p1,
-            ..fwd
-        };
         let cached_f = best_of(1, || {
             tr.forward_cached(&cached, &cache)?;
             Ok(())
         })?;
-        let py = match (&a.python, &a.script) {
-            (Some(p), Some(sc)) => Some(python_round(p, sc, &dir)?),
-            _ => None,
+        let py = match torch.as_mut() {
+            Some(side) => Some(side.round()?),
+            None => None,
         };
         let py_f = py.as_ref().and_then(|v| v["forward_s"].as_f64());
         let py_step = py.as_ref().and_then(|v| v["step_s"].as_f64());
+        let ratios = match (py_f, py_step) {
+            (Some(pf), Some(ps)) => format!(
+                "; PyTorch forward {pf:.3} s, step {ps:.3} s; candle/PyTorch forward {:.3}x, step {:.3}x",
+                f / pf,
+                step / ps
+            ),
+            _ => String::new(),
+        };
         println!(
-            "round {round}: candle forward {f:.3} s, step (2 branches) {step:.3} s, cached forward {cached_f:.3} s{}",
-            match (py_f, py_step) {
-                (Some(pf), Some(ps)) => format!(
-                    "; PyTorch forward {pf:.3} s, step {ps:.3} s; ratio forward {:.3}x, step {:.3}x",
-                    f / pf,
-                    step / ps
-                ),
-                (Some(pf), None) => format!("; PyTorch forward {pf:.3} s; ratio {:.3}x", f / pf),
-                _ => String::new(),
-            }
+            "round {round}: candle forward {f:.3} s, step {step:.3} s, cached forward {cached_f:.3} s{ratios}"
         );
         rows.push((f, step, py_f, py_step));
     }
     let med = |mut v: Vec<f64>| -> f64 {
         v.sort_by(|a, b| a.total_cmp(b));
-        v[v.len() / 2]
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
-    let fr: Vec<f64> = rows.iter().filter_map(|r| r.2.map(|p| r.0 / p)).collect();
-    let sr: Vec<f64> = rows.iter().filter_map(|r| r.3.map(|p| r.1 / p)).collect();
     println!(
         "median: candle forward {:.3} s, step {:.3} s",
         med(rows.iter().map(|r| r.0).collect()),
         med(rows.iter().map(|r| r.1).collect())
     );
-    if !fr.is_empty() {
-        println!("median ratio candle/PyTorch: forward {:.3}x", med(fr));
+    let fr: Vec<f64> = rows.iter().filter_map(|r| r.2.map(|p| r.0 / p)).collect();
+    let sr: Vec<f64> = rows.iter().filter_map(|r| r.3.map(|p| r.1 / p)).collect();
+    if !fr.is_empty() && !sr.is_empty() {
+        println!(
+            "median ratio candle/PyTorch: forward {:.3}x, step {:.3}x",
+            med(fr),
+            med(sr)
+        );
     }
-    if !sr.is_empty() {
-        println!("median ratio candle/PyTorch: step {:.3}x", med(sr));
-    }
-
-    breakdown(&tr, &x, s)?;
+    drop(torch);
+    breakdown(s)?;
     Ok(())
 }
 
 /// Times the pieces of one layer at sequence length `s`: the four linears and the attention core.
-fn breakdown(_tr: &Transformer, _x: &Tensor, s: usize) -> Res<()> {
+fn breakdown(s: usize) -> Res<()> {
     let mut rng = NoiseRng::new(5);
     let h = randn(&mut rng, &[1, s, HIDDEN], 1.0)?;
     let lin = |o: usize, i: usize, rng: &mut NoiseRng| -> Res<candle_nn::Linear> {

@@ -144,3 +144,45 @@ fn attend_rows(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Res
     let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(dtype)?;
     Ok(probs.matmul(v)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn unmasked_rows_skip_the_mask_with_identical_results() -> Result<()> {
+        let dev = Device::Cpu;
+        let (h, s, d) = (2, 7, 4);
+        let q = Tensor::randn(0f32, 1.0, (1, h, s, d), &dev)?;
+        let k = Tensor::randn(0f32, 1.0, (1, h, s, d), &dev)?;
+        let v = Tensor::randn(0f32, 1.0, (1, h, s, d), &dev)?;
+        // Causal for the first 3 rows, all-visible after.
+        let mut m = vec![0f32; s * s];
+        for r in 0..3 {
+            for c in (r + 1)..s {
+                m[r * s + c] = f32::MIN;
+            }
+        }
+        let additive = Tensor::from_vec(m, (1, 1, s, s), &dev)?;
+        let full = attend_rows(&q, &k, &v, Some(&additive))?;
+        for free_from in [3, 5, s] {
+            let split = attend(
+                &q,
+                &k,
+                &v,
+                &AttnMask {
+                    additive: additive.clone(),
+                    free_from,
+                },
+            )?;
+            let diff = (&split - &full)?
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f32>()?;
+            assert_eq!(diff, 0.0, "free_from {free_from}");
+        }
+        Ok(())
+    }
+}

@@ -1,6 +1,34 @@
 //! OmniGen v1 in candle, numerically matching the official `omnigen==1.0.3` implementation.
 //!
 //! This crate knows tensors, weights and prompts; it knows nothing of graphs.
+//!
+//! ```no_run
+//! use std::ops::ControlFlow;
+//! use omnigen_model::{
+//!     processor::preprocess_image, to_rgb8, EncodeMode, LoadOptions, OmniGen, Prompt, SampleOptions, Vae,
+//! };
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Official layout (config.json, model.safetensors, tokenizer.json, vae/) or diffusers layout.
+//! let model = OmniGen::load("OmniGen-v1", &LoadOptions::default())?; // f32 on CPU, bf16 on GPU
+//! let vae = Vae::load(&model.files().vae_dir, model.device())?;
+//!
+//! // A condition image: OmniGen's preprocessing (resize/crop to multiples of 16), then the VAE.
+//! let photo = image::open("photo.png")?.to_rgb8();
+//! let pixels = preprocess_image(&photo, 1024, model.device())?;
+//! let cond = vae.encode(&pixels, EncodeMode::Mean)?;
+//!
+//! let prompt = Prompt::new("<img><|image_1|></img> Remove the cup.").with_images(vec![cond]);
+//! let opts = SampleOptions { width: 512, height: 512, steps: 50, guidance_scale: 2.0, seed: 42,
+//!     use_input_image_size_as_output: true, ..SampleOptions::default() };
+//! let latent = model.sample(&prompt, &opts, None, &mut |p| {
+//!     eprintln!("step {}/{}", p.step, p.total);
+//!     ControlFlow::Continue(())
+//! })?;
+//! let image = to_rgb8(&vae.decode(&latent)?)?.remove(0);
+//! image.save("out.png")?;
+//! # Ok(()) }
+//! ```
 
 pub mod processor;
 

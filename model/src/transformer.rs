@@ -298,3 +298,24 @@ fn first_unmasked_row(mask01: &Tensor) -> Result<usize> {
     let rows = row_min.to_vec1::<f32>()?;
     Ok(rows.iter().rposition(|&m| m < 0.5).map_or(0, |i| i + 1))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_unmasked_row_finds_the_all_ones_tail() -> Result<()> {
+        let dev = Device::Cpu;
+        // Row 0: causal (masked), rows 1..3 all ones.
+        let m = Tensor::from_vec(vec![1f32, 0., 0., 1., 1., 1., 1., 1., 1.], (1, 3, 3), &dev)?;
+        assert_eq!(first_unmasked_row(&m)?, 1);
+        // A padded second batch row masks column 0 everywhere: no free rows.
+        let pad = Tensor::from_vec(vec![1f32, 0., 0., 0., 1., 1., 0., 1., 1.], (1, 3, 3), &dev)?;
+        assert_eq!(first_unmasked_row(&Tensor::cat(&[&m, &pad], 0)?)?, 3);
+        assert_eq!(
+            first_unmasked_row(&Tensor::ones((1, 2, 2), DType::F32, &dev)?)?,
+            0
+        );
+        Ok(())
+    }
+}

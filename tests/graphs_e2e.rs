@@ -653,3 +653,60 @@ fn the_main_command_explains_what_to_download_when_offline() {
         assert!(text.contains(needle), "'{needle}' missing from:\n{text}");
     }
 }
+
+#[test]
+fn the_sampler_reports_every_step_and_stops_when_cancelled() {
+    let session = Session::new();
+    let mut graph = example_graphs()
+        .remove("text_to_image.json")
+        .expect("graph");
+    for_tiny_model(&mut graph);
+    let sampler = ids_of(&graph, "OmniGenSample")[0].clone();
+    graph[&sampler]["inputs"]["steps"] = json!(6);
+    let request = PromptRequest::from_json(graph.clone()).expect("parses");
+
+    // A full run reports steps 1..=6 of 6.
+    let steps = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&steps);
+    let events = EventSink::from_fn(move |event| {
+        if let Event::Progress {
+            value, max, node, ..
+        } = event
+        {
+            log.lock().expect("log").push((node, value, max));
+        }
+    });
+    let report = session
+        .runtime
+        .block_on(session.executor.run(&request, RunOptions::new(events)))
+        .expect("validates");
+    assert!(report.is_success(), "{:?}", report.status);
+    let want: Vec<(String, u64, u64)> = (1..=6).map(|v| (sampler.clone(), v, 6)).collect();
+    assert_eq!(*steps.lock().expect("log"), want);
+
+    // Another seed, cancelled at the sampler's second step: the run stops there and nothing is saved.
+    graph[&sampler]["inputs"]["seed"] = json!(7);
+    let request = PromptRequest::from_json(graph).expect("parses");
+    let cancel = omnigen_engine::CancelToken::new();
+    let trigger = cancel.clone();
+    let events = EventSink::from_fn(move |event| {
+        if let Event::Progress { value: 2, .. } = event {
+            trigger.cancel();
+        }
+    });
+    let pngs_before = session.pngs();
+    let report = session
+        .runtime
+        .block_on(
+            session
+                .executor
+                .run(&request, RunOptions::new(events).cancel(cancel)),
+        )
+        .expect("validates");
+    assert!(
+        matches!(report.status, RunStatus::Interrupted { .. }),
+        "{:?}",
+        report.status
+    );
+    assert_eq!(session.pngs(), pngs_before, "a cancelled run saves nothing");
+}

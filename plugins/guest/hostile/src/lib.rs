@@ -115,7 +115,7 @@ hostile_node!(ReadClock, "read_clock", |ctx, inputs| {
 });
 
 hostile_node!(LogSpam, "log_spam", |ctx, inputs| {
-    let line = "spam ".repeat(16 * 1024);
+    let line = "spam ".repeat(2000);
     loop {
         ctx.log(LogLevel::Info, &line);
     }

@@ -1,0 +1,216 @@
+//! Hostile plugins: every misbehaviour ends in a clear error naming plugin and node, and the
+//! host keeps serving other calls afterwards.
+
+mod common;
+
+use std::sync::Arc;
+
+use omnigen_plugins::{
+    CallControl, CancelFlag, LoadedPlugin, PixelFormat, PixelImage, PluginValue, RunError,
+    RunFailure,
+};
+use serde_json::Map;
+
+fn hostile() -> &'static LoadedPlugin {
+    static P: std::sync::OnceLock<LoadedPlugin> = std::sync::OnceLock::new();
+    P.get_or_init(|| common::load("hostile", "omnigen_plugin_hostile"))
+}
+
+fn probe() -> &'static LoadedPlugin {
+    static P: std::sync::OnceLock<LoadedPlugin> = std::sync::OnceLock::new();
+    P.get_or_init(|| common::load("probe", "omnigen_plugin_probe"))
+}
+
+fn run_hostile(node: &str) -> RunError {
+    let err = hostile()
+        .run(node, vec![], &Map::new(), &CallControl::default())
+        .expect_err("hostile node must fail");
+    assert_eq!(err.plugin, "hostile");
+    assert_eq!(err.node, node);
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!("plugin `hostile` node `{node}`: ")),
+        "{text}"
+    );
+    // After every failure a healthy plugin still runs, on the same engine and pool.
+    assert_healthy();
+    err
+}
+
+fn assert_healthy() {
+    let image = PixelImage {
+        width: 2,
+        height: 1,
+        format: PixelFormat::Rgba8,
+        data: vec![1, 2, 3, 4, 5, 6, 7, 8],
+    };
+    let out = probe()
+        .run(
+            "identity",
+            vec![("image".into(), PluginValue::Image(image.clone()))],
+            &Map::new(),
+            &CallControl::default(),
+        )
+        .expect("the probe plugin still runs");
+    assert_eq!(
+        out.values,
+        vec![("image".to_string(), PluginValue::Image(image))]
+    );
+}
+
+#[test]
+fn infinite_loop_times_out() {
+    let err = run_hostile("spin");
+    assert_eq!(err.failure, RunFailure::Timeout(hostile().limits().timeout));
+    assert!(err.to_string().contains("timed out after 500 ms"), "{err}");
+}
+
+#[test]
+fn unbounded_allocation_hits_the_memory_limit() {
+    let err = run_hostile("hog");
+    assert_eq!(err.failure, RunFailure::OutOfMemory(64 << 20));
+    assert!(
+        err.to_string().contains("ran out of memory (limit 64 MiB)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn deep_recursion_overflows_the_stack() {
+    assert_eq!(run_hostile("recurse").failure, RunFailure::StackOverflow);
+}
+
+#[test]
+fn panic_is_a_crash_with_the_panic_message() {
+    let err = run_hostile("panic");
+    assert!(matches!(err.failure, RunFailure::Crashed(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("deliberate panic in a hostile plugin"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unreachable_is_a_crash() {
+    let err = run_hostile("trap");
+    match &err.failure {
+        RunFailure::Crashed(m) => assert!(m.contains("unreachable"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn malformed_and_oversized_outputs_are_rejected() {
+    let cases = [
+        (
+            "bad_size",
+            "output `image` is 1024x1024 with 4 channel(s), so it needs 4194304 bytes, but has 10",
+        ),
+        ("overflow_dims", "pixels, more than the limit"),
+        ("wrong_type", "output `image` should be image, got text"),
+        ("missing_output", "output `image` is missing"),
+        ("extra_output", "output `surprise` is not declared"),
+        ("duplicate_output", "output `image` returned twice"),
+    ];
+    for (node, expected) in cases {
+        let err = run_hostile(node);
+        assert!(
+            matches!(err.failure, RunFailure::InvalidOutput(_)),
+            "{node}: {err:?}"
+        );
+        assert!(err.to_string().contains(expected), "{node}: {err}");
+    }
+}
+
+#[test]
+fn allocating_a_huge_output_fails_inside_the_plugin() {
+    // 400 MB of pixels cannot even be built under the 64 MiB budget.
+    assert_eq!(
+        run_hostile("oversized").failure,
+        RunFailure::OutOfMemory(64 << 20)
+    );
+}
+
+#[test]
+fn wasi_filesystem_network_environment_and_clock_are_not_available() {
+    for (node, interface) in [
+        ("read_file", "wasi:filesystem/"),
+        ("connect", "wasi:sockets/"),
+        ("read_env", "wasi:cli/environment"),
+        ("read_clock", "wasi:clocks/"),
+    ] {
+        let err = run_hostile(node);
+        match &err.failure {
+            RunFailure::Forbidden(import) => {
+                assert!(import.starts_with(interface), "{node}: {import}")
+            }
+            other => panic!("{node}: expected a sandbox violation, got {other:?}"),
+        }
+        assert!(
+            err.to_string()
+                .contains("which the sandbox does not provide"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn log_spam_is_stopped_and_bounded() {
+    let err = run_hostile("log_spam");
+    assert_eq!(
+        err.failure,
+        RunFailure::LogFlood(hostile().limits().log_flood_calls)
+    );
+    assert!(err.log_tail.len() <= 5);
+    for line in &err.log_tail {
+        assert!(line.len() <= hostile().limits().max_log_message_bytes + '…'.len_utf8());
+    }
+}
+
+#[test]
+fn polite_failures_are_reported_as_such() {
+    let err = run_hostile("fails");
+    assert_eq!(
+        err.failure,
+        RunFailure::Reported("this node always fails politely".into())
+    );
+}
+
+#[test]
+fn cancellation_stops_cooperative_and_uncooperative_nodes() {
+    // Cooperative: the progress callback says stop, the node returns `cancelled`.
+    let control = CallControl {
+        progress: Some(Arc::new(|_| false)),
+        cancel: CancelFlag::new(),
+    };
+    let err = hostile()
+        .run("wait_for_cancel", vec![], &Map::new(), &control)
+        .unwrap_err();
+    assert_eq!(err.failure, RunFailure::Cancelled);
+
+    // Uncooperative: an infinite loop is interrupted at the next epoch tick.
+    let cancel = CancelFlag::new();
+    cancel.cancel();
+    let control = CallControl {
+        progress: None,
+        cancel,
+    };
+    let err = hostile()
+        .run("spin", vec![], &Map::new(), &control)
+        .unwrap_err();
+    assert_eq!(err.failure, RunFailure::Cancelled);
+    assert_healthy();
+}
+
+#[test]
+fn many_failures_do_not_leak_pool_slots() {
+    // More failing calls than the pool has slots: each store must give its slot back.
+    for _ in 0..3 * common::test_config().max_concurrent_calls {
+        let err = hostile()
+            .run("trap", vec![], &Map::new(), &CallControl::default())
+            .unwrap_err();
+        assert!(matches!(err.failure, RunFailure::Crashed(_)));
+    }
+    assert_healthy();
+}

@@ -17,6 +17,8 @@ use omnigen_engine::{
     Dirs, Event, EventSink, Executor, ExecutorConfig, PromptRequest, Registry, RunOptions,
     RunReport, RunStatus,
 };
+use omnigen_nodes::omnigen::hub::HubSettings;
+use omnigen_nodes::omnigen::load::LoadOmniGen;
 use serde_json::{json, Value as Json};
 
 fn repo() -> PathBuf {
@@ -99,6 +101,14 @@ impl Session {
         copy_dir(&repo().join("graphs/input"), &input);
         let registry = Arc::new(Registry::new());
         omnigen_nodes::register_builtin(&registry);
+        // Hermetic hub settings: an empty cache and an endpoint that refuses at once, whatever the
+        // environment says (HF_HOME, HF_HUB_OFFLINE, internet access).
+        let hub = HubSettings {
+            cache_dir: dir.path().join("hf-cache"),
+            endpoint: Some("http://127.0.0.1:9".into()),
+            offline: false,
+        };
+        registry.register(LoadOmniGen::with_hub(hub));
         let config = ExecutorConfig {
             max_concurrency: 2,
             cache_budget_bytes: 1 << 30,

@@ -284,4 +284,30 @@ mod tests {
             .unwrap_err()
             .contains("does not exist"));
     }
+
+    #[test]
+    fn offline_and_uncached_is_a_validation_error_with_help() {
+        let cache = tempfile::tempdir().expect("tempdir");
+        let node = LoadOmniGen::with_hub(HubSettings {
+            cache_dir: cache.path().to_path_buf(),
+            endpoint: None,
+            offline: true,
+        });
+        let ctx = CheckContext {
+            node_id: "4".into(),
+            dirs: Default::default(),
+        };
+        let inputs = Inputs::new()
+            .with("model", Value::String(hub::DEFAULT_REPO.into()))
+            .with("dtype", Value::String("auto".into()))
+            .with("device", Value::String("auto".into()));
+        let err = node.validate(&inputs, &ctx).unwrap_err();
+        assert!(err.contains("HF_HUB_OFFLINE is set"), "{err}");
+        assert!(err.contains("--set 4.model="), "{err}");
+        let bad_device = inputs.with("device", Value::String("tpu".into()));
+        assert!(node
+            .validate(&bad_device, &ctx)
+            .unwrap_err()
+            .contains("device 'tpu'"));
+    }
 }

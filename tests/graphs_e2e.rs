@@ -720,3 +720,40 @@ fn the_sampler_reports_every_step_and_stops_when_cancelled() {
     );
     assert_eq!(session.pngs(), pngs_before, "a cancelled run saves nothing");
 }
+
+#[test]
+fn two_samplers_on_one_device_run_one_after_the_other() {
+    let session = Session::new();
+    let mut graph = example_graphs()
+        .remove("text_to_image.json")
+        .expect("graph");
+    for_tiny_model(&mut graph);
+    let sampler = ids_of(&graph, "OmniGenSample")[0].clone();
+    graph[&sampler]["inputs"]["steps"] = json!(5);
+    // A second, independent branch from the same model: sampler, decode, save.
+    let mut second = graph[&sampler].clone();
+    second["inputs"]["seed"] = json!(99);
+    graph["200"] = second;
+    graph["201"] =
+        json!({"class_type": "DecodeVAE", "inputs": {"vae": ["1", 1], "latent": ["200", 0]}});
+    graph["202"] = json!({"class_type": "SaveImage", "inputs": {"images": ["201", 0], "filename_prefix": "second"}});
+    let request = PromptRequest::from_json(graph).expect("parses");
+
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&order);
+    let events = EventSink::from_fn(move |event| {
+        if let Event::Progress { node, .. } = event {
+            log.lock().expect("log").push(node);
+        }
+    });
+    let report = session
+        .runtime
+        .block_on(session.executor.run(&request, RunOptions::new(events)))
+        .expect("validates");
+    assert!(report.is_success(), "{:?}", report.status);
+    let order = order.lock().expect("log").clone();
+    assert_eq!(order.len(), 10, "{order:?}");
+    // All steps of one sampler, then all steps of the other: never interleaved.
+    let switches = order.windows(2).filter(|w| w[0] != w[1]).count();
+    assert_eq!(switches, 1, "samplers interleaved: {order:?}");
+}

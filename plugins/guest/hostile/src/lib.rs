@@ -43,15 +43,16 @@ hostile_node!(Hog, "hog", |ctx, inputs| {
     }
 });
 
+/// Recursion on scalars only, so every frame lives on the wasm (native) stack rather than the
+/// shadow stack in linear memory: this exercises the host's stack limit.
 #[inline(never)]
 #[allow(unconditional_recursion)]
-fn dive(depth: u64, pad: [u64; 16]) -> u64 {
-    let next = std::hint::black_box(pad);
-    dive(depth + 1, next).wrapping_add(next[(depth % 16) as usize])
+fn dive(depth: u64) -> u64 {
+    dive(depth.wrapping_add(1)).wrapping_mul(3) ^ depth
 }
 
 hostile_node!(Recurse, "recurse", |ctx, inputs| {
-    let n = dive(0, [1; 16]);
+    let n = dive(std::hint::black_box(0));
     Ok(Outputs::new().integer("image", n as i64))
 });
 

@@ -18,7 +18,10 @@ fn replacing_the_wasm_reloads_and_a_broken_build_keeps_the_old_one() {
     let dir = tempfile::tempdir().unwrap();
     common::install_into(dir.path(), "prompt", "omnigen_plugin_prompt");
     let registry = Arc::new(Registry::new());
-    let host = Arc::new(PluginHost::new(common::runtime().clone(), vec![dir.path().to_path_buf()]));
+    let host = Arc::new(PluginHost::new(
+        common::runtime().clone(),
+        vec![dir.path().to_path_buf()],
+    ));
     assert_eq!(host.reload(&registry).added, vec!["prompt"]);
     let first_sha = host.plugins()["prompt"].sha256().to_string();
 
@@ -33,7 +36,11 @@ fn replacing_the_wasm_reloads_and_a_broken_build_keeps_the_old_one() {
     bytes.extend_from_slice(&[0, 4, 3, b'v', b'2', b'!']);
     let manifest = common::manifest_for("prompt", &bytes, LimitRequest::default());
     omnigen_plugins::write_atomic(&dir.path().join("prompt.wasm"), &bytes).unwrap();
-    omnigen_plugins::write_atomic(&dir.path().join("prompt.plugin.json"), manifest.to_json().as_bytes()).unwrap();
+    omnigen_plugins::write_atomic(
+        &dir.path().join("prompt.plugin.json"),
+        manifest.to_json().as_bytes(),
+    )
+    .unwrap();
     let report = loop {
         let r = rx.recv_timeout(WAIT).expect("a reload report");
         // If the watcher saw the new .wasm before the new manifest, it first reports a mismatch.
@@ -49,15 +56,25 @@ fn replacing_the_wasm_reloads_and_a_broken_build_keeps_the_old_one() {
     let broken = b"\0asm\x0d\0\x01\0garbage".to_vec();
     let bad_manifest = common::manifest_for("prompt", &broken, LimitRequest::default());
     omnigen_plugins::write_atomic(&dir.path().join("prompt.wasm"), &broken).unwrap();
-    omnigen_plugins::write_atomic(&dir.path().join("prompt.plugin.json"), bad_manifest.to_json().as_bytes()).unwrap();
+    omnigen_plugins::write_atomic(
+        &dir.path().join("prompt.plugin.json"),
+        bad_manifest.to_json().as_bytes(),
+    )
+    .unwrap();
     let report = loop {
         let r = rx.recv_timeout(WAIT).expect("a failure report");
         // An intermediate state (new wasm, old manifest) may be reported first as a hash mismatch.
-        if r.failed.iter().any(|e| e.to_string().contains("not a valid component")) {
+        if r.failed
+            .iter()
+            .any(|e| e.to_string().contains("not a valid component"))
+        {
             break r;
         }
     };
-    assert!(report.failed[0].to_string().starts_with("plugin `prompt`"), "{report:?}");
+    assert!(
+        report.failed[0].to_string().starts_with("plugin `prompt`"),
+        "{report:?}"
+    );
     assert_eq!(host.plugins()["prompt"].sha256(), manifest.sha256);
     assert!(registry.contains("prompt/template"));
 }

@@ -17,7 +17,11 @@ macro_rules! hostile_node {
                     .output(Port::image("image"))
             }
             #[allow(unused_variables, unused_mut, unreachable_code)]
-            fn run($ctx: &Context, mut $inputs: Inputs, _params: &Params) -> Result<Outputs, NodeError> {
+            fn run(
+                $ctx: &Context,
+                mut $inputs: Inputs,
+                _params: &Params,
+            ) -> Result<Outputs, NodeError> {
                 $body
             }
         }
@@ -25,7 +29,12 @@ macro_rules! hostile_node {
 }
 
 fn tiny() -> Image {
-    Image { width: 1, height: 1, format: PixelFormat::Rgba8, data: vec![1, 2, 3, 4] }
+    Image {
+        width: 1,
+        height: 1,
+        format: PixelFormat::Rgba8,
+        data: vec![1, 2, 3, 4],
+    }
 }
 
 hostile_node!(Spin, "spin", |ctx, inputs| {
@@ -65,19 +74,34 @@ hostile_node!(Trap, "trap", |ctx, inputs| {
 });
 
 hostile_node!(BadSize, "bad_size", |ctx, inputs| {
-    let image = Image { width: 1024, height: 1024, format: PixelFormat::Rgba8, data: vec![0; 10] };
+    let image = Image {
+        width: 1024,
+        height: 1024,
+        format: PixelFormat::Rgba8,
+        data: vec![0; 10],
+    };
     Ok(Outputs::new().image("image", image))
 });
 
 hostile_node!(OverflowDims, "overflow_dims", |ctx, inputs| {
-    let image = Image { width: u32::MAX, height: u32::MAX, format: PixelFormat::Rgba8, data: vec![0; 16] };
+    let image = Image {
+        width: u32::MAX,
+        height: u32::MAX,
+        format: PixelFormat::Rgba8,
+        data: vec![0; 16],
+    };
     Ok(Outputs::new().image("image", image))
 });
 
 hostile_node!(Oversized, "oversized", |ctx, inputs| {
     // 20000 x 20000 gray: 400 MB claimed and really allocated (if the memory limit allows).
     let side = 20_000u32;
-    let image = Image { width: side, height: side, format: PixelFormat::Gray8, data: vec![0; (side * side) as usize] };
+    let image = Image {
+        width: side,
+        height: side,
+        format: PixelFormat::Gray8,
+        data: vec![0; (side * side) as usize],
+    };
     Ok(Outputs::new().image("image", image))
 });
 
@@ -85,10 +109,14 @@ hostile_node!(WrongType, "wrong_type", |ctx, inputs| {
     Ok(Outputs::new().text("image", "not an image"))
 });
 
-hostile_node!(MissingOutput, "missing_output", |ctx, inputs| { Ok(Outputs::new()) });
+hostile_node!(MissingOutput, "missing_output", |ctx, inputs| {
+    Ok(Outputs::new())
+});
 
 hostile_node!(ExtraOutput, "extra_output", |ctx, inputs| {
-    Ok(Outputs::new().image("image", tiny()).image("surprise", tiny()))
+    Ok(Outputs::new()
+        .image("image", tiny())
+        .image("surprise", tiny()))
 });
 
 hostile_node!(DuplicateOutput, "duplicate_output", |ctx, inputs| {

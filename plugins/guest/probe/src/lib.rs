@@ -7,7 +7,9 @@ pub struct Identity;
 impl Node for Identity {
     const ID: &'static str = "identity";
     fn spec() -> NodeSpec {
-        NodeSpec::new("Identity").input(Port::image("image")).output(Port::image("image"))
+        NodeSpec::new("Identity")
+            .input(Port::image("image"))
+            .output(Port::image("image"))
     }
     fn run(_ctx: &Context, mut inputs: Inputs, _params: &Params) -> Result<Outputs, NodeError> {
         Ok(Outputs::new().image("image", inputs.take_image("image")?))
@@ -31,7 +33,9 @@ pub struct InvertRgba;
 impl Node for InvertRgba {
     const ID: &'static str = "invert_rgba";
     fn spec() -> NodeSpec {
-        NodeSpec::new("Invert RGBA").input(Port::image("image")).output(Port::image("image"))
+        NodeSpec::new("Invert RGBA")
+            .input(Port::image("image"))
+            .output(Port::image("image"))
     }
     fn run(_ctx: &Context, mut inputs: Inputs, _params: &Params) -> Result<Outputs, NodeError> {
         let mut image = inputs.take_image("image")?;
@@ -69,7 +73,10 @@ impl Node for Echo {
             .int_param("count", 1, 0, 100)
     }
     fn run(ctx: &Context, mut inputs: Inputs, params: &Params) -> Result<Outputs, NodeError> {
-        ctx.log(LogLevel::Info, &format!("echo label={}", params.str("label")?));
+        ctx.log(
+            LogLevel::Info,
+            &format!("echo label={}", params.str("label")?),
+        );
         let go_on = ctx.progress(0.5);
         let image = inputs.take_image_opt("image")?.unwrap_or(Image {
             width: 1,
@@ -77,16 +84,35 @@ impl Node for Echo {
             format: PixelFormat::Gray8,
             data: vec![0],
         });
-        let mask = inputs.take_mask_opt("mask")?.unwrap_or(Mask { width: 1, height: 1, data: vec![0] });
-        let text = inputs.take_text_opt("text")?.unwrap_or_else(|| params.str("label").unwrap_or("").to_string());
+        let mask = inputs.take_mask_opt("mask")?.unwrap_or(Mask {
+            width: 1,
+            height: 1,
+            data: vec![0],
+        });
+        let text = inputs
+            .take_text_opt("text")?
+            .unwrap_or_else(|| params.str("label").unwrap_or("").to_string());
         Ok(Outputs::new()
             .image("image", image)
             .mask("mask", mask)
             .text("text", text)
-            .integer("integer", inputs.take_integer_opt("integer")?.unwrap_or(params.int("count")?))
+            .integer(
+                "integer",
+                inputs
+                    .take_integer_opt("integer")?
+                    .unwrap_or(params.int("count")?),
+            )
             .number("number", inputs.take_number_opt("number")?.unwrap_or(0.5))
-            .boolean("boolean", inputs.take_boolean_opt("boolean")?.unwrap_or(go_on))
-            .json("json", inputs.take_json_opt("json")?.unwrap_or_else(|| "{}".to_string())))
+            .boolean(
+                "boolean",
+                inputs.take_boolean_opt("boolean")?.unwrap_or(go_on),
+            )
+            .json(
+                "json",
+                inputs
+                    .take_json_opt("json")?
+                    .unwrap_or_else(|| "{}".to_string()),
+            ))
     }
 }
 

@@ -238,7 +238,10 @@ pub fn describe_node<N: Node>() -> NodeDescriptor {
 }
 
 /// Runs node `N` on raw inputs and params.
-pub fn run_node<N: Node>(inputs: Vec<NamedValue>, params: &str) -> Result<Vec<NamedValue>, NodeError> {
+pub fn run_node<N: Node>(
+    inputs: Vec<NamedValue>,
+    params: &str,
+) -> Result<Vec<NamedValue>, NodeError> {
     let params = Params::parse(params).map_err(NodeError::InvalidParams)?;
     let outputs = N::run(&Context::new(), Inputs::new(inputs), &params)?;
     Ok(outputs.into_values())

@@ -29,7 +29,10 @@ pub struct Params {
 impl Params {
     /// Parses a flat JSON object.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let mut p = Parser { s: text.as_bytes(), i: 0 };
+        let mut p = Parser {
+            s: text.as_bytes(),
+            i: 0,
+        };
         let params = p.object()?;
         p.ws();
         if p.i != p.s.len() {
@@ -103,7 +106,10 @@ impl Parser<'_> {
             self.i += 1;
             Ok(())
         } else {
-            Err(format!("params: expected `{}` at byte {}", c as char, self.i))
+            Err(format!(
+                "params: expected `{}` at byte {}",
+                c as char, self.i
+            ))
         }
     }
 
@@ -153,7 +159,10 @@ impl Parser<'_> {
     fn number(&mut self) -> Result<ParamValue, String> {
         let start = self.i;
         while self.i < self.s.len()
-            && matches!(self.s[self.i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+            && matches!(
+                self.s[self.i],
+                b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
+            )
         {
             self.i += 1;
         }
@@ -201,7 +210,9 @@ impl Parser<'_> {
                     while end < self.s.len() && (self.s[end] & 0xC0) == 0x80 {
                         end += 1;
                     }
-                    out.push_str(std::str::from_utf8(&self.s[start..end]).map_err(|e| e.to_string())?);
+                    out.push_str(
+                        std::str::from_utf8(&self.s[start..end]).map_err(|e| e.to_string())?,
+                    );
                     self.i = end;
                 }
             }
@@ -209,7 +220,10 @@ impl Parser<'_> {
     }
 
     fn hex4(&mut self) -> Result<u32, String> {
-        let digits = self.s.get(self.i..self.i + 4).ok_or("params: short \\u escape")?;
+        let digits = self
+            .s
+            .get(self.i..self.i + 4)
+            .ok_or("params: short \\u escape")?;
         self.i += 4;
         let text = std::str::from_utf8(digits).map_err(|e| e.to_string())?;
         u32::from_str_radix(text, 16).map_err(|_| "params: bad \\u escape".to_string())

@@ -12,7 +12,11 @@ fn luma_plane(image: &Image) -> Vec<u8> {
     let c = channels(image.format);
     match image.format {
         PixelFormat::Gray8 => image.data.clone(),
-        _ => image.data.chunks_exact(c).map(|p| luma(p[0], p[1], p[2])).collect(),
+        _ => image
+            .data
+            .chunks_exact(c)
+            .map(|p| luma(p[0], p[1], p[2]))
+            .collect(),
     }
 }
 
@@ -30,7 +34,11 @@ impl Node for Grayscale {
     fn run(_ctx: &Context, mut inputs: Inputs, _params: &Params) -> Result<Outputs, NodeError> {
         let image = inputs.take_image("image")?;
         let data = luma_plane(&image);
-        let gray = Image { format: PixelFormat::Gray8, data, ..image };
+        let gray = Image {
+            format: PixelFormat::Gray8,
+            data,
+            ..image
+        };
         Ok(Outputs::new().image("image", gray))
     }
 }
@@ -82,7 +90,11 @@ impl Node for LumaMask {
             .into_iter()
             .map(|l| if (l >= threshold) != invert { 255 } else { 0 })
             .collect();
-        let mask = Mask { width: image.width, height: image.height, data };
+        let mask = Mask {
+            width: image.width,
+            height: image.height,
+            data,
+        };
         Ok(Outputs::new().mask("mask", mask))
     }
 }

@@ -21,7 +21,11 @@ impl Plane {
                 .map(|p| 0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32)
                 .collect(),
         };
-        Plane { w: image.width as usize, h: image.height as usize, px }
+        Plane {
+            w: image.width as usize,
+            h: image.height as usize,
+            px,
+        }
     }
 
     fn at(&self, x: isize, y: isize) -> f32 {
@@ -42,7 +46,11 @@ impl Plane {
                         .sum();
                 }
             }
-            Plane { w: src.w, h: src.h, px }
+            Plane {
+                w: src.w,
+                h: src.h,
+                px,
+            }
         };
         pass(&pass(self, 1, 0), 0, 1)
     }
@@ -55,8 +63,10 @@ impl Plane {
             for x in 0..self.w as isize {
                 let p = |dx, dy| self.at(x + dx, y + dy);
                 let i = y as usize * self.w + x as usize;
-                gx[i] = (p(1, -1) + 2.0 * p(1, 0) + p(1, 1)) - (p(-1, -1) + 2.0 * p(-1, 0) + p(-1, 1));
-                gy[i] = (p(-1, 1) + 2.0 * p(0, 1) + p(1, 1)) - (p(-1, -1) + 2.0 * p(0, -1) + p(1, -1));
+                gx[i] =
+                    (p(1, -1) + 2.0 * p(1, 0) + p(1, 1)) - (p(-1, -1) + 2.0 * p(-1, 0) + p(-1, 1));
+                gy[i] =
+                    (p(-1, 1) + 2.0 * p(0, 1) + p(1, 1)) - (p(-1, -1) + 2.0 * p(0, -1) + p(1, -1));
             }
         }
         (gx, gy)
@@ -64,7 +74,12 @@ impl Plane {
 }
 
 fn gray_image(w: usize, h: usize, data: Vec<u8>) -> Image {
-    Image { width: w as u32, height: h as u32, format: PixelFormat::Gray8, data }
+    Image {
+        width: w as u32,
+        height: h as u32,
+        format: PixelFormat::Gray8,
+        data,
+    }
 }
 
 /// Gradient magnitude (Sobel), scaled to 0–255.
@@ -118,7 +133,11 @@ impl Node for Canny {
         let (w, h) = (plane.w, plane.h);
         let (gx, gy) = plane.gradients();
         // Sobel magnitudes are 4x a unit gradient; thresholds are in unit-gradient terms.
-        let mag: Vec<f32> = gx.iter().zip(&gy).map(|(x, y)| (x * x + y * y).sqrt() / 4.0).collect();
+        let mag: Vec<f32> = gx
+            .iter()
+            .zip(&gy)
+            .map(|(x, y)| (x * x + y * y).sqrt() / 4.0)
+            .collect();
         ctx.checkpoint(0.6)?;
         // 0 = none, 1 = weak, 2 = strong, after thinning to local maxima along the gradient.
         let mut class = vec![0u8; w * h];

@@ -4,12 +4,15 @@ use omnigen_plugin_sdk::prelude::*;
 
 fn dim(params: &Params, name: &str) -> Result<u32, NodeError> {
     let v = params.int(name)?;
-    u32::try_from(v).map_err(|_| NodeError::InvalidParams(format!("`{name}` = {v} is out of range")))
+    u32::try_from(v)
+        .map_err(|_| NodeError::InvalidParams(format!("`{name}` = {v} is out of range")))
 }
 
 fn empty_check(width: u32, height: u32) -> Result<(), NodeError> {
     if width == 0 || height == 0 {
-        return Err(NodeError::InvalidInput(format!("result would be empty ({width}x{height})")));
+        return Err(NodeError::InvalidInput(format!(
+            "result would be empty ({width}x{height})"
+        )));
     }
     Ok(())
 }
@@ -62,7 +65,15 @@ impl Node for Resize {
                 }
             }
         }
-        Ok(Outputs::new().image("image", Image { width: w, height: h, format: src.format, data }))
+        Ok(Outputs::new().image(
+            "image",
+            Image {
+                width: w,
+                height: h,
+                format: src.format,
+                data,
+            },
+        ))
     }
 }
 
@@ -72,7 +83,9 @@ impl Node for Crop {
     const ID: &'static str = "crop";
     fn spec() -> NodeSpec {
         NodeSpec::new("Crop")
-            .description("Keeps the rectangle at (x, y) of size width x height, clamped to the image.")
+            .description(
+                "Keeps the rectangle at (x, y) of size width x height, clamped to the image.",
+            )
             .category("image/transform")
             .input(Port::image("image"))
             .output(Port::image("image"))
@@ -83,7 +96,10 @@ impl Node for Crop {
     }
     fn run(_ctx: &Context, mut inputs: Inputs, params: &Params) -> Result<Outputs, NodeError> {
         let src = inputs.take_image("image")?;
-        let (x, y) = (dim(params, "x")?.min(src.width), dim(params, "y")?.min(src.height));
+        let (x, y) = (
+            dim(params, "x")?.min(src.width),
+            dim(params, "y")?.min(src.height),
+        );
         let w = dim(params, "width")?.min(src.width - x);
         let h = dim(params, "height")?.min(src.height - y);
         empty_check(w, h)?;
@@ -94,7 +110,15 @@ impl Node for Crop {
             let start = (yy as usize * src.width as usize + x as usize) * c;
             data.extend_from_slice(&src.data[start..start + row]);
         }
-        Ok(Outputs::new().image("image", Image { width: w, height: h, format: src.format, data }))
+        Ok(Outputs::new().image(
+            "image",
+            Image {
+                width: w,
+                height: h,
+                format: src.format,
+                data,
+            },
+        ))
     }
 }
 
@@ -127,7 +151,12 @@ impl Node for Pad {
         if src.format == PixelFormat::Rgba8 {
             fill[3] = 255;
         }
-        let mut data: Vec<u8> = fill.iter().copied().cycle().take(w as usize * h as usize * c).collect();
+        let mut data: Vec<u8> = fill
+            .iter()
+            .copied()
+            .cycle()
+            .take(w as usize * h as usize * c)
+            .collect();
         let mut border = vec![255u8; w as usize * h as usize];
         let row = src.width as usize * c;
         for yy in 0..src.height as usize {
@@ -137,8 +166,23 @@ impl Node for Pad {
             border[m..m + src.width as usize].fill(0);
         }
         Ok(Outputs::new()
-            .image("image", Image { width: w, height: h, format: src.format, data })
-            .mask("border", Mask { width: w, height: h, data: border }))
+            .image(
+                "image",
+                Image {
+                    width: w,
+                    height: h,
+                    format: src.format,
+                    data,
+                },
+            )
+            .mask(
+                "border",
+                Mask {
+                    width: w,
+                    height: h,
+                    data: border,
+                },
+            ))
     }
 }
 

@@ -19,7 +19,9 @@ fn expand(template: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Str
             continue;
         }
         if tail.starts_with('}') {
-            return Err(NodeError::InvalidParams("template: unmatched `}` (write `}}`)".into()));
+            return Err(NodeError::InvalidParams(
+                "template: unmatched `}` (write `}}`)".into(),
+            ));
         }
         let end = tail
             .find('}')
@@ -50,7 +52,11 @@ impl Node for Template {
             .input(Port::text("b").optional())
             .input(Port::text("c").optional())
             .output(Port::text("text"))
-            .string_param("template", "Following the edge map of {image_1}, generate {a}", true)
+            .string_param(
+                "template",
+                "Following the edge map of {image_1}, generate {a}",
+                true,
+            )
     }
     fn run(_ctx: &Context, mut inputs: Inputs, params: &Params) -> Result<Outputs, NodeError> {
         let a = inputs.take_text_opt("a")?;

@@ -35,6 +35,9 @@ pub struct WatchConfig {
 /// changed even though its content is the same.
 pub const REGISTRY_POLL: Duration = Duration::from_millis(250);
 
+/// Longest a save is held back by a file that keeps being rewritten without a quiet gap.
+pub const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
+
 impl Default for WatchConfig {
     fn default() -> Self {
         WatchConfig {
@@ -240,11 +243,23 @@ impl WatchState {
             let Some(first) = first else { return };
             let detected_at = Instant::now();
             let mut paths: Vec<PathBuf> = Vec::new();
-            self.collect(first, &mut paths);
-            // Debounce: keep collecting until the folder has been quiet for `debounce`.
+            if !self.collect(first, &mut paths) {
+                // Reads, other files, editors' lock files: nothing to debounce.
+                self.recheck_if_catalogue_changed();
+                continue;
+            }
+            // Debounce: keep collecting until the watched files have been quiet for `debounce`. Only
+            // events about watched files extend the quiet period (a busy folder must not hold a save
+            // back), and a file rewritten without pause is still picked up after `MAX_DEBOUNCE`.
+            let hard_deadline = tokio::time::Instant::now() + MAX_DEBOUNCE;
+            let mut deadline = tokio::time::Instant::now() + self.config.debounce;
             loop {
-                match tokio::time::timeout(self.config.debounce, raw.recv()).await {
-                    Ok(Some(ev)) => self.collect(ev, &mut paths),
+                match tokio::time::timeout_at(deadline.min(hard_deadline), raw.recv()).await {
+                    Ok(Some(ev)) => {
+                        if self.collect(ev, &mut paths) {
+                            deadline = tokio::time::Instant::now() + self.config.debounce;
+                        }
+                    }
                     Ok(None) => return,
                     Err(_) => break,
                 }
@@ -274,25 +289,30 @@ impl WatchState {
         }
     }
 
-    fn collect(&self, ev: notify::Result<notify::Event>, paths: &mut Vec<PathBuf>) {
+    /// Adds the watched files an event touches to `paths`; returns whether it touched any.
+    fn collect(&self, ev: notify::Result<notify::Event>, paths: &mut Vec<PathBuf>) -> bool {
         match ev {
             Ok(ev) => {
                 if ev.kind.is_access() {
-                    return;
+                    return false;
                 }
+                let mut relevant = false;
                 for p in ev.paths {
                     let p = match &self.target {
                         Target::File(f) if self.target.wants(&p) => f.clone(),
                         Target::Folder(_) if self.target.wants(&p) => p,
                         _ => continue,
                     };
+                    relevant = true;
                     if !paths.contains(&p) {
                         paths.push(p);
                     }
                 }
+                relevant
             }
             Err(e) => {
                 let _ = self.tx.send(WatchEvent::Error(e.to_string()));
+                false
             }
         }
     }

@@ -282,3 +282,41 @@ async fn a_new_save_interrupts_the_running_graph_and_runs_the_new_one() {
         .unwrap()
         .unwrap();
 }
+
+/// Another file in the same folder rewritten every 10 ms must not hold a save of the watched graph
+/// back: only events about watched files extend the debounce.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_folder_does_not_hold_a_save_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("graph.json");
+    std::fs::write(&file, graph(1)).unwrap();
+    let runs = Runs::default();
+    let (_watcher, mut rx) =
+        GraphWatcher::spawn(&file, basic_registry(&runs), WatchConfig::default()).unwrap();
+    assert_eq!(const_value(&next(&mut rx).await), Some(1), "initial load");
+
+    let noise = dir.path().join("noise.log");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::fs::write(&noise, i.to_string()).unwrap();
+                i += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    save_via_rename(&file, &graph(2));
+    // Well under the 60 s the old debounce could wait, and under the MAX_DEBOUNCE cap it must never
+    // reach: the noise does not extend the quiet period at all.
+    let got = tokio::time::timeout(Duration::from_millis(1900), next_changed(&mut rx)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert_eq!(
+        const_value(&got.expect("save was held back by a busy folder")),
+        Some(2)
+    );
+}

@@ -14,7 +14,7 @@ pub struct Catalogue {
     /// Every registered node type.
     pub registry: Arc<Registry>,
     /// Keeps plugin nodes callable; dropped with the catalogue.
-    _plugins: plugins::LoadedPlugins,
+    pub plugins: plugins::LoadedPlugins,
 }
 
 /// The IO nodes' settings from the directory flags (defaults when a command has none).
@@ -38,8 +38,5 @@ pub fn build(catalogue: &CatalogueArgs, io: IoConfig) -> anyhow::Result<Catalogu
         test_nodes::register(&registry);
     }
     let plugins = plugins::register(&registry, &catalogue.plugin_dirs)?;
-    Ok(Catalogue {
-        registry,
-        _plugins: plugins,
-    })
+    Ok(Catalogue { registry, plugins })
 }

@@ -1,26 +1,94 @@
-//! Integration point for WebAssembly plugin nodes (`--plugins DIR`).
+//! WebAssembly plugin nodes (`--plugins DIR`, and `./plugins` when it holds manifests).
 //!
-//! INTEGRATION POINT: the `omnigen-plugins` crate (plugins/host) loads `*.plugin.json` manifests
-//! and their `*.wasm` components and registers their nodes (`omnigen_plugins::register_dirs`,
-//! whose `PluginHost` goes into [`LoadedPlugins`] to keep the nodes alive). Until it is wired in
-//! here, `--plugins` is refused with a clear message rather than silently ignored.
+//! Loading, sandboxing and reloading live in the `omnigen-plugins` crate; this module only picks the
+//! folders, prints what failed to load, and keeps the host alive for as long as the command runs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use anyhow::bail;
+use anyhow::Context;
 use omnigen_engine::Registry;
+use omnigen_plugins::{
+    find_manifests, register_dirs, PluginConfig, PluginHost, PluginWatcher, ReloadReport,
+};
 
-/// Whatever keeps loaded plugin nodes working (nothing yet).
-#[derive(Debug, Default)]
-pub struct LoadedPlugins;
+/// The folder searched when no `--plugins` flag is given (used only if it holds `*.plugin.json` files).
+pub const DEFAULT_PLUGIN_DIR: &str = "plugins";
 
-/// Registers the plugin nodes found in `dirs` (none when `dirs` is empty).
-pub fn register(_registry: &Registry, dirs: &[PathBuf]) -> anyhow::Result<LoadedPlugins> {
-    if let Some(dir) = dirs.first() {
-        bail!(
-            "--plugins {}: plugin support is not available in this build yet",
-            dir.display()
-        );
+/// Keeps loaded plugin nodes callable (their compiled components live in the host).
+#[derive(Default)]
+pub struct LoadedPlugins {
+    host: Option<Arc<PluginHost>>,
+    watcher: Option<PluginWatcher>,
+}
+
+impl std::fmt::Debug for LoadedPlugins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugins")
+            .field("plugins", &self.host.as_ref().map(|h| h.plugin_names()))
+            .field("watching", &self.watcher.is_some())
+            .finish()
     }
-    Ok(LoadedPlugins)
+}
+
+impl LoadedPlugins {
+    /// Reloads plugins whose files change, off the execution path, until this value is dropped. The
+    /// graph watcher notices the registry change and re-runs the nodes that used a reloaded plugin.
+    pub fn watch(&mut self, registry: Arc<Registry>) -> anyhow::Result<()> {
+        let Some(host) = &self.host else {
+            return Ok(());
+        };
+        let watcher = PluginWatcher::start(Arc::clone(host), registry, print_report)
+            .map_err(anyhow::Error::msg)
+            .context("watching plugin folders")?;
+        self.watcher = Some(watcher);
+        Ok(())
+    }
+}
+
+/// Registers the plugin nodes found in `dirs`, or in [`DEFAULT_PLUGIN_DIR`] when `dirs` is empty and
+/// that folder holds plugin manifests. A plugin that fails to load is reported and skipped.
+pub fn register(registry: &Registry, dirs: &[PathBuf]) -> anyhow::Result<LoadedPlugins> {
+    let dirs: Vec<PathBuf> = if dirs.is_empty() {
+        let default = Path::new(DEFAULT_PLUGIN_DIR);
+        match find_manifests(default) {
+            Ok(found) if !found.is_empty() => vec![default.to_path_buf()],
+            _ => return Ok(LoadedPlugins::default()),
+        }
+    } else {
+        dirs.to_vec()
+    };
+    let config = PluginConfig {
+        cache_dir: component_cache_dir(),
+        ..PluginConfig::default()
+    };
+    let (host, report) =
+        register_dirs(registry, &dirs, &config).context("loading WebAssembly plugins")?;
+    print_report(report);
+    Ok(LoadedPlugins {
+        host: Some(Arc::new(host)),
+        watcher: None,
+    })
+}
+
+/// Prints plugins that failed to load or were reloaded (to stderr: stdout is for machine output).
+fn print_report(report: ReloadReport) {
+    for failure in &report.failed {
+        eprintln!("warning: {failure}");
+    }
+    for name in &report.reloaded {
+        eprintln!("plugin `{name}` reloaded");
+    }
+    for name in &report.removed {
+        eprintln!("plugin `{name}` removed");
+    }
+}
+
+/// Where compiled components are cached between runs: `$XDG_CACHE_HOME/omnigen/components`, else
+/// `~/.cache/omnigen/components`; none when neither is known.
+fn component_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("omnigen").join("components"))
 }

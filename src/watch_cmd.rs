@@ -41,8 +41,13 @@ struct Session {
 
 /// Watches until Ctrl-C (exit code 130) or until the watcher fails.
 pub async fn run(args: WatchArgs, interrupt: Interrupt) -> Result<(), Failure> {
-    let catalogue =
+    let mut catalogue =
         catalogue::build(&args.catalogue, io_config(Some(&args.dirs))).map_err(Failure::Usage)?;
+    // Replacing a plugin's .wasm reloads it; the graph watcher then re-runs what used it.
+    catalogue
+        .plugins
+        .watch(Arc::clone(&catalogue.registry))
+        .map_err(Failure::Usage)?;
     let registry = &catalogue.registry;
     let jsonl = args
         .events

@@ -104,6 +104,25 @@ pub struct CheckContext {
     pub node_id: String,
     /// Input/output/temp folders.
     pub dirs: Arc<Dirs>,
+    /// Names of the inputs fed by a link (their values are only known at run time), so a node can check
+    /// which optional sockets are connected before anything runs.
+    pub linked: Vec<String>,
+}
+
+impl CheckContext {
+    /// A context for `node_id` with no linked inputs.
+    pub fn new(node_id: impl Into<String>, dirs: Arc<Dirs>) -> Self {
+        Self {
+            node_id: node_id.into(),
+            dirs,
+            linked: Vec::new(),
+        }
+    }
+
+    /// Whether input `name` is fed by a link.
+    pub fn is_linked(&self, name: &str) -> bool {
+        self.linked.iter().any(|n| n == name)
+    }
 }
 
 /// A cancellation flag shared between a run and whoever may cancel it. Cheap to clone and check; usable

@@ -316,6 +316,7 @@ impl<'e> Run<'e> {
         let ctx = CheckContext {
             node_id: node.id.0.clone(),
             dirs: Arc::clone(self.exec.dirs()),
+            linked: node.linked_input_names(),
         };
         match node
             .node_type

@@ -206,6 +206,15 @@ impl ResolvedNode {
     pub fn constant_inputs(&self) -> &Inputs {
         &self.constants
     }
+
+    /// Names of the inputs fed by a link.
+    pub fn linked_input_names(&self) -> Vec<String> {
+        self.inputs
+            .iter()
+            .filter(|(_, input)| matches!(input, ResolvedInput::Link { .. }))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
 }
 
 /// A validated prompt: the outputs to run and every node they need.
@@ -509,6 +518,7 @@ fn check_node(
         let ctx = CheckContext {
             node_id: node.id.0.clone(),
             dirs: Arc::clone(dirs),
+            linked: resolved.linked_input_names(),
         };
         if let Err(reason) = reg.node.validate(resolved.constant_inputs(), &ctx) {
             errors.push(ValidationError::new(

@@ -3,6 +3,7 @@
 
 mod interrupt;
 mod nodes;
+mod plugins;
 mod run;
 mod support;
 mod validate;

@@ -293,10 +293,7 @@ mod tests {
             endpoint: None,
             offline: true,
         });
-        let ctx = CheckContext {
-            node_id: "4".into(),
-            dirs: Default::default(),
-        };
+        let ctx = CheckContext::new("4", Default::default());
         let inputs = Inputs::new()
             .with("model", Value::String(hub::DEFAULT_REPO.into()))
             .with("dtype", Value::String("auto".into()))

@@ -84,10 +84,14 @@ impl NodeType for BuildPrompt {
             .named_output(OMNIGEN_PROMPT, "prompt")
     }
 
-    fn validate(&self, inputs: &Inputs, _ctx: &CheckContext) -> Result<(), String> {
-        // Which image_N are linked is only known at run time; numbers out of range are wrong either way.
+    fn validate(&self, inputs: &Inputs, ctx: &CheckContext) -> Result<(), String> {
+        // A linked instruction is only known at run time (and checked there); a constant one is checked
+        // against the connected image_N sockets before anything runs.
         if let Some(text) = inputs.opt_str("instruction").map_err(|e| e.message)? {
-            placeholders::referenced_images(text).map_err(|e| e.to_string())?;
+            let connected: Vec<usize> = (1..=MAX_IMAGES)
+                .filter(|&n| ctx.is_linked(&image_input_name(n)))
+                .collect();
+            placeholders::check_against_connected(text, &connected).map_err(|e| e.to_string())?;
         }
         Ok(())
     }

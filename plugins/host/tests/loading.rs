@@ -21,10 +21,7 @@ fn load_bytes(name: &str, bytes: &[u8]) -> Result<LoadedPlugin, LoadError> {
 }
 
 fn check_ctx() -> CheckContext {
-    CheckContext {
-        node_id: "1".into(),
-        dirs: Default::default(),
-    }
+    CheckContext::new("1", Default::default())
 }
 
 #[test]

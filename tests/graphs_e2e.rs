@@ -650,13 +650,22 @@ fn the_sampler_reports_every_step_and_stops_when_cancelled() {
 
     // A full run reports steps 1..=6 of 6.
     let steps = Arc::new(Mutex::new(Vec::new()));
-    let log = Arc::clone(&steps);
+    let previews = Arc::new(Mutex::new(Vec::new()));
+    let (log, preview_log) = (Arc::clone(&steps), Arc::clone(&previews));
     let events = EventSink::from_fn(move |event| {
         if let Event::Progress {
-            value, max, node, ..
+            value,
+            max,
+            node,
+            preview,
+            ..
         } = event
         {
             log.lock().expect("log").push((node, value, max));
+            preview_log
+                .lock()
+                .expect("log")
+                .push(preview.map(|p| p.dims()));
         }
     });
     let report = session
@@ -666,6 +675,23 @@ fn the_sampler_reports_every_step_and_stops_when_cancelled() {
     assert!(report.is_success(), "{:?}", report.status);
     let want: Vec<(String, u64, u64)> = (1..=6).map(|v| (sampler.clone(), v, 6)).collect();
     assert_eq!(*steps.lock().expect("log"), want);
+    // Each step carries an RGB preview of the latent at latent resolution (output size / 8).
+    let (height, width) = (
+        graph[&sampler]["inputs"]["height"]
+            .as_u64()
+            .expect("height") as usize,
+        graph[&sampler]["inputs"]["width"].as_u64().expect("width") as usize,
+    );
+    let want_preview = Some((1, height / 8, width / 8, 3));
+    assert!(
+        previews
+            .lock()
+            .expect("log")
+            .iter()
+            .all(|p| *p == want_preview),
+        "{:?}",
+        previews.lock().expect("log")
+    );
 
     // Another seed, cancelled at the sampler's second step: the run stops there and nothing is saved.
     graph[&sampler]["inputs"]["seed"] = json!(7);

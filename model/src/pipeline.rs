@@ -321,7 +321,7 @@ impl OmniGen {
         prompt: &Prompt,
         opts: &SampleOptions,
         noise: Option<Tensor>,
-        progress: &mut dyn FnMut(StepProgress) -> ControlFlow<()>,
+        progress: &mut dyn FnMut(StepProgress<'_>) -> ControlFlow<()>,
     ) -> Result<Latent> {
         if opts.steps == 0 {
             return Err(Error::Input("steps must be at least 1".into()));

@@ -34,14 +34,16 @@ pub enum CfgMode {
 }
 
 /// Passed to the progress callback after each step.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StepProgress {
+#[derive(Debug, Clone, Copy)]
+pub struct StepProgress<'a> {
     /// Steps done (1-based).
     pub step: usize,
     /// Total steps.
     pub total: usize,
     /// The time reached after this step.
     pub sigma: f32,
+    /// The latent after this step, `[B,4,h,w]` in the model's dtype (for previews).
+    pub latent: &'a Tensor,
 }
 
 /// One collated batch of model inputs (one CFG branch in separate mode, all branches in batched mode).
@@ -128,7 +130,7 @@ pub fn sample_loop(
     inputs: &LoopInputs,
     noise: &Tensor,
     opts: &LoopOptions,
-    progress: &mut dyn FnMut(StepProgress) -> ControlFlow<()>,
+    progress: &mut dyn FnMut(StepProgress<'_>) -> ControlFlow<()>,
 ) -> Result<Tensor> {
     let dtype = model.dtype();
     let device = model.device().clone();
@@ -214,6 +216,7 @@ pub fn sample_loop(
             step: i + 1,
             total: n_steps,
             sigma: opts.sigmas[i + 1],
+            latent: &z,
         };
         if progress(report).is_break() {
             return Err(Error::Cancelled { step: i + 1 });

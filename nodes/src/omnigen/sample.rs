@@ -6,8 +6,8 @@ use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use omnigen_engine::{
-    BoxFuture, CheckContext, InputSpec, Inputs, NodeContext, NodeError, NodeOutput, NodeSchema,
-    NodeType, Value,
+    BoxFuture, CheckContext, Image, InputSpec, Inputs, NodeContext, NodeError, NodeOutput,
+    NodeSchema, NodeType, Value,
 };
 use omnigen_model::{CfgMode, KvCacheMode, Prompt, SampleOptions, StepProgress};
 
@@ -203,9 +203,10 @@ impl NodeType for OmniGenSample {
                 let lock = device_lock(&model.device_name);
                 let _device = lock.lock().unwrap_or_else(|p| p.into_inner());
                 ctx.check_cancelled()?;
-                let mut on_step = |p: StepProgress| {
-                    // The model's progress carries no latent yet, so there is no preview picture to send.
-                    match ctx.progress_with_preview(p.step as u64, p.total as u64, None) {
+                let mut on_step = |p: StepProgress<'_>| {
+                    // A preview failing to render is not worth stopping the sampler for.
+                    let preview = latent_preview(p.latent).ok().map(Arc::new);
+                    match ctx.progress_with_preview(p.step as u64, p.total as u64, preview) {
                         Ok(()) => ControlFlow::Continue(()),
                         Err(_) => ControlFlow::Break(()),
                     }
@@ -220,6 +221,20 @@ impl NodeType for OmniGenSample {
             .await
         })
     }
+}
+
+/// A cheap RGB picture of the first latent of a batch (no VAE decode), for progress previews.
+fn latent_preview(latent: &candle_core::Tensor) -> Result<Image, String> {
+    let first = latent
+        .get(0)
+        .and_then(|t| t.to_dtype(candle_core::DType::F32))
+        .map_err(|e| e.to_string())?;
+    let (_, h, w) = first.dims3().map_err(|e| e.to_string())?;
+    let data = first
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(|e| e.to_string())?;
+    super::preview::latent_to_rgb(&data, h, w).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -35,16 +35,7 @@ impl Encoder {
             let cin = cout;
             cout = c;
             let vbl = vb.pp("down_blocks").pp(i);
-            let resnets = (0..cfg.layers_per_block)
-                .map(|j| {
-                    ResnetBlock::new(
-                        if j == 0 { cin } else { cout },
-                        cout,
-                        g,
-                        &vbl.pp("resnets").pp(j),
-                    )
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let resnets = resnet_stack(cfg.layers_per_block, cin, cout, g, &vbl)?;
             let down = if i + 1 < ch.len() {
                 Some(Downsample::new(cout, &vbl.pp("downsamplers.0"))?)
             } else {
@@ -102,16 +93,8 @@ impl Decoder {
             let cin = cout;
             cout = c;
             let vbl = vb.pp("up_blocks").pp(i);
-            let resnets = (0..=cfg.layers_per_block)
-                .map(|j| {
-                    ResnetBlock::new(
-                        if j == 0 { cin } else { cout },
-                        cout,
-                        g,
-                        &vbl.pp("resnets").pp(j),
-                    )
-                })
-                .collect::<Result<Vec<_>>>()?;
+            // The decoder's up blocks hold one resnet more than the encoder's down blocks.
+            let resnets = resnet_stack(cfg.layers_per_block + 1, cin, cout, g, &vbl)?;
             let up = if i + 1 < rev.len() {
                 Some(Upsample::new(cout, &vbl.pp("upsamplers.0"))?)
             } else {
@@ -147,4 +130,24 @@ impl Decoder {
         let h = candle_nn::ops::silu(&self.norm_out.forward(&h)?)?;
         Ok(self.conv_out.forward(&h)?)
     }
+}
+
+/// `count` resnets of one level (`<vb>.resnets.<j>`): the first maps `cin` to `cout`, the rest keep `cout`.
+fn resnet_stack(
+    count: usize,
+    cin: usize,
+    cout: usize,
+    groups: usize,
+    vb: &Vb,
+) -> Result<Vec<ResnetBlock>> {
+    (0..count)
+        .map(|j| {
+            ResnetBlock::new(
+                if j == 0 { cin } else { cout },
+                cout,
+                groups,
+                &vb.pp("resnets").pp(j),
+            )
+        })
+        .collect()
 }

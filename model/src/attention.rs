@@ -2,6 +2,7 @@
 
 use candle_core::{DType, Tensor, D};
 
+use crate::cpu_kernels;
 use crate::error::Result;
 use crate::nn::Linear;
 use crate::weights::Vb;
@@ -74,13 +75,26 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, s, c) = x.dims3()?;
         let qkv = self.qkv_proj.forward(x)?;
-        let q = self.heads(&qkv.narrow(D::Minus1, 0, c)?, b, s)?;
-        let k = self.heads(&qkv.narrow(D::Minus1, c, c)?, b, s)?;
-        let v = self.heads(&qkv.narrow(D::Minus1, 2 * c, c)?, b, s)?;
-        let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
-        let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
-        let (keys, values, mask) = match cache {
-            LayerCache::Off => (k, v, mask.clone()),
+        // f32 on the CPU: fused RoPE and attention (no score tensor, no head transposes or copies).
+        let fused = cpu_kernels::is_cpu_f32(&[&qkv, cos, sin, &mask.additive]);
+        let (q, k, v) = if fused {
+            let (q, k) = cpu_kernels::rope_qk(&qkv, cos, sin, self.n_heads, self.head_dim)?;
+            let v = qkv
+                .reshape((b, s, 3, self.n_heads, self.head_dim))?
+                .narrow(2, 2, 1)?
+                .squeeze(2)?;
+            (q.transpose(1, 2)?, k.transpose(1, 2)?, v.transpose(1, 2)?)
+        } else {
+            let q = self.heads(&qkv.narrow(D::Minus1, 0, c)?, b, s)?;
+            let k = self.heads(&qkv.narrow(D::Minus1, c, c)?, b, s)?;
+            let v = self.heads(&qkv.narrow(D::Minus1, 2 * c, c)?, b, s)?;
+            let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
+            let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
+            (q, k, v)
+        };
+        // The keys/values attended to, as segments along the sequence (cached ones first).
+        let (kv, mask) = match cache {
+            LayerCache::Off => (vec![(k, v)], mask.clone()),
             LayerCache::Fill {
                 slot,
                 tail,
@@ -93,19 +107,22 @@ impl Attention {
                 if attend_cropped {
                     // The reference's DynamicCache.update returns the *cropped* K/V on the first step and the
                     // layer slices the mask to that many columns.
-                    (ck, cv, mask.crop_keys(n_cond)?)
+                    (vec![(ck, cv)], mask.crop_keys(n_cond)?)
                 } else {
-                    (k, v, mask.clone())
+                    (vec![(k, v)], mask.clone())
                 }
             }
-            LayerCache::Read((ck, cv)) => (
-                Tensor::cat(&[ck, &k], 2)?,
-                Tensor::cat(&[cv, &v], 2)?,
-                mask.clone(),
-            ),
+            LayerCache::Read((ck, cv)) => (vec![(ck.clone(), cv.clone()), (k, v)], mask.clone()),
         };
-        let y = attend(&q, &keys, &values, &mask)?;
-        let y = y.transpose(1, 2)?.reshape((b, s, c))?;
+        let y = if fused {
+            cpu_kernels::attention(&q, &kv, &mask.additive, mask.free_from)?
+        } else {
+            let keys = Tensor::cat(&kv.iter().map(|(k, _)| k).collect::<Vec<_>>(), 2)?;
+            let values = Tensor::cat(&kv.iter().map(|(_, v)| v).collect::<Vec<_>>(), 2)?;
+            attend(&q, &keys, &values, &mask)?
+                .transpose(1, 2)?
+                .reshape((b, s, c))?
+        };
         self.o_proj.forward(&y)
     }
 }
@@ -181,7 +198,99 @@ mod tests {
                 .flatten_all()?
                 .max(0)?
                 .to_scalar::<f32>()?;
-            assert_eq!(diff, 0.0, "free_from {free_from}");
+            // Bit-identical with the `gemm` crate; MKL's sgemm may round a row subset differently.
+            assert!(diff <= 1e-6, "free_from {free_from}: {diff}");
+        }
+        Ok(())
+    }
+
+    /// max |a - b| / max |b|.
+    fn rel_err(a: &Tensor, b: &Tensor) -> Result<f32> {
+        let diff = (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        let scale = b.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        Ok(diff / scale)
+    }
+
+    /// `[B,S,H,D]` random data seen as `[B,H,S,D]` (strided, like the fused path's q/k/v).
+    fn strided_heads(b: usize, s: usize, h: usize, d: usize) -> Result<Tensor> {
+        Ok(Tensor::randn(0f32, 1.0, (b, s, h, d), &Device::Cpu)?.transpose(1, 2)?)
+    }
+
+    #[test]
+    fn fused_cpu_attention_matches_candle() -> Result<()> {
+        let dev = Device::Cpu;
+        // Two row blocks of the fused kernel; a cached segment before the new keys.
+        let (b, h, sq, d, n_cached) = (2, 3, 70, 16, 23);
+        let sk = n_cached + sq;
+        let q = (strided_heads(b, sq, h, d)? * 3.0)?;
+        let (ck, cv) = (
+            Tensor::randn(0f32, 1.0, (b, h, n_cached, d), &dev)?,
+            Tensor::randn(0f32, 1.0, (b, h, n_cached, d), &dev)?,
+        );
+        let (k, v) = (strided_heads(b, sq, h, d)?, strided_heads(b, sq, h, d)?);
+        // Mask entries: 0, f32::MIN, -inf and finite negatives; key 0 always visible.
+        let m: Vec<f32> = (0..b * sq * sk)
+            .map(|i| match (i % sk, (i * 7919) % 5) {
+                (0, _) => 0.0,
+                (_, 0) => f32::MIN,
+                (_, 1) => f32::NEG_INFINITY,
+                (_, 2) => -((i % 13) as f32),
+                _ => 0.0,
+            })
+            .collect();
+        let additive = Tensor::from_vec(m, (b, 1, sq, sk), &dev)?;
+        // The candle path wants contiguous heads.
+        let keys = Tensor::cat(&[&ck, &k], 2)?.contiguous()?;
+        let values = Tensor::cat(&[&cv, &v], 2)?.contiguous()?;
+        for free_from in [0, 30, 64, sq] {
+            let mask = AttnMask {
+                additive: additive.clone(),
+                free_from,
+            };
+            let want = attend(&q, &keys, &values, &mask)?
+                .transpose(1, 2)?
+                .reshape((b, sq, h * d))?;
+            let kv = [(ck.clone(), cv.clone()), (k.clone(), v.clone())];
+            let got = cpu_kernels::attention(&q, &kv, &additive, free_from)?;
+            let err = rel_err(&got, &want)?;
+            assert!(err < 1e-6, "free_from {free_from}: relative error {err}");
+            // Keys only from the cache (Sk < Sq), with the mask cropped to them: a strided mask view.
+            let cropped = mask.crop_keys(n_cached)?;
+            let want = attend(&q, &ck, &cv, &cropped)?
+                .transpose(1, 2)?
+                .reshape((b, sq, h * d))?;
+            let kv = [(ck.clone(), cv.clone())];
+            let got = cpu_kernels::attention(&q, &kv, &cropped.additive, free_from)?;
+            let err = rel_err(&got, &want)?;
+            assert!(
+                err < 1e-6,
+                "cropped, free_from {free_from}: relative error {err}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fused_cpu_rope_equals_candle_rope() -> Result<()> {
+        let dev = Device::Cpu;
+        let (b, s, h, d) = (2, 5, 3, 8);
+        let qkv = Tensor::randn(0f32, 1.0, (b, s, 3 * h * d), &dev)?;
+        let cos = Tensor::randn(0f32, 1.0, (b, s, d / 2), &dev)?;
+        let sin = Tensor::randn(0f32, 1.0, (b, s, d / 2), &dev)?;
+        let (q, k) = cpu_kernels::rope_qk(&qkv, &cos, &sin, h, d)?;
+        for (i, got) in [q, k].iter().enumerate() {
+            let x = qkv
+                .narrow(2, i * h * d, h * d)?
+                .reshape((b, s, h, d))?
+                .transpose(1, 2)?
+                .contiguous()?;
+            let want = candle_nn::rotary_emb::rope(&x, &cos, &sin)?;
+            let diff = (got.transpose(1, 2)? - want)?
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f32>()?;
+            assert_eq!(diff, 0.0);
         }
         Ok(())
     }

@@ -4,6 +4,7 @@ use candle_core::{Tensor, D};
 
 use crate::attention::{Attention, AttnMask, LayerCache};
 use crate::config::OmniGenConfig;
+use crate::cpu_kernels;
 use crate::error::Result;
 use crate::kv_cache::CacheUse;
 use crate::nn::{Linear, RmsNorm};
@@ -29,10 +30,15 @@ impl Mlp {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let gu = self.gate_up_proj.forward(x)?;
-        let gate = gu.narrow(D::Minus1, 0, self.inter)?;
-        let up = gu.narrow(D::Minus1, self.inter, self.inter)?;
-        self.down_proj
-            .forward(&(up * candle_nn::ops::silu(&gate)?)?)
+        let h = if cpu_kernels::is_cpu_f32(&[&gu]) {
+            // One pass over gate_up instead of narrow, silu and multiply.
+            cpu_kernels::silu_mul(&gu, self.inter)?
+        } else {
+            let gate = gu.narrow(D::Minus1, 0, self.inter)?;
+            let up = gu.narrow(D::Minus1, self.inter, self.inter)?;
+            (up * candle_nn::ops::silu(&gate)?)?
+        };
+        self.down_proj.forward(&h)
     }
 }
 

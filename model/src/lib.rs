@@ -34,6 +34,7 @@ pub mod processor;
 
 mod attention;
 pub mod config;
+mod cpu_kernels;
 pub mod device;
 mod embed;
 pub mod error;

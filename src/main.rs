@@ -29,6 +29,8 @@ use crate::interrupt::Interrupt;
 use crate::outcome::Failure;
 
 fn main() -> ExitCode {
+    // Before any thread starts: images, latents and plugin buffers of a few MiB are reused, not re-faulted.
+    omnigen_engine::alloc::tune_for_large_buffers();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -6,6 +6,7 @@
 //! one-to-one onto ComfyUI's WebSocket messages. [`watch`] re-runs a graph file on every save.
 //! See `docs/engine.md` for a guided tour.
 
+pub mod alloc;
 pub mod cache;
 pub mod coerce;
 pub mod event;

@@ -20,21 +20,28 @@ fn guest_wasm(stem: &str) -> PathBuf {
     dir.join(format!("{stem}.wasm"))
 }
 
-/// A workspace whose `plugins/` folder holds the example edge-map plugin.
-fn workspace_with_edges_plugin() -> Workspace {
+/// A workspace whose `plugins/` folder holds the named example plugins (`edges`, `prompt`, …).
+fn workspace_with_plugins(names: &[&str]) -> Workspace {
     let ws = Workspace::new();
     let plugins = ws.path("plugins");
     std::fs::create_dir(&plugins).expect("create plugins dir");
     let runtime = PluginRuntime::new(PluginConfig::default()).expect("plugin runtime");
-    let manifest = install(
-        &runtime,
-        &guest_wasm("omnigen_plugin_edges"),
-        &plugins,
-        LimitRequest::default(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(manifest.name, "edges");
+    for name in names {
+        let manifest = install(
+            &runtime,
+            &guest_wasm(&format!("omnigen_plugin_{name}")),
+            &plugins,
+            LimitRequest::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(manifest.name, *name);
+    }
     ws
+}
+
+/// A workspace whose `plugins/` folder holds the example edge-map plugin.
+fn workspace_with_edges_plugin() -> Workspace {
+    workspace_with_plugins(&["edges"])
 }
 
 #[test]
@@ -97,5 +104,98 @@ fn a_graph_naming_a_plugin_that_is_not_loaded_fails_validation() {
         stdout(&out).contains("missing_node_type"),
         "{}",
         stdout(&out)
+    );
+}
+
+/// The tiny random OmniGen checkpoint the model's parity tests use.
+fn tiny_model() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("model/tests/fixtures/tiny")
+        .display()
+        .to_string()
+}
+
+/// Runs `plugins/graphs/edges_to_omnigen.json` (edge-map plugin and prompt-template plugin feeding
+/// OmniGen's visual-conditional generation) on the tiny model with the given Canny thresholds; returns
+/// the saved picture and the executed node ids.
+fn run_edges_to_omnigen(ws: &Workspace, low: f64, high: f64) -> (image::RgbImage, Vec<String>) {
+    let graph = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/graphs/edges_to_omnigen.json");
+    let sets = [
+        format!("1.model={}", tiny_model()),
+        "1.device=cpu".to_string(),
+        "7.width=64".to_string(),
+        "7.height=48".to_string(),
+        "7.steps=2".to_string(),
+        format!("3.low_threshold={low}"),
+        format!("3.high_threshold={high}"),
+    ];
+    let mut args = vec![
+        "run",
+        graph.to_str().expect("utf-8 path"),
+        "--plugins",
+        "plugins",
+        "--events",
+        "jsonl",
+        "--quiet",
+    ];
+    for set in &sets {
+        args.extend(["--set", set.as_str()]);
+    }
+    let before = ws.files_in("output");
+    let out = ws.run(&args);
+    assert_exit(&out, 0);
+    let saved: Vec<String> = ws
+        .files_in("output")
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .collect();
+    assert_eq!(saved.len(), 1, "one new picture: {saved:?}");
+    let path = ws.path("output").join(&saved[0]);
+    let chunks = png_text_chunks(&path);
+    let prompt = chunks
+        .iter()
+        .find(|(k, _)| k == "prompt")
+        .map(|(_, v)| v.clone())
+        .expect("graph embedded in the png");
+    assert!(
+        prompt.contains("edges/canny") && prompt.contains("prompt/template"),
+        "both plugin nodes are in the embedded graph"
+    );
+    let picture = image::open(&path).expect("saved png decodes").to_rgb8();
+    (picture, executed_nodes(&json_lines(&stdout(&out))))
+}
+
+#[test]
+fn edge_map_plugin_feeds_omnigen_visual_conditional_generation() {
+    let ws = workspace_with_plugins(&["edges", "prompt"]);
+    // A white rectangle on black: strong edges along its border, flat everywhere else.
+    let picture = image::RgbImage::from_fn(64, 48, |x, y| {
+        let inside = (16..48).contains(&x) && (12..36).contains(&y);
+        image::Rgb(if inside { [255; 3] } else { [0; 3] })
+    });
+    picture
+        .save(ws.path("input").join("house.png"))
+        .expect("save input");
+
+    let (with_edges, executed) = run_edges_to_omnigen(&ws, 40.0, 100.0);
+    assert_eq!((with_edges.width(), with_edges.height()), (64, 48));
+    let mut executed_sorted = executed.clone();
+    executed_sorted.sort();
+    assert_eq!(
+        executed_sorted,
+        ["1", "2", "3", "4", "5", "6", "7", "8", "9"],
+        "every node of the mixed graph ran"
+    );
+    // The sampler ran after the plugin that made its condition image.
+    let position = |id: &str| executed.iter().position(|n| n == id).expect("executed");
+    assert!(position("3") < position("4") && position("4") < position("7"));
+    assert!(position("5") < position("6") && position("6") < position("7"));
+
+    // Thresholds no gradient reaches give an empty edge map: a different condition image must give a
+    // different picture, so the plugin's output really is what OmniGen was conditioned on.
+    let (without_edges, _) = run_edges_to_omnigen(&ws, 1000.0, 1000.0);
+    assert!(
+        with_edges.as_raw() != without_edges.as_raw(),
+        "the edge map conditions the generation"
     );
 }

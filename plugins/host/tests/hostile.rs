@@ -214,3 +214,24 @@ fn many_failures_do_not_leak_pool_slots() {
     }
     assert_healthy();
 }
+
+#[test]
+fn a_call_never_sees_the_memory_of_an_earlier_call() {
+    // Each call scribbles over 4 MiB of freshly grown memory; the pool keeps those pages resident for the
+    // next instance and must hand them back zeroed.
+    for call in 0..4 {
+        let out = probe()
+            .run(
+                "leftovers",
+                vec![],
+                &serde_json::from_value(serde_json::json!({"pages": 64})).expect("params"),
+                &CallControl::default(),
+            )
+            .expect("leftovers runs");
+        assert_eq!(
+            out.values,
+            vec![("nonzero".to_string(), PluginValue::Integer(0))],
+            "call {call} found bytes written by an earlier call"
+        );
+    }
+}

@@ -116,4 +116,38 @@ impl Node for Echo {
     }
 }
 
-omnigen_plugin_sdk::plugin!(name: "probe", version: "0.1.0", nodes: [Identity, Nop, InvertRgba, Echo]);
+/// Grows linear memory by `pages` 64 KiB pages outside the allocator, counts the non-zero bytes it
+/// finds there, then scribbles over them. A fresh instance must always find zeros: the host's
+/// memory reuse must never show one call's bytes to the next.
+pub struct Leftovers;
+impl Node for Leftovers {
+    const ID: &'static str = "leftovers";
+    fn spec() -> NodeSpec {
+        NodeSpec::new("Leftovers")
+            .output(Port::integer("nonzero"))
+            .int_param("pages", 64, 1, 1024)
+    }
+    fn run(_ctx: &Context, _inputs: Inputs, params: &Params) -> Result<Outputs, NodeError> {
+        let pages = params.int("pages")? as usize;
+        let before = core::arch::wasm32::memory_grow(0, pages);
+        if before == usize::MAX {
+            return Err(NodeError::Failed("memory.grow refused".into()));
+        }
+        let start = (before * 65536) as *mut u8;
+        let mut nonzero = 0i64;
+        for i in 0..pages * 65536 {
+            // SAFETY: the pages were just added by memory.grow and belong to no allocation; volatile
+            // so the compiler cannot assume fresh memory is zero.
+            unsafe {
+                let p = start.add(i);
+                if core::ptr::read_volatile(p) != 0 {
+                    nonzero += 1;
+                }
+                core::ptr::write_volatile(p, 0xAB);
+            }
+        }
+        Ok(Outputs::new().integer("nonzero", nonzero))
+    }
+}
+
+omnigen_plugin_sdk::plugin!(name: "probe", version: "0.1.0", nodes: [Identity, Nop, InvertRgba, Echo, Leftovers]);

@@ -524,10 +524,17 @@ fn breakdown(s: usize) -> Res<()> {
     let q = randn(&mut rng, &[1, HEADS, s, hd], 1.0)?;
     let k = randn(&mut rng, &[1, HEADS, s, hd], 1.0)?;
     let v = randn(&mut rng, &[1, HEADS, s, hd], 1.0)?;
+    // What the decoder runs on the CPU in f32: the fused kernel (no score tensor, output in o_proj's layout).
+    let mask = Tensor::zeros((1, 1, s, s), DType::F32, &Device::Cpu)?;
     let attn = best_of(2, || {
+        omnigen_model::bench_hooks::cpu_attention(&q, &k, &v, &mask, 0)?;
+        Ok(())
+    })?;
+    // The same product with plain candle ops, for comparison (what other devices and dtypes run).
+    let attn_candle = best_of(2, || {
         let scores = (&q * (1.0 / (hd as f64).sqrt()))?.matmul(&k.t()?)?;
         let p = candle_nn::ops::softmax_last_dim(&scores)?;
-        p.matmul(&v)?;
+        p.matmul(&v)?.transpose(1, 2)?.reshape((1, s, HIDDEN))?;
         Ok(())
     })?;
     let lin_flops = 2.0
@@ -535,8 +542,8 @@ fn breakdown(s: usize) -> Res<()> {
         * (HIDDEN * 3 * HIDDEN + HIDDEN * HIDDEN + HIDDEN * 2 * INTER + INTER * HIDDEN) as f64;
     let attn_flops = 4.0 * (HEADS * s * s * hd) as f64;
     println!(
-        "per layer at S={s}: linears {linears:.3} s ({:.0} GFLOP/s), attention core {attn:.3} s ({:.0} GFLOP/s); \
-         x{LAYERS} layers = {:.3} s linears + {:.3} s attention",
+        "per layer at S={s}: linears {linears:.3} s ({:.0} GFLOP/s), attention core {attn:.3} s ({:.0} GFLOP/s; \
+         plain candle ops {attn_candle:.3} s); x{LAYERS} layers = {:.3} s linears + {:.3} s attention",
         lin_flops / linears / 1e9,
         attn_flops / attn / 1e9,
         linears * LAYERS as f64,

@@ -54,6 +54,25 @@ pub mod transformer;
 pub mod vae;
 mod weights;
 
+/// Entry points for the benchmarks (`benches/bench_model.rs`); not part of the supported API.
+#[doc(hidden)]
+pub mod bench_hooks {
+    use candle_core::Tensor;
+
+    /// The fused f32 CPU attention the decoder runs: `softmax(q kᵀ/√D + mask) v` as `[B,Sq,H·D]`, for
+    /// `q` `[B,H,Sq,D]`, `k`/`v` `[B,H,Sk,D]` and the additive `mask` `[B,1,Sq,Sk]` applied to rows
+    /// `< free_from`.
+    pub fn cpu_attention(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: &Tensor,
+        free_from: usize,
+    ) -> crate::Result<Tensor> {
+        crate::cpu_kernels::attention(q, &[(k.clone(), v.clone())], mask, free_from)
+    }
+}
+
 pub use config::{OmniGenConfig, RopeScaling};
 pub use device::{DTypeChoice, DeviceChoice};
 pub use error::{Error, Result};

@@ -165,6 +165,7 @@ fn attend_rows(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu_kernels::tests::rel_err;
     use candle_core::Device;
 
     #[test]
@@ -202,13 +203,6 @@ mod tests {
             assert!(diff <= 1e-6, "free_from {free_from}: {diff}");
         }
         Ok(())
-    }
-
-    /// max |a - b| / max |b|.
-    fn rel_err(a: &Tensor, b: &Tensor) -> Result<f32> {
-        let diff = (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
-        let scale = b.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
-        Ok(diff / scale)
     }
 
     /// `[B,S,H,D]` random data seen as `[B,H,S,D]` (strided, like the fused path's q/k/v).

@@ -254,10 +254,8 @@ pub(crate) fn silu_mul(gate_up: &Tensor, inter: usize) -> Result<Tensor> {
 
 /// Row-major `c = alpha·a·b` (`accumulate`: `c += alpha·a·b`) with `(m, n, k)` = rows of `a`, columns of
 /// `b`, inner size; `a` and `c` as (pointer, row stride); `b` as (pointer, row stride, stored transposed,
-/// i.e. as `n×k`). Single-threaded: callers parallelise around it.
-///
-/// With the `mkl` feature this is MKL's `sgemm` (AVX-512 kernels, about 2x the `gemm` crate, whose stable
-/// build stops at AVX2); otherwise the `gemm` crate candle uses.
+/// i.e. as `n×k`). The `gemm` crate candle uses (AVX-512 kernels where the CPU has them); single-threaded,
+/// since callers parallelise around it.
 ///
 /// # Safety
 /// The pointers and strides must describe in-bounds `m×k`, `k×n` (or `n×k`) and `m×n` matrices, and `c`
@@ -271,100 +269,29 @@ unsafe fn matmul(
     alpha: f32,
     accumulate: bool,
 ) {
-    #[cfg(feature = "mkl")]
-    {
-        // Column-major sgemm on the transposed problem: cᵀ = bᵀ aᵀ.
-        let (ta, tb) = (
-            if b_transposed { b'T' } else { b'N' } as std::ffi::c_char,
-            b'N' as std::ffi::c_char,
-        );
-        let (m, n, k) = (n as i32, m as i32, k as i32);
-        let (lda, ldb, ldc) = (ldb as i32, lda as i32, ldc as i32);
-        let beta = if accumulate { 1.0f32 } else { 0.0 };
-        mkl::sgemm_(
-            &ta, &tb, &m, &n, &k, &alpha, b, &lda, a, &ldb, &beta, c, &ldc,
-        );
-    }
-    #[cfg(not(feature = "mkl"))]
-    {
-        let (b_cs, b_rs) = if b_transposed { (ldb, 1) } else { (1, ldb) };
-        // gemm's convention: dst = alpha·dst + beta·lhs·rhs.
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c,
-            1,
-            ldc as isize,
-            accumulate,
-            a,
-            1,
-            lda as isize,
-            b,
-            b_cs as isize,
-            b_rs as isize,
-            if accumulate { 1.0 } else { 0.0 },
-            alpha,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
-#[cfg(feature = "mkl")]
-mod mkl {
-    use std::ffi::{c_char, c_float, c_int};
-
-    // Linked through candle-core's `mkl` feature (intel-mkl-src, LP64 interface).
-    extern "C" {
-        pub fn sgemm_(
-            transa: *const c_char,
-            transb: *const c_char,
-            m: *const c_int,
-            n: *const c_int,
-            k: *const c_int,
-            alpha: *const c_float,
-            a: *const c_float,
-            lda: *const c_int,
-            b: *const c_float,
-            ldb: *const c_int,
-            beta: *const c_float,
-            c: *mut c_float,
-            ldc: *const c_int,
-        );
-        /// The C entry point (the lowercase symbol is the Fortran one, taking a pointer).
-        #[link_name = "MKL_Set_Num_Threads_Local"]
-        pub fn mkl_set_num_threads_local(n: c_int) -> c_int;
-    }
-}
-
-/// Keeps MKL single-threaded on the current thread while alive: the attention tasks already run on every
-/// rayon thread, and MKL's own threads on top would oversubscribe the cores.
-struct SingleThreadedBlas {
-    #[cfg(feature = "mkl")]
-    previous: std::ffi::c_int,
-}
-
-impl SingleThreadedBlas {
-    fn new() -> Self {
-        Self {
-            // SAFETY: sets a thread-local MKL setting.
-            #[cfg(feature = "mkl")]
-            previous: unsafe { mkl::mkl_set_num_threads_local(1) },
-        }
-    }
-}
-
-impl Drop for SingleThreadedBlas {
-    fn drop(&mut self) {
-        // SAFETY: restores the thread-local setting (0 = back to the global one).
-        #[cfg(feature = "mkl")]
-        unsafe {
-            mkl::mkl_set_num_threads_local(self.previous);
-        }
-    }
+    let (b_cs, b_rs) = if b_transposed { (ldb, 1) } else { (1, ldb) };
+    // gemm's convention: dst = alpha·dst + beta·lhs·rhs.
+    gemm::gemm(
+        m,
+        n,
+        k,
+        c,
+        1,
+        ldc as isize,
+        accumulate,
+        a,
+        1,
+        lda as isize,
+        b,
+        b_cs as isize,
+        b_rs as isize,
+        if accumulate { 1.0 } else { 0.0 },
+        alpha,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
 }
 
 /// Query rows per attention task: its score block (`ROWS × Sk` f32, 0.5 MB at Sk = 1100) stays in L2;
@@ -443,7 +370,6 @@ pub(crate) fn attention(
     (0..b * h * blocks).into_par_iter().for_each_init(
         || (Vec::<f32>::new(), Vec::<f32>::new()),
         |(scores, sums), task| {
-            let _one_thread = SingleThreadedBlas::new();
             // Block index fastest: a thread's consecutive tasks reuse one head's K/V from cache.
             let (bh, blk) = (task / blocks, task % blocks);
             let (bi, hi) = (bh / h, bh % h);
@@ -507,7 +433,7 @@ pub(crate) fn attention(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Distance in units in the last place between two finite f32 of the same sign.

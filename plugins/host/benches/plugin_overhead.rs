@@ -127,26 +127,21 @@ fn main() {
     );
     // Image calls: the input an engine node hands over is prepared outside the timing (a plugin node
     // converts the engine's image into this buffer anyway), so each figure is the node's own work.
-    let identity = |input: PixelImage| {
-        plugin
-            .run(
-                "identity",
-                vec![("image".into(), PluginValue::Image(input))],
-                &params,
-                &control,
-            )
-            .unwrap()
+    let (plugin, params, control) = (&plugin, &params, &control);
+    let image_call = |node: &'static str| {
+        move |input: PixelImage| {
+            plugin
+                .run(
+                    node,
+                    vec![("image".into(), PluginValue::Image(input))],
+                    params,
+                    control,
+                )
+                .unwrap()
+        }
     };
-    let invert = |input: PixelImage| {
-        plugin
-            .run(
-                "invert_rgba",
-                vec![("image".into(), PluginValue::Image(input))],
-                &params,
-                &control,
-            )
-            .unwrap()
-    };
+    let identity = image_call("identity");
+    let invert = image_call("invert_rgba");
     let native_identity = median_prepared(21, 20, || &image, |input| input.clone());
     let wasm_identity = median_prepared(21, 20, || image.clone(), identity);
     show(

@@ -24,7 +24,8 @@ pub enum CoerceError {
 /// Conversions follow ComfyUI: INT accepts integers, floats (truncated), numeric strings and booleans;
 /// FLOAT accepts numbers, numeric strings and booleans; STRING accepts strings, numbers and booleans.
 /// BOOLEAN accepts booleans, numbers (non-zero is true) and the strings `true`/`false` — stricter than
-/// Python's `bool("false") == True`, on purpose. Socket types take the literal as `Value::Json`.
+/// Python's `bool("false") == True`, on purpose. A COMBO takes strings, numbers and booleans (compared
+/// as text); anything else is not in the list. For socket types see [`socket_literal`].
 pub fn coerce_literal(
     kind: &InputType,
     min: Option<Number>,
@@ -48,10 +49,43 @@ pub fn coerce_literal(
             }
             return Ok(Value::String(text));
         }
-        InputType::Socket(_) => return Ok(Value::Json(literal.clone())),
+        InputType::Socket(type_name) => return socket_literal(type_name, min, max, literal),
     };
     check_range(&value, min, max)?;
     Ok(value)
+}
+
+/// A literal given to a socket: `*` (or a union with `*`) takes any literal as `Value::Json`; a comma
+/// union takes it as its first primitive member (`INT`, `FLOAT`, `STRING`, `BOOLEAN`) that converts it;
+/// a socket-only type (`IMAGE`, `MASK`, `LATENT`, `MODEL`, …) has values only other nodes produce, so no
+/// literal can satisfy it.
+pub fn socket_literal(
+    type_name: &str,
+    min: Option<Number>,
+    max: Option<Number>,
+    literal: &Json,
+) -> Result<Value, CoerceError> {
+    let members = type_name.split(',').map(str::trim);
+    if members.clone().any(|t| t == "*") {
+        return Ok(Value::Json(literal.clone()));
+    }
+    let mut first_error = None;
+    for member in members {
+        let kind = InputType::named(member);
+        if kind.is_widget() {
+            match coerce_literal(&kind, min, max, literal) {
+                Ok(value) => return Ok(value),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+    }
+    Err(first_error.unwrap_or_else(|| {
+        CoerceError::Convert(format!(
+            "{type_name} values come only from other nodes: link this input to a node's output, as in [\"4\", 0]"
+        ))
+    }))
 }
 
 fn check_range(value: &Value, min: Option<Number>, max: Option<Number>) -> Result<(), CoerceError> {

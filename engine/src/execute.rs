@@ -5,20 +5,18 @@
 //! concurrently up to [`ExecutorConfig::max_concurrency`]. A node failure stops the prompt (running
 //! siblings are asked to cancel, and what they finish is still cached); the executor stays usable.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
-
-use indexmap::IndexMap;
-use serde_json::Value as Json;
 
 use crate::cache::{CacheStats, OutputCache};
-use crate::event::{EventSink, ExecutionErrorData};
-use crate::graph::{NodeId, PromptRequest};
-use crate::node::{CancelToken, Dirs};
+use crate::graph::PromptRequest;
+use crate::node::Dirs;
 use crate::registry::Registry;
-use crate::validate::{validate, NodeErrors, ValidatedPrompt, ValidationReport};
+use crate::resource::ResourceLocks;
+use crate::run::{Run, RunEnv};
+use crate::validate::{validate, ValidatedPrompt, ValidationReport};
+
+pub use crate::run::{RunOptions, RunReport, RunStatus};
 
 /// Executor settings.
 #[derive(Debug, Clone)]
@@ -43,89 +41,16 @@ impl Default for ExecutorConfig {
     }
 }
 
-/// Per-run options.
-#[derive(Debug, Clone, Default)]
-pub struct RunOptions {
-    /// The prompt id to report; a fresh UUID when `None` (or the request's own `prompt_id`).
-    pub prompt_id: Option<String>,
-    /// Where events go.
-    pub events: EventSink,
-    /// Cancel this to interrupt the run.
-    pub cancel: CancelToken,
-}
-
-impl RunOptions {
-    /// Options sending events to `events`.
-    pub fn new(events: EventSink) -> Self {
-        RunOptions {
-            events,
-            ..Default::default()
-        }
-    }
-    /// Sets the prompt id.
-    pub fn prompt_id(mut self, id: impl Into<String>) -> Self {
-        self.prompt_id = Some(id.into());
-        self
-    }
-    /// Sets the cancellation token.
-    pub fn cancel(mut self, token: CancelToken) -> Self {
-        self.cancel = token;
-        self
-    }
-}
-
-/// How a run ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RunStatus {
-    /// Every planned node finished.
-    Success,
-    /// A node failed (the `execution_error` data).
-    Failed(Box<ExecutionErrorData>),
-    /// The run was cancelled.
-    Interrupted {
-        /// The node running (or next to run) when it stopped.
-        node_id: Option<NodeId>,
-    },
-}
-
-/// What a run did.
-#[derive(Debug, Clone)]
-pub struct RunReport {
-    /// The prompt id used in events.
-    pub prompt_id: String,
-    /// How it ended.
-    pub status: RunStatus,
-    /// Nodes that executed, in completion order.
-    pub executed: Vec<NodeId>,
-    /// Planned nodes whose outputs came from the cache (as in `execution_cached`).
-    pub cached: Vec<NodeId>,
-    /// UI outputs of output nodes (executed or cached), by node id.
-    pub ui_outputs: IndexMap<NodeId, Json>,
-    /// Validation errors of outputs that were dropped while others ran.
-    pub node_errors: IndexMap<NodeId, NodeErrors>,
-    /// When `execution_start` was sent.
-    pub started_at: Instant,
-    /// When the run finished.
-    pub finished_at: Instant,
-}
-
-impl RunReport {
-    /// Whether every planned node finished.
-    pub fn is_success(&self) -> bool {
-        self.status == RunStatus::Success
-    }
-}
-
 /// Runs prompts against a registry, keeping an output cache between runs.
 pub struct Executor {
     registry: Arc<Registry>,
-    pub(crate) max_concurrency: usize,
+    max_concurrency: usize,
     dirs: Arc<Dirs>,
     cache: Mutex<OutputCache>,
     run_lock: tokio::sync::Mutex<()>,
-    resources: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    resources: ResourceLocks,
     /// Makes `Fingerprint::Always` signatures unique.
-    pub(crate) nonce: AtomicU64,
+    nonce: AtomicU64,
 }
 
 impl std::fmt::Debug for Executor {
@@ -146,7 +71,7 @@ impl Executor {
             dirs: Arc::new(config.dirs),
             cache: Mutex::new(OutputCache::new(config.cache_budget_bytes)),
             run_lock: tokio::sync::Mutex::new(()),
-            resources: Mutex::new(HashMap::new()),
+            resources: ResourceLocks::new(),
             nonce: AtomicU64::new(0),
         }
     }
@@ -161,7 +86,7 @@ impl Executor {
         &self.dirs
     }
 
-    pub(crate) fn cache(&self) -> MutexGuard<'_, OutputCache> {
+    fn cache(&self) -> MutexGuard<'_, OutputCache> {
         // Cache operations cannot panic half-way in a way that breaks its invariants badly; keep going.
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -215,14 +140,22 @@ impl Executor {
             .clone()
             .or_else(|| request.prompt_id.clone())
             .unwrap_or_else(new_prompt_id);
-        let mut run = crate::run::Run::new(self, request, &validated, &options, prompt_id);
+        let env = RunEnv {
+            cache: &self.cache,
+            resources: &self.resources,
+            dirs: &self.dirs,
+            max_concurrency: self.max_concurrency,
+            nonce: &self.nonce,
+        };
+        let mut run = Run::new(env, request, &validated, &options, prompt_id);
         run.execute().await;
         run.finish(validated.node_errors.clone())
     }
 
-    pub(crate) fn resource_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = self.resources.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(map.entry(name.to_string()).or_default())
+    /// The lock table behind exclusive resources (shared with every node's
+    /// [`NodeContext::lock_resource`](crate::NodeContext::lock_resource)).
+    pub fn resources(&self) -> &ResourceLocks {
+        &self.resources
     }
 }
 

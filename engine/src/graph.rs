@@ -236,7 +236,7 @@ impl Graph {
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }
-    /// The original JSON, unchanged (what `PROMPT` hidden inputs receive).
+    /// The original JSON, unchanged (what a node's `ctx.prompt()` returns).
     pub fn raw(&self) -> &Json {
         &self.raw
     }

@@ -15,6 +15,7 @@ pub mod graph;
 pub mod node;
 pub mod plan;
 pub mod registry;
+pub mod resource;
 mod run;
 pub mod schema;
 pub mod validate;
@@ -29,7 +30,9 @@ pub use node::{
     BoxFuture, CancelToken, CheckContext, Dirs, Fingerprint, Inputs, NodeContext, NodeContextParts,
     NodeError, NodeOutput, NodeType,
 };
+pub use plan::{LinkedInput, Plan, PlannedNode};
 pub use registry::{RegisteredNode, Registry, RegistryError};
+pub use resource::{Resource, ResourceGuard, ResourceLocks};
 pub use schema::{
     HiddenInput, HiddenKind, InputOptions, InputSpec, InputType, NodeSchema, Number, OutputSpec,
 };

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 
 use crate::event::{Event, EventSink};
+use crate::graph::NodeId;
+use crate::resource::{Resource, ResourceGuard, ResourceLocks};
 use crate::schema::NodeSchema;
 use crate::value::{downcast_opaque, Image, Mask, OpaqueValue, Value};
 
@@ -52,17 +54,19 @@ pub trait NodeType: Send + Sync + 'static {
         Ok(Fingerprint::Constant)
     }
 
-    /// ComfyUI's `VALIDATE_INPUTS`: extra checks on the constant inputs after type and range checks passed.
-    /// An `Err(reason)` is reported as `custom_validation_failed`.
-    fn validate(&self, inputs: &Inputs, ctx: &CheckContext) -> Result<(), String> {
+    /// ComfyUI's `VALIDATE_INPUTS`: extra checks on the constant inputs after type and range checks passed
+    /// (so a range or combo the schema declares needs no second check here). An `Err` is reported as
+    /// `custom_validation_failed`; an error made with [`NodeError::input`] names the input in the report.
+    fn validate(&self, inputs: &Inputs, ctx: &CheckContext) -> Result<(), NodeError> {
         let _ = (inputs, ctx);
         Ok(())
     }
 
-    /// A resource this node must hold alone while it runs (e.g. `"cuda:0"`): nodes naming the same
-    /// resource never run at the same time, even on independent branches. `inputs` holds the constant
-    /// inputs only.
-    fn exclusive_resource(&self, inputs: &Inputs) -> Option<String> {
+    /// A resource this node must hold alone while it runs (e.g. `Resource::new("cuda:0")`): nodes naming
+    /// the same resource never run at the same time, even on independent branches. `inputs` holds the
+    /// constant inputs only; a resource known only at run time is taken with
+    /// [`NodeContext::lock_resource`], which uses the same locks.
+    fn exclusive_resource(&self, inputs: &Inputs) -> Option<Resource> {
         let _ = inputs;
         None
     }
@@ -101,7 +105,7 @@ pub struct Dirs {
 #[derive(Debug, Clone)]
 pub struct CheckContext {
     /// The node's id in the graph.
-    pub node_id: String,
+    pub node_id: NodeId,
     /// Input/output/temp folders.
     pub dirs: Arc<Dirs>,
     /// Names of the inputs fed by a link (their values are only known at run time), so a node can check
@@ -111,7 +115,7 @@ pub struct CheckContext {
 
 impl CheckContext {
     /// A context for `node_id` with no linked inputs.
-    pub fn new(node_id: impl Into<String>, dirs: Arc<Dirs>) -> Self {
+    pub fn new(node_id: impl Into<NodeId>, dirs: Arc<Dirs>) -> Self {
         Self {
             node_id: node_id.into(),
             dirs,
@@ -173,6 +177,8 @@ pub struct NodeError {
     pub details: Vec<String>,
     /// A category, reported as `exception_type` (`"NodeError"` unless set).
     pub kind: String,
+    /// The input the error is about (set by [`NodeError::input`]).
+    input: Option<String>,
     cancelled: bool,
 }
 
@@ -183,12 +189,30 @@ impl NodeError {
             message: message.into(),
             details: Vec::new(),
             kind: "NodeError".into(),
+            input: None,
             cancelled: false,
         }
     }
-    /// An error about one input.
-    pub fn input(name: &str, message: impl std::fmt::Display) -> Self {
-        NodeError::new(format!("input '{name}': {message}")).with_kind("InputError")
+    /// An error about one input: the message reads `input '<name>': <reason>`, and validation reports
+    /// it as ComfyUI does (`"details": "<name> - <reason>"`, `"extra_info": {"input_name": …}`).
+    pub fn input(name: &str, reason: impl std::fmt::Display) -> Self {
+        let mut e = NodeError::new(format!("input '{name}': {reason}")).with_kind("InputError");
+        e.input = Some(name.to_string());
+        e
+    }
+    /// The input this error is about, if it was made with [`NodeError::input`].
+    pub fn input_name(&self) -> Option<&str> {
+        self.input.as_deref()
+    }
+    /// The message without the `input '<name>': ` prefix of [`NodeError::input`].
+    pub fn reason(&self) -> &str {
+        match &self.input {
+            Some(name) => self
+                .message
+                .strip_prefix(&format!("input '{name}': "))
+                .unwrap_or(&self.message),
+            None => &self.message,
+        }
     }
     /// The error a cancelled node returns ([`NodeContext::check_cancelled`] makes it).
     pub fn cancelled() -> Self {
@@ -196,6 +220,7 @@ impl NodeError {
             message: "cancelled".into(),
             details: Vec::new(),
             kind: "Interrupted".into(),
+            input: None,
             cancelled: true,
         }
     }
@@ -342,7 +367,7 @@ impl Inputs {
         get_image, opt_image, Arc<Image>, Value::Image(i) => Arc::clone(i), "IMAGE";
         /// A `MASK` input.
         get_mask, opt_mask, Arc<Mask>, Value::Mask(m) => Arc::clone(m), "MASK";
-        /// A JSON input (hidden `PROMPT`/`EXTRA_PNGINFO`, literals on socket inputs).
+        /// A JSON input (literals on `*` inputs, hidden inputs filled from `extra_data`).
         get_json, opt_json, &Json, Value::Json(j) => j, "JSON";
         /// A list input.
         get_list, opt_list, &[Value], Value::List(l) => l.as_slice(), "LIST";
@@ -429,9 +454,12 @@ struct ContextInner {
     extra_data: Arc<Json>,
     events: EventSink,
     cancel: CancelToken,
+    resources: ResourceLocks,
+    held: Option<Resource>,
 }
 
-/// What a running node can see and do besides its inputs: identity, folders, progress, cancellation.
+/// What a running node can see and do besides its inputs: identity, folders, progress, cancellation,
+/// exclusive resources.
 /// Cheap to clone; may be moved into blocking code.
 #[derive(Debug, Clone)]
 pub struct NodeContext {
@@ -457,6 +485,10 @@ pub struct NodeContextParts {
     pub events: EventSink,
     /// Cancellation flag of the run.
     pub cancel: CancelToken,
+    /// The executor's lock table (what [`NodeContext::lock_resource`] locks).
+    pub resources: ResourceLocks,
+    /// The resource the scheduler already holds for this node (its `exclusive_resource`).
+    pub held: Option<Resource>,
 }
 
 impl NodeContext {
@@ -472,6 +504,8 @@ impl NodeContext {
                 extra_data: parts.extra_data,
                 events: parts.events,
                 cancel: parts.cancel,
+                resources: parts.resources,
+                held: parts.held,
             }),
         }
     }
@@ -539,6 +573,17 @@ impl NodeContext {
             preview,
         });
         self.check_cancelled()
+    }
+    /// Waits until `resource` is free and holds it until the guard is dropped: a resource known only at
+    /// run time (e.g. the device of a model that came in through a link). It shares the executor's locks
+    /// with [`NodeType::exclusive_resource`], so the two never overlap; asking for the resource the node
+    /// already holds as its `exclusive_resource` returns at once. Not re-entrant otherwise: a node must
+    /// not ask for a resource it holds through an earlier guard. Check cancellation after it returns.
+    pub async fn lock_resource(&self, resource: Resource) -> ResourceGuard {
+        if self.inner.held.as_ref() == Some(&resource) {
+            return ResourceGuard::already_held(resource);
+        }
+        self.inner.resources.lock(resource).await
     }
     /// Runs CPU-heavy work on tokio's blocking pool so other branches keep running. The closure gets a
     /// clone of this context (for progress and cancellation).

@@ -1,27 +1,123 @@
-//! One run of a validated prompt: signatures, the cache partition, scheduling, events and the report.
+//! One run of a validated prompt: its options and report, signatures, the cache partition, scheduling,
+//! exclusive resources, events.
+//!
+//! The executor hands a run what it borrows ([`RunEnv`]); this module knows nothing of the executor.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use indexmap::IndexMap;
 use serde_json::{Map, Value as Json};
 use tokio::task::JoinSet;
 
-use crate::cache::{CachedOutput, Signature, SignatureBuilder};
+use crate::cache::{CachedOutput, OutputCache, Signature, SignatureBuilder};
 use crate::event::{now_ms, Event, EventSink, ExecutionErrorData};
-use crate::execute::{Executor, RunOptions, RunReport, RunStatus};
 use crate::graph::{NodeId, PromptRequest};
 use crate::node::{
-    CancelToken, CheckContext, Fingerprint, Inputs, NodeContext, NodeContextParts, NodeError,
-    NodeOutput,
+    CancelToken, Dirs, Fingerprint, Inputs, NodeContext, NodeContextParts, NodeError, NodeOutput,
 };
-use crate::plan::{Plan, PlannedInput};
+use crate::plan::{Plan, PlannedNode};
+use crate::resource::ResourceLocks;
 use crate::schema::HiddenKind;
-use crate::validate::{NodeErrors, ResolvedInput, ResolvedNode, ValidatedPrompt};
+use crate::validate::{NodeErrors, ValidatedPrompt};
 use crate::value::Value;
+
+/// Per-run options.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The prompt id to report; a fresh UUID when `None` (or the request's own `prompt_id`).
+    pub prompt_id: Option<String>,
+    /// Where events go.
+    pub events: EventSink,
+    /// Cancel this to interrupt the run.
+    pub cancel: CancelToken,
+}
+
+impl RunOptions {
+    /// Options sending events to `events`.
+    pub fn new(events: EventSink) -> Self {
+        RunOptions {
+            events,
+            ..Default::default()
+        }
+    }
+    /// Sets the prompt id.
+    pub fn prompt_id(mut self, id: impl Into<String>) -> Self {
+        self.prompt_id = Some(id.into());
+        self
+    }
+    /// Sets the cancellation token.
+    pub fn cancel(mut self, token: CancelToken) -> Self {
+        self.cancel = token;
+        self
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunStatus {
+    /// Every planned node finished.
+    Success,
+    /// A node failed (the `execution_error` data).
+    Failed(Box<ExecutionErrorData>),
+    /// The run was cancelled.
+    Interrupted {
+        /// The node running (or next to run) when it stopped.
+        node_id: Option<NodeId>,
+    },
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The prompt id used in events.
+    pub prompt_id: String,
+    /// How it ended.
+    pub status: RunStatus,
+    /// Nodes that executed, in completion order.
+    pub executed: Vec<NodeId>,
+    /// Planned nodes whose outputs came from the cache (as in `execution_cached`).
+    pub cached: Vec<NodeId>,
+    /// UI outputs of output nodes (executed or cached), by node id.
+    pub ui_outputs: IndexMap<NodeId, Json>,
+    /// Validation errors of outputs that were dropped while others ran.
+    pub node_errors: IndexMap<NodeId, NodeErrors>,
+    /// When `execution_start` was sent.
+    pub started_at: Instant,
+    /// When the run finished.
+    pub finished_at: Instant,
+}
+
+impl RunReport {
+    /// Whether every planned node finished.
+    pub fn is_success(&self) -> bool {
+        self.status == RunStatus::Success
+    }
+}
+
+/// What a run borrows from the executor that starts it.
+pub(crate) struct RunEnv<'e> {
+    /// The output cache shared by runs.
+    pub(crate) cache: &'e Mutex<OutputCache>,
+    /// The exclusive-resource locks shared by runs.
+    pub(crate) resources: &'e ResourceLocks,
+    /// Folders handed to nodes.
+    pub(crate) dirs: &'e Arc<Dirs>,
+    /// How many nodes may run at once (at least 1).
+    pub(crate) max_concurrency: usize,
+    /// Makes `Fingerprint::Always` signatures unique.
+    pub(crate) nonce: &'e AtomicU64,
+}
+
+impl RunEnv<'_> {
+    fn cache(&self) -> MutexGuard<'_, OutputCache> {
+        // Cache operations cannot panic half-way in a way that breaks its invariants badly; keep going.
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 /// What a planned node needs in this run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +137,7 @@ type NodeResults = Vec<Option<Arc<Vec<Value>>>>;
 
 /// The state of one run.
 pub(crate) struct Run<'e> {
-    exec: &'e Executor,
+    env: RunEnv<'e>,
     validated: &'e ValidatedPrompt,
     options: &'e RunOptions,
     prompt_id: String,
@@ -58,14 +154,14 @@ pub(crate) struct Run<'e> {
 
 impl<'e> Run<'e> {
     pub(crate) fn new(
-        exec: &'e Executor,
+        env: RunEnv<'e>,
         request: &PromptRequest,
         validated: &'e ValidatedPrompt,
         options: &'e RunOptions,
         prompt_id: String,
     ) -> Self {
         Run {
-            exec,
+            env,
             validated,
             options,
             prompt_id,
@@ -91,38 +187,28 @@ impl<'e> Run<'e> {
             prompt_id: self.prompt_id.clone(),
             timestamp: now_ms(),
         });
-        let plan = match Plan::new(self.validated) {
-            Ok(p) => p,
-            Err(e) => {
-                self.cached_event();
-                let node = match &e {
-                    crate::plan::PlanError::Cycle(n)
-                    | crate::plan::PlanError::UnknownLink(n, _) => n.clone(),
-                };
-                self.fail(
-                    &node,
-                    NodeError::new(e.to_string()).with_kind("graph.DependencyCycleError"),
-                    &Inputs::new(),
-                );
-                return;
-            }
-        };
+        let plan = &self.validated.nodes;
         let n = plan.len();
-        let validated = self.validated;
-        let nodes: Vec<_> = plan.order.iter().map(|id| &validated.nodes[id]).collect();
+        let outputs: Vec<usize> = self
+            .validated
+            .outputs
+            .iter()
+            .filter_map(|o| plan.index_of(o.as_str()))
+            .collect();
 
-        let sigs = self.signatures(&plan, &nodes);
-        let (state, mut results, mut cached_ui) = self.partition_cached(&plan, &sigs);
+        let sigs = self.signatures(plan);
+        let (state, mut results, mut cached_ui) = self.partition_cached(plan, &outputs, &sigs);
         self.cached_event();
-        for &o in &plan.outputs {
+        for &o in &outputs {
             if let Some(ui) = cached_ui[o].take() {
-                self.executed_event(&plan.order[o], ui);
+                self.executed_event(&plan[o].id, ui);
             }
         }
 
-        let mut waiting: Vec<usize> = (0..n)
-            .map(|i| {
-                plan.dependencies[i]
+        let mut waiting: Vec<usize> = plan
+            .iter()
+            .map(|node| {
+                node.dependencies()
                     .iter()
                     .filter(|&&d| state[d] == NodeState::Run)
                     .count()
@@ -139,28 +225,29 @@ impl<'e> Run<'e> {
         let mut stopping = false;
 
         loop {
-            while !stopping && tasks.len() < self.exec.max_concurrency {
+            while !stopping && tasks.len() < self.env.max_concurrency {
                 let Some(Reverse(i)) = ready.pop() else { break };
+                let node = &plan[i];
                 if self.options.cancel.is_cancelled() {
                     self.status = RunStatus::Interrupted {
-                        node_id: Some(plan.order[i].clone()),
+                        node_id: Some(node.id.clone()),
                     };
                     stopping = true;
                     break;
                 }
-                let inputs = match self.gather_inputs(nodes[i], &plan.inputs[i], &results) {
+                let inputs = match self.gather_inputs(plan, node, &results) {
                     Ok(inputs) => inputs,
                     Err(e) => {
-                        self.fail(&plan.order[i], e, &Inputs::new());
+                        self.fail(&node.id, e, &Inputs::new());
                         stopping = true;
                         break;
                     }
                 };
-                self.exec.cache().release_stale(&plan.order[i], &sigs[i]);
+                self.env.cache().release_stale(&node.id, &sigs[i]);
                 inputs_of.insert(i, inputs.clone());
                 // Poll once inline: trivial nodes finish here without a task hand-off; anything that
                 // waits is moved to its own task so branches overlap.
-                let mut task = Box::pin(self.node_task(i, nodes[i], inputs));
+                let mut task = Box::pin(self.node_task(i, node, inputs));
                 match poll_once(i, task.as_mut()) {
                     Some(done) => finished.push_back(done),
                     None => {
@@ -183,13 +270,13 @@ impl<'e> Run<'e> {
                     }
                 },
             };
-            let id = plan.order[i].clone();
+            let node = &plan[i];
             let inputs = inputs_of.remove(&i).unwrap_or_default();
-            match result.and_then(|out| check_output_count(nodes[i], out)) {
+            match result.and_then(|out| check_output_count(node, out)) {
                 Ok(out) => {
                     let values = Arc::new(out.values);
-                    self.exec.cache().insert(
-                        &id,
+                    self.env.cache().insert(
+                        &node.id,
                         sigs[i],
                         CachedOutput {
                             values: Arc::clone(&values),
@@ -197,11 +284,11 @@ impl<'e> Run<'e> {
                         },
                     );
                     results[i] = Some(values);
-                    self.executed.push(id.clone());
+                    self.executed.push(node.id.clone());
                     if let Some(ui) = out.ui {
-                        self.executed_event(&id, ui);
+                        self.executed_event(&node.id, ui);
                     }
-                    for &d in &plan.dependents[i] {
+                    for &d in node.dependents() {
                         if state[d] == NodeState::Run {
                             waiting[d] -= 1;
                             if waiting[d] == 0 {
@@ -215,9 +302,11 @@ impl<'e> Run<'e> {
                     // sibling that stops because of either just stops.
                     if self.status == RunStatus::Success {
                         if e.is_cancelled() && self.options.cancel.is_cancelled() {
-                            self.status = RunStatus::Interrupted { node_id: Some(id) };
+                            self.status = RunStatus::Interrupted {
+                                node_id: Some(node.id.clone()),
+                            };
                         } else {
-                            self.fail(&id, e, &inputs);
+                            self.fail(&node.id, e, &inputs);
                         }
                     }
                     stopping = true;
@@ -231,15 +320,15 @@ impl<'e> Run<'e> {
             && self.options.cancel.is_cancelled()
             && !ready.is_empty()
         {
-            let next = ready.peek().map(|Reverse(i)| plan.order[*i].clone());
+            let next = ready.peek().map(|Reverse(i)| plan[*i].id.clone());
             self.status = RunStatus::Interrupted { node_id: next };
         }
     }
 
-    /// Input signatures in topological order: each includes its sources' signatures.
-    fn signatures(&self, plan: &Plan, nodes: &[&ResolvedNode]) -> Vec<Signature> {
-        let mut sigs: Vec<Signature> = Vec::with_capacity(nodes.len());
-        for (i, node) in nodes.iter().enumerate() {
+    /// Input signatures in plan order: each includes its sources' signatures.
+    fn signatures(&self, plan: &Plan) -> Vec<Signature> {
+        let mut sigs: Vec<Signature> = Vec::with_capacity(plan.len());
+        for node in plan.iter() {
             let schema = &node.node_type.schema;
             let mut b = SignatureBuilder::new(&schema.name);
             match &node.is_changed {
@@ -248,22 +337,17 @@ impl<'e> Run<'e> {
                 }
                 None => {
                     let fp = self.fingerprint(node);
-                    b.fingerprint(&fp, self.exec.nonce.fetch_add(1, Ordering::Relaxed));
+                    b.fingerprint(&fp, self.env.nonce.fetch_add(1, Ordering::Relaxed));
                 }
             }
             if schema.not_idempotent || schema.has_unique_id() {
                 b.node_id(&node.id);
             }
-            for ((name, input), planned) in node.inputs.iter().zip(&plan.inputs[i]) {
-                match (input, planned) {
-                    (ResolvedInput::Constant(v), _) => {
-                        b.constant(name, v);
-                    }
-                    (ResolvedInput::Link { .. }, PlannedInput::Link { source, slot }) => {
-                        b.link(name, &sigs[*source], *slot);
-                    }
-                    (ResolvedInput::Link { .. }, PlannedInput::Constant) => {}
-                }
+            for (name, value) in node.constant_inputs().iter() {
+                b.constant(name, value);
+            }
+            for link in node.links() {
+                b.link(&link.input, &sigs[link.source], link.slot);
             }
             sigs.push(b.finish());
         }
@@ -272,22 +356,18 @@ impl<'e> Run<'e> {
 
     /// Walks up from the outputs: a cached node supplies its outputs and cuts off its whole subtree;
     /// every other node reached must run. Records the cached nodes for `execution_cached`.
-    #[allow(clippy::type_complexity)]
     fn partition_cached(
         &mut self,
         plan: &Plan,
+        outputs: &[usize],
         sigs: &[Signature],
-    ) -> (
-        Vec<NodeState>,
-        Vec<Option<Arc<Vec<Value>>>>,
-        Vec<Option<Json>>,
-    ) {
+    ) -> (Vec<NodeState>, NodeResults, Vec<Option<Json>>) {
         let n = plan.len();
         let mut state = vec![NodeState::NotNeeded; n];
         let mut results: NodeResults = vec![None; n];
         let mut cached_ui: Vec<Option<Json>> = vec![None; n];
-        let mut cache = self.exec.cache();
-        let mut stack: Vec<usize> = plan.outputs.clone();
+        let mut cache = self.env.cache();
+        let mut stack: Vec<usize> = outputs.to_vec();
         while let Some(i) = stack.pop() {
             if state[i] != NodeState::NotNeeded {
                 continue;
@@ -296,28 +376,24 @@ impl<'e> Run<'e> {
                 state[i] = NodeState::Cached;
                 results[i] = Some(hit.values);
                 cached_ui[i] = hit.ui;
-                cache.touch_node(&plan.order[i], sigs[i]);
+                cache.touch_node(&plan[i].id, sigs[i]);
             } else {
                 state[i] = NodeState::Run;
-                stack.extend(plan.dependencies[i].iter().copied());
+                stack.extend(plan[i].dependencies().iter().copied());
             }
         }
-        for i in 0..n {
+        for (i, node) in plan.iter().enumerate() {
             if state[i] == NodeState::Cached
                 || (state[i] == NodeState::NotNeeded && cache.contains(&sigs[i]))
             {
-                self.cached.push(plan.order[i].clone());
+                self.cached.push(node.id.clone());
             }
         }
         (state, results, cached_ui)
     }
 
-    fn fingerprint(&self, node: &ResolvedNode) -> Fingerprint {
-        let ctx = CheckContext {
-            node_id: node.id.0.clone(),
-            dirs: Arc::clone(self.exec.dirs()),
-            linked: node.linked_input_names(),
-        };
+    fn fingerprint(&self, node: &PlannedNode) -> Fingerprint {
+        let ctx = node.check_context(self.env.dirs);
         match node
             .node_type
             .node
@@ -332,43 +408,32 @@ impl<'e> Run<'e> {
         }
     }
 
+    /// The node's constants, its links' values and the hidden inputs the engine injects. `PROMPT` and
+    /// `EXTRA_PNGINFO` are not copied into the inputs: every node reads them from its context
+    /// (`ctx.prompt()`, `ctx.extra_pnginfo()`), which shares one copy per run.
     fn gather_inputs(
         &self,
-        node: &ResolvedNode,
-        planned: &[PlannedInput],
+        plan: &Plan,
+        node: &PlannedNode,
         results: &[Option<Arc<Vec<Value>>>],
     ) -> Result<Inputs, NodeError> {
-        let mut inputs = Inputs::new();
-        for ((name, input), p) in node.inputs.iter().zip(planned) {
-            let value = match (input, p) {
-                (ResolvedInput::Constant(v), _) => v.clone(),
-                (ResolvedInput::Link { node: src, .. }, PlannedInput::Link { source, slot }) => {
-                    results[*source]
-                        .as_ref()
-                        .and_then(|vals| vals.get(*slot))
-                        .cloned()
-                        .ok_or_else(|| {
-                            NodeError::input(name, format!("no value from node {src} slot {slot}"))
-                        })?
-                }
-                (ResolvedInput::Link { node: src, .. }, PlannedInput::Constant) => {
-                    return Err(NodeError::input(
-                        name,
-                        format!("link to node {src} was not planned"),
-                    ))
-                }
-            };
-            inputs.insert(name.clone(), value);
+        let mut inputs = node.constant_inputs().clone();
+        for link in node.links() {
+            let value = results[link.source]
+                .as_ref()
+                .and_then(|values| values.get(link.slot))
+                .cloned()
+                .ok_or_else(|| {
+                    NodeError::input(
+                        &link.input,
+                        format!("no value from node {} slot {}", plan[link.source].id, link.slot),
+                    )
+                })?;
+            inputs.insert(link.input.clone(), value);
         }
         for hidden in &node.node_type.schema.hidden {
             let value = match &hidden.kind {
-                HiddenKind::Prompt => Value::Json((*self.prompt).clone()),
-                HiddenKind::ExtraPngInfo => Value::Json(
-                    self.extra_data
-                        .get("extra_pnginfo")
-                        .cloned()
-                        .unwrap_or(Json::Null),
-                ),
+                HiddenKind::Prompt | HiddenKind::ExtraPngInfo => continue,
                 HiddenKind::UniqueId => Value::String(node.id.0.clone()),
                 HiddenKind::Other(magic) => match self.extra_data.get(magic.to_ascii_lowercase()) {
                     Some(v) => Value::Json(v.clone()),
@@ -383,27 +448,28 @@ impl<'e> Run<'e> {
     fn node_task(
         &self,
         index: usize,
-        node: &ResolvedNode,
+        node: &PlannedNode,
         inputs: Inputs,
     ) -> impl std::future::Future<Output = TaskResult> + Send + 'static {
         let implementation = Arc::clone(&node.node_type.node);
-        let resource = implementation
-            .exclusive_resource(node.constant_inputs())
-            .map(|r| self.exec.resource_lock(&r));
+        let held = implementation.exclusive_resource(node.constant_inputs());
+        let lock = held.clone().map(|r| self.env.resources.lock(r));
         let ctx = NodeContext::new(NodeContextParts {
             prompt_id: self.prompt_id.clone(),
             node_id: node.id.0.clone(),
             class_type: node.node_type.schema.name.clone(),
-            dirs: Arc::clone(self.exec.dirs()),
+            dirs: Arc::clone(self.env.dirs),
             prompt: Arc::clone(&self.prompt),
             extra_data: Arc::clone(&self.extra_data),
             events: self.events.clone(),
             cancel: self.abort.clone(),
+            resources: self.env.resources.clone(),
+            held,
         });
         let events = self.events.clone();
         async move {
-            let _held = match resource {
-                Some(lock) => Some(lock.lock_owned().await),
+            let _held = match lock {
+                Some(lock) => Some(lock.await),
                 None => None,
             };
             if ctx.is_cancelled() {
@@ -436,13 +502,14 @@ impl<'e> Run<'e> {
         });
     }
 
-    fn fail(&mut self, id: &NodeId, error: NodeError, inputs: &Inputs) {
-        let node_type = self
-            .validated
+    fn node_type_of(&self, id: &NodeId) -> Option<String> {
+        self.validated
             .nodes
-            .get(id)
+            .get(id.as_str())
             .map(|n| n.node_type.schema.name.clone())
-            .unwrap_or_default();
+    }
+
+    fn fail(&mut self, id: &NodeId, error: NodeError, inputs: &Inputs) {
         let current_inputs: Map<String, Json> = inputs
             .iter()
             .map(|(k, v)| (k.to_string(), Json::Array(vec![v.summary()])))
@@ -450,7 +517,7 @@ impl<'e> Run<'e> {
         self.status = RunStatus::Failed(Box::new(ExecutionErrorData {
             prompt_id: self.prompt_id.clone(),
             node_id: id.0.clone(),
-            node_type,
+            node_type: self.node_type_of(id).unwrap_or_default(),
             executed: self.done_ids(),
             exception_message: error.message,
             exception_type: error.kind,
@@ -479,10 +546,7 @@ impl<'e> Run<'e> {
             RunStatus::Interrupted { node_id } => self.emit(Event::ExecutionInterrupted {
                 prompt_id: self.prompt_id.clone(),
                 node_id: node_id.as_ref().map(|n| n.0.clone()),
-                node_type: node_id
-                    .as_ref()
-                    .and_then(|n| self.validated.nodes.get(n))
-                    .map(|n| n.node_type.schema.name.clone()),
+                node_type: node_id.as_ref().and_then(|n| self.node_type_of(n)),
                 executed: self.done_ids(),
                 timestamp: now_ms(),
             }),
@@ -505,7 +569,7 @@ impl<'e> Run<'e> {
     }
 }
 
-fn check_output_count(node: &ResolvedNode, out: NodeOutput) -> Result<NodeOutput, NodeError> {
+fn check_output_count(node: &PlannedNode, out: NodeOutput) -> Result<NodeOutput, NodeError> {
     let declared = node.node_type.schema.outputs.len();
     if out.values.len() == declared {
         Ok(out)

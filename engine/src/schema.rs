@@ -271,12 +271,14 @@ impl InputSpec {
     }
 }
 
-/// What the executor injects into a hidden input (never sent in the prompt).
+/// What fills a hidden input (never sent in the prompt).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HiddenKind {
-    /// `PROMPT`: the whole prompt, as JSON.
+    /// `PROMPT`: the whole prompt. Advertised in `/object_info`; nodes read it with `ctx.prompt()` (one
+    /// shared copy per run), it is not copied into their inputs.
     Prompt,
-    /// `EXTRA_PNGINFO`: `extra_data.extra_pnginfo` (JSON, `null` when absent).
+    /// `EXTRA_PNGINFO`: `extra_data.extra_pnginfo`. Advertised in `/object_info`; nodes read it with
+    /// `ctx.extra_pnginfo()`, it is not copied into their inputs.
     ExtraPngInfo,
     /// `UNIQUE_ID`: the node's id (string). Also makes the node's cache key include its id.
     UniqueId,

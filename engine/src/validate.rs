@@ -8,18 +8,19 @@
 //! As in ComfyUI, only the ancestors of output nodes are checked; an output whose subtree has an error is
 //! dropped, and the prompt fails only when no output is left.
 
-use std::collections::{HashMap, HashSet};
-
-use petgraph::Direction;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use indexmap::IndexMap;
 use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::Reversed;
+use petgraph::Direction;
 use serde_json::{json, Map, Value as Json};
 
 use crate::coerce::{coerce_literal, CoerceError};
 use crate::graph::{Graph, GraphNode, InputValue, NodeId, PromptRequest};
-use crate::node::{CheckContext, Dirs, Inputs};
+use crate::node::{CheckContext, Dirs, Inputs, NodeError};
+use crate::plan::{Plan, ResolvedNode};
 use crate::registry::{RegisteredNode, Registry};
 use crate::schema::{InputSpec, InputType};
 use crate::value::Value;
@@ -171,59 +172,13 @@ impl ValidationReport {
     }
 }
 
-/// An input after validation: a coerced constant or a link.
-#[derive(Debug, Clone)]
-pub enum ResolvedInput {
-    /// A constant value.
-    Constant(Value),
-    /// Another node's output.
-    Link {
-        /// Source node.
-        node: NodeId,
-        /// Source output slot.
-        slot: usize,
-    },
-}
-
-/// A node ready to plan and run.
-#[derive(Debug, Clone)]
-pub struct ResolvedNode {
-    /// Node id.
-    pub id: NodeId,
-    /// The registered type (a snapshot: registry changes during a run do not affect it).
-    pub node_type: RegisteredNode,
-    /// Declared inputs present in the prompt, in schema order.
-    pub inputs: Vec<(String, ResolvedInput)>,
-    /// The prompt's `is_changed` override.
-    pub is_changed: Option<Json>,
-    /// `_meta.title`.
-    pub title: Option<String>,
-    constants: Inputs,
-}
-
-impl ResolvedNode {
-    /// The constant inputs only (what fingerprint, validate and exclusive_resource see).
-    pub fn constant_inputs(&self) -> &Inputs {
-        &self.constants
-    }
-
-    /// Names of the inputs fed by a link.
-    pub fn linked_input_names(&self) -> Vec<String> {
-        self.inputs
-            .iter()
-            .filter(|(_, input)| matches!(input, ResolvedInput::Link { .. }))
-            .map(|(name, _)| name.clone())
-            .collect()
-    }
-}
-
-/// A validated prompt: the outputs to run and every node they need.
+/// A validated prompt: the valid outputs and the plan that runs them.
 #[derive(Debug, Clone)]
 pub struct ValidatedPrompt {
     /// Valid output nodes, in prompt order.
     pub outputs: Vec<NodeId>,
-    /// The outputs and all their ancestors, in prompt order.
-    pub nodes: IndexMap<NodeId, ResolvedNode>,
+    /// The plan: the outputs and every node they need, in dependency order, links as plan indices.
+    pub nodes: Plan,
     /// Errors of outputs that were dropped (empty when everything is valid). ComfyUI still runs the rest
     /// and returns these alongside the prompt id.
     pub node_errors: IndexMap<NodeId, NodeErrors>,
@@ -279,7 +234,8 @@ pub fn validate_graph(
         });
     }
 
-    // Node positions in prompt order double as petgraph indices.
+    // Node positions in prompt order double as petgraph indices. One graph, one sort: the sort also
+    // finds the cycles, and the plan reuses its order.
     let topology = Topology::new(graph);
     let nodes_in_order: Vec<&GraphNode> = graph.nodes().collect();
     let output_pos: Vec<usize> = outputs
@@ -287,11 +243,11 @@ pub fn validate_graph(
         .filter_map(|o| graph.position(o.as_str()))
         .collect();
     let needed = topology.reach(output_pos.iter().copied(), Direction::Incoming);
-    let in_cycle = topology.nodes_in_cycles();
+    let Sorted { order, in_cycle } = topology.sort();
 
     // Check every node some output needs, in prompt order, collecting all errors.
     let mut errors: IndexMap<usize, Vec<ValidationError>> = IndexMap::new();
-    let mut resolved: HashMap<usize, ResolvedNode> = HashMap::new();
+    let mut resolved: Vec<Option<ResolvedNode>> = vec![None; nodes_in_order.len()];
     for (pos, node) in nodes_in_order.iter().enumerate() {
         if !needed[pos] {
             continue;
@@ -306,7 +262,7 @@ pub fn validate_graph(
             ));
         }
         if errs.is_empty() {
-            resolved.insert(pos, r);
+            resolved[pos] = Some(r);
         } else {
             errors.insert(pos, errs);
         }
@@ -359,14 +315,12 @@ pub fn validate_graph(
         });
     }
 
+    // The ancestors of valid outputs have no errors, so each was resolved; plan them in sorted order.
     let needed = topology.reach(valid_outputs.iter().copied(), Direction::Incoming);
-    let nodes = (0..nodes_in_order.len())
+    let sorted = order
+        .into_iter()
         .filter(|&pos| needed[pos])
-        .filter_map(|pos| {
-            resolved
-                .remove(&pos)
-                .map(|r| (nodes_in_order[pos].id.clone(), r))
-        })
+        .filter_map(|pos| resolved[pos].take().map(|r| (pos, r)))
         .collect();
     let valid_outputs = valid_outputs
         .into_iter()
@@ -374,7 +328,7 @@ pub fn validate_graph(
         .collect();
     Ok(ValidatedPrompt {
         outputs: valid_outputs,
-        nodes,
+        nodes: Plan::from_sorted(sorted, nodes_in_order.len()),
         node_errors,
     })
 }
@@ -424,10 +378,18 @@ fn missing_type_error(node: &GraphNode) -> ValidationError {
     )
 }
 
-/// The link structure of a graph, for reachability and cycles. Node `i` is the `i`-th node in prompt
-/// order.
+/// The link structure of a graph, for reachability, cycles and the run order. Node `i` is the `i`-th
+/// node in prompt order; an edge goes from a link's source to the node it feeds.
 struct Topology {
     graph: DiGraph<(), ()>,
+}
+
+/// The result of [`Topology::sort`].
+struct Sorted {
+    /// Every node, each after the nodes it links to (cycles aside), first-come first in prompt order.
+    order: Vec<usize>,
+    /// Which nodes lie on a dependency cycle.
+    in_cycle: Vec<bool>,
 }
 
 impl Topology {
@@ -458,14 +420,19 @@ impl Topology {
         seen
     }
 
-    fn nodes_in_cycles(&self) -> Vec<bool> {
-        let mut flags = vec![false; self.graph.node_count()];
-        for scc in petgraph::algo::tarjan_scc(&self.graph) {
+    /// One pass of Tarjan's algorithm over the reversed graph (node -> its sources): its components come
+    /// out sources first, which is a run order, and the components larger than one node (or with a
+    /// self-link) are the cycles.
+    fn sort(&self) -> Sorted {
+        let mut order = Vec::with_capacity(self.graph.node_count());
+        let mut in_cycle = vec![false; self.graph.node_count()];
+        for scc in petgraph::algo::tarjan_scc(Reversed(&self.graph)) {
             if scc.len() > 1 || self.graph.contains_edge(scc[0], scc[0]) {
-                scc.iter().for_each(|i| flags[i.index()] = true);
+                scc.iter().for_each(|i| in_cycle[i.index()] = true);
             }
+            order.extend(scc.iter().map(|i| i.index()));
         }
-        flags
+        Sorted { order, in_cycle }
     }
 }
 
@@ -479,7 +446,7 @@ fn check_node(
 ) -> (ResolvedNode, Vec<ValidationError>) {
     let schema = &reg.schema;
     let mut errors = Vec::new();
-    let mut inputs = Vec::new();
+    let mut links = Vec::new();
     let mut constants = Inputs::new();
     let specs = schema
         .required
@@ -496,40 +463,55 @@ fn check_node(
             )),
             None => {}
             Some(value) => match check_input(spec, value, types, graph) {
-                Ok(r) => {
-                    if let ResolvedInput::Constant(c) = &r {
-                        constants.insert(spec.name.clone(), c.clone());
-                    }
-                    inputs.push((spec.name.clone(), r));
-                }
+                Ok(Checked::Constant(c)) => constants.insert(spec.name.clone(), c),
+                Ok(Checked::Link { source, slot }) => links.push((spec.name.clone(), source, slot)),
                 Err(e) => errors.push(*e),
             },
+        }
+    }
+    if errors.is_empty() {
+        let ctx = CheckContext {
+            node_id: node.id.clone(),
+            dirs: Arc::clone(dirs),
+            linked: links.iter().map(|(name, _, _)| name.clone()).collect(),
+        };
+        if let Err(e) = reg.node.validate(&constants, &ctx) {
+            errors.push(custom_validation_error(&e));
         }
     }
     let resolved = ResolvedNode {
         id: node.id.clone(),
         node_type: reg.clone(),
-        inputs,
         is_changed: node.is_changed.clone(),
         title: node.title.clone(),
         constants,
+        links,
     };
-    if errors.is_empty() {
-        let ctx = CheckContext {
-            node_id: node.id.0.clone(),
-            dirs: Arc::clone(dirs),
-            linked: resolved.linked_input_names(),
-        };
-        if let Err(reason) = reg.node.validate(resolved.constant_inputs(), &ctx) {
-            errors.push(ValidationError::new(
-                ErrorType::CustomValidationFailed,
-                "Custom validation failed for node",
-                reason,
-                json!({}),
-            ));
-        }
-    }
     (resolved, errors)
+}
+
+/// ComfyUI's shape for a failed `VALIDATE_INPUTS`: `"<input> - <reason>"` with the input named in
+/// `extra_info` when the node's error names one.
+fn custom_validation_error(e: &NodeError) -> ValidationError {
+    let (details, extra) = match e.input_name() {
+        Some(name) => (
+            format!("{name} - {}", e.reason()),
+            json!({"input_name": name}),
+        ),
+        None => (e.message.clone(), json!({})),
+    };
+    ValidationError::new(
+        ErrorType::CustomValidationFailed,
+        "Custom validation failed for node",
+        details,
+        extra,
+    )
+}
+
+/// A checked input: a coerced constant, or a link to the node at a prompt position.
+enum Checked {
+    Constant(Value),
+    Link { source: usize, slot: usize },
 }
 
 fn check_input(
@@ -537,7 +519,7 @@ fn check_input(
     value: &InputValue,
     types: &[RegisteredNode],
     graph: &Graph,
-) -> Result<ResolvedInput, Box<ValidationError>> {
+) -> Result<Checked, Box<ValidationError>> {
     let name = &spec.name;
     let bad_link = |received: &Json, why: &str| {
         Box::new(ValidationError::new(
@@ -552,19 +534,20 @@ fn check_input(
             raw,
             "the output index is not a non-negative integer",
         )),
-        InputValue::Literal(Json::Array(items)) if items.len() != 2 => Err(bad_link(
-            &Json::Array(items.clone()),
-            "arrays that are not links must be wrapped as {\"__value__\": [...]}",
-        )),
+        // As in ComfyUI, an array in the prompt is a link: one that is not link-shaped is a bad link,
+        // whatever the input's type (list values are sent wrapped as {"__value__": [...]}).
+        InputValue::Literal(array @ Json::Array(items)) => {
+            Err(bad_link(array, &not_a_link(array, items)))
+        }
         InputValue::Link(link) => {
             let raw = || json!([link.node.as_str(), link.slot]);
-            let Some(source) = graph.position(link.node.as_str()) else {
+            let Some(position) = graph.position(link.node.as_str()) else {
                 return Err(bad_link(
                     &raw(),
                     &format!("linked node '{}' does not exist", link.node),
                 ));
             };
-            let source = &types[source].schema;
+            let source = &types[position].schema;
             let Some(out) = source.outputs.get(link.slot) else {
                 return Err(bad_link(
                     &raw(),
@@ -590,16 +573,28 @@ fn check_input(
                            "linked_node": raw()}),
                 )));
             }
-            Ok(ResolvedInput::Link {
-                node: link.node.clone(),
+            Ok(Checked::Link {
+                source: position,
                 slot: link.slot,
             })
         }
         InputValue::Literal(literal) | InputValue::Wrapped(literal) => {
             coerce_literal(&spec.kind, spec.options.min, spec.options.max, literal)
-                .map(ResolvedInput::Constant)
+                .map(Checked::Constant)
                 .map_err(|e| Box::new(literal_error(spec, literal, e)))
         }
+    }
+}
+
+/// Why an unwrapped array in the prompt is not a link.
+fn not_a_link(array: &Json, items: &[Json]) -> String {
+    match items {
+        [node, slot] if !node.is_string() => format!(
+            "{array} is not a link: the source node id must be a string, as in [\"{}\", {slot}]",
+            display(node)
+        ),
+        [_, _] => format!("{array} is not a link: the output index must be a number"),
+        _ => "arrays that are not links must be wrapped as {\"__value__\": [...]}".to_string(),
     }
 }
 

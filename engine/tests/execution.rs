@@ -278,6 +278,153 @@ async fn nodes_sharing_an_exclusive_resource_never_overlap() {
     assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
+/// Counts how many `Locker` nodes run at once, per resource and in all.
+#[derive(Default)]
+struct LockStats {
+    running: Mutex<std::collections::HashMap<String, usize>>,
+    peak: Mutex<std::collections::HashMap<String, usize>>,
+    total: AtomicUsize,
+    peak_total: AtomicUsize,
+}
+
+/// `Locker {device: STRING, value: INT} -> INT`: takes `device` with `ctx.lock_resource` at run time (the
+/// scheduler is not told), then holds it until another node runs alongside or 300 ms pass. The
+/// `ExclusiveLocker` variant also names `device` as its `exclusive_resource`, so it asks again for a
+/// resource the scheduler already holds for it.
+struct Locker {
+    stats: Arc<LockStats>,
+    exclusive: bool,
+}
+impl omnigen_engine::NodeType for Locker {
+    fn schema(&self) -> omnigen_engine::NodeSchema {
+        let name = if self.exclusive { "ExclusiveLocker" } else { "Locker" };
+        omnigen_engine::NodeSchema::new(name)
+            .required(omnigen_engine::InputSpec::string("device"))
+            .required(omnigen_engine::InputSpec::int("value"))
+            .output("INT")
+    }
+    fn exclusive_resource(&self, inputs: &omnigen_engine::Inputs) -> Option<omnigen_engine::Resource> {
+        let device = inputs.get_str("device").ok()?;
+        self.exclusive.then(|| omnigen_engine::Resource::new(device))
+    }
+    fn run<'a>(
+        &'a self,
+        inputs: omnigen_engine::Inputs,
+        ctx: omnigen_engine::NodeContext,
+    ) -> omnigen_engine::BoxFuture<'a, Result<omnigen_engine::NodeOutput, omnigen_engine::NodeError>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        Box::pin(async move {
+            let device = inputs.get_str("device")?.to_string();
+            let guard = ctx
+                .lock_resource(omnigen_engine::Resource::new(&device))
+                .await;
+            assert_eq!(guard.resource().as_str(), device);
+            {
+                let mut running = self.stats.running.lock().unwrap();
+                let now = running.entry(device.clone()).or_default();
+                *now += 1;
+                let mut peak = self.stats.peak.lock().unwrap();
+                let p = peak.entry(device.clone()).or_default();
+                *p = (*p).max(*now);
+            }
+            let total = self.stats.total.fetch_add(1, SeqCst) + 1;
+            self.stats.peak_total.fetch_max(total, SeqCst);
+            let start = std::time::Instant::now();
+            while self.stats.total.load(SeqCst) < 2
+                && start.elapsed() < std::time::Duration::from_millis(300)
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            self.stats.total.fetch_sub(1, SeqCst);
+            *self.stats.running.lock().unwrap().get_mut(&device).unwrap() -= 1;
+            drop(guard);
+            Ok(omnigen_engine::NodeOutput::new(vec![omnigen_engine::Value::Int(
+                inputs.get_int("value")?,
+            )]))
+        })
+    }
+}
+
+fn locker_graph(nodes: &[(&str, &str)]) -> Json {
+    let mut graph = serde_json::Map::new();
+    for (i, (class, device)) in nodes.iter().enumerate() {
+        graph.insert(
+            format!("l{i}"),
+            json!({"class_type": class, "inputs": {"device": device, "value": i}}),
+        );
+        graph.insert(
+            format!("s{i}"),
+            json!({"class_type": "Sink", "inputs": {"value": [format!("l{i}"), 0]}}),
+        );
+    }
+    Json::Object(graph)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_time_resource_locks_never_overlap_on_one_resource_and_overlap_across_two() {
+    let runs = Runs::default();
+    let registry = basic_registry(&runs);
+    let stats = Arc::new(LockStats::default());
+    registry.register(Locker {
+        stats: Arc::clone(&stats),
+        exclusive: false,
+    });
+    let exec = executor(registry, 4);
+    let graph = locker_graph(&[
+        ("Locker", "gpu0"),
+        ("Locker", "gpu0"),
+        ("Locker", "gpu1"),
+        ("Locker", "gpu1"),
+    ]);
+    let report = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        exec.run(&request(graph), RunOptions::default()),
+    )
+    .await
+    .expect("no deadlock")
+    .unwrap();
+    assert!(report.is_success(), "{:?}", report.status);
+    let peak = stats.peak.lock().unwrap().clone();
+    assert_eq!(peak["gpu0"], 1, "two holders of gpu0 at once");
+    assert_eq!(peak["gpu1"], 1, "two holders of gpu1 at once");
+    assert_eq!(
+        stats.peak_total.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "gpu0 and gpu1 holders should run side by side"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_time_locks_and_exclusive_resources_share_one_lock_table() {
+    let runs = Runs::default();
+    let registry = basic_registry(&runs);
+    let stats = Arc::new(LockStats::default());
+    for exclusive in [false, true] {
+        registry.register(Locker {
+            stats: Arc::clone(&stats),
+            exclusive,
+        });
+    }
+    let exec = executor(registry, 4);
+    let graph = locker_graph(&[
+        ("Locker", "gpu"),
+        ("ExclusiveLocker", "gpu"),
+        ("Locker", "gpu"),
+        ("ExclusiveLocker", "gpu"),
+    ]);
+    let report = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        exec.run(&request(graph), RunOptions::default()),
+    )
+    .await
+    .expect("asking again for the node's own exclusive resource must not deadlock")
+    .unwrap();
+    assert!(report.is_success(), "{:?}", report.status);
+    assert_eq!(report.executed.len(), 8);
+    assert_eq!(stats.peak.lock().unwrap()["gpu"], 1);
+    assert_eq!(stats.peak_total.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
 #[tokio::test]
 async fn a_failing_node_reports_why_and_the_executor_stays_usable() {
     let runs = Runs::default();
@@ -497,7 +644,7 @@ async fn blocking_work_reports_progress_and_returns() {
 }
 
 #[tokio::test]
-async fn hidden_inputs_and_context_carry_extra_pnginfo_and_prompt() {
+async fn the_context_carries_extra_pnginfo_and_prompt_and_extra_data_fills_other_hidden_inputs() {
     let registry = basic_registry(&Runs::default());
     registry.register(common::Meta);
     let exec = executor(registry, 1);
@@ -508,8 +655,9 @@ async fn hidden_inputs_and_context_carry_extra_pnginfo_and_prompt() {
     let report = exec.run(&req, RunOptions::default()).await.unwrap();
     assert_eq!(
         report.ui_outputs[&NodeId::from("m")],
-        json!({"hidden": {"workflow": {"id": "wf"}}, "token": "t", "from_ctx": {"workflow": {"id": "wf"}},
-               "prompt_nodes": 1, "class_type": "Meta"})
+        json!({"hidden": null, "token": "t", "from_ctx": {"workflow": {"id": "wf"}},
+               "prompt_nodes": 1, "class_type": "Meta"}),
+        "EXTRA_PNGINFO is advertised but read from the context, not copied into the inputs"
     );
 }
 

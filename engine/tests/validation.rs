@@ -6,9 +6,47 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 use omnigen_engine::{
-    validate, Dirs, Fingerprint, NodeId, PromptRequest, Registry, ValidatedPrompt, ValidationReport,
+    validate, BoxFuture, Dirs, Fingerprint, InputSpec, Inputs, NodeContext, NodeError, NodeId,
+    NodeOutput, NodeSchema, NodeType, PromptRequest, Registry, ValidatedPrompt, ValidationError,
+    ValidationReport, Value,
 };
 use serde_json::{json, Value as Json};
+
+/// `SaveImg {images: IMAGE, filename_prefix: STRING}`, an output node shaped like ComfyUI's SaveImage.
+struct SaveImg;
+impl NodeType for SaveImg {
+    fn schema(&self) -> NodeSchema {
+        NodeSchema::new("SaveImg")
+            .output_node()
+            .required(InputSpec::socket("images", "IMAGE"))
+            .required(InputSpec::string("filename_prefix").default_value("t"))
+    }
+    fn run<'a>(
+        &'a self,
+        _inputs: Inputs,
+        _ctx: NodeContext,
+    ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+        Box::pin(async move { Ok(NodeOutput::default()) })
+    }
+}
+
+/// `Union {value: "INT,FLOAT", media: "IMAGE,MASK"} -> INT`: comma-union sockets.
+struct Union;
+impl NodeType for Union {
+    fn schema(&self) -> NodeSchema {
+        NodeSchema::new("Union")
+            .optional(InputSpec::socket("value", "INT,FLOAT").min(0))
+            .optional(InputSpec::socket("media", "IMAGE,MASK"))
+            .output("INT")
+    }
+    fn run<'a>(
+        &'a self,
+        _inputs: Inputs,
+        _ctx: NodeContext,
+    ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+        Box::pin(async move { Ok(NodeOutput::new(vec![Value::Int(0)])) })
+    }
+}
 
 fn registry() -> Arc<Registry> {
     let runs = Runs::default();
@@ -17,6 +55,8 @@ fn registry() -> Arc<Registry> {
         state: Arc::new(Mutex::new(Fingerprint::Constant)),
         runs,
     });
+    r.register(SaveImg);
+    r.register(Union);
     r
 }
 
@@ -261,4 +301,250 @@ fn literals_are_coerced_like_comfyui() {
         json!([["1", 0], 2]),
         "wrapped list is a literal, not a link"
     );
+}
+
+/// The errors validation reports for one literal given to `input` of a node of `class` (other inputs
+/// valid), found through a Sink so the node is needed.
+fn literal_errors(class: &str, input: &str, literal: Json) -> Vec<ValidationError> {
+    let mut inputs = match class {
+        "Const" => json!({"value": 1}),
+        "External" => json!({"name": "n", "mode": "a"}),
+        "SaveImg" => json!({"images": ["img", 0], "filename_prefix": "t"}),
+        "Union" => json!({}),
+        other => panic!("no defaults for {other}"),
+    };
+    inputs[input] = literal;
+    let mut prompt = json!({
+        "img": {"class_type": "Img", "inputs": {}},
+        "n": {"class_type": class, "inputs": inputs}
+    });
+    if class != "SaveImg" {
+        prompt["s"] = json!({"class_type": "Sink", "inputs": {"value": ["n", 0]}});
+    }
+    match check(prompt) {
+        Ok(_) => Vec::new(),
+        Err(r) => r.node_errors.get("n").map(|e| e.errors.clone()).unwrap_or_default(),
+    }
+}
+
+fn kinds(errors: &[ValidationError]) -> Vec<&str> {
+    errors.iter().map(|e| e.kind.as_str()).collect()
+}
+
+/// The constant a literal becomes, when it is accepted.
+fn coerced(class: &str, input: &str, literal: Json) -> Json {
+    let mut inputs = match class {
+        "Const" => json!({"value": 1}),
+        "External" => json!({"name": "n", "mode": "a"}),
+        _ => json!({}),
+    };
+    inputs[input] = literal;
+    let v = check(json!({
+        "n": {"class_type": class, "inputs": inputs},
+        "s": {"class_type": "Sink", "inputs": {"value": ["n", 0]}}
+    }))
+    .unwrap_or_else(|r| panic!("{}", r.to_text()));
+    v.nodes["n"].constant_inputs().get(input).unwrap().summary()
+}
+
+#[test]
+fn the_issue_graph_fails_validation_not_the_run() {
+    // `[1, 0]` is not a link (the id must be a string), and nothing typed in a prompt is an IMAGE.
+    let r = check(json!({
+        "1": {"class_type": "Img", "inputs": {}},
+        "2": {"class_type": "SaveImg", "inputs": {"images": [1, 0], "filename_prefix": "t"}}
+    }))
+    .unwrap_err();
+    assert_eq!(r.error.kind.as_str(), "prompt_outputs_failed_validation");
+    let e = &r.node_errors["2"].errors;
+    assert_eq!(kinds(e), ["bad_linked_input"]);
+    assert_eq!(
+        e[0].message,
+        "Bad linked input, must be a length-2 list of [string, int]"
+    );
+    assert_eq!(
+        e[0].details,
+        "images: [1,0] is not a link: the source node id must be a string, as in [\"1\", 0]"
+    );
+    assert_eq!(e[0].extra_info["input_name"], "images");
+    assert_eq!(e[0].extra_info["received_value"], json!([1, 0]));
+    assert_eq!(e[0].extra_info["input_config"], json!(["IMAGE"]));
+}
+
+#[test]
+fn unwrapped_arrays_that_are_not_links_are_bad_links_for_every_input_type() {
+    for (class, input) in [
+        ("Const", "value"),
+        ("External", "name"),
+        ("External", "mode"),
+        ("External", "scale"),
+        ("External", "flag"),
+        ("SaveImg", "images"),
+    ] {
+        let e = literal_errors(class, input, json!([1, 0]));
+        assert_eq!(kinds(&e), ["bad_linked_input"], "{class}.{input}");
+        let e = literal_errors(class, input, json!(["img", "0"]));
+        assert_eq!(kinds(&e), ["bad_linked_input"], "{class}.{input}");
+        assert!(
+            e[0].details.ends_with("is not a link: the output index must be a number"),
+            "{}",
+            e[0].details
+        );
+        let e = literal_errors(class, input, json!([1, 2, 3]));
+        assert_eq!(kinds(&e), ["bad_linked_input"], "{class}.{input}");
+    }
+    // Even `*` takes an array only wrapped: a bare one is read as a (bad) link.
+    let r = check(json!({"s": {"class_type": "Sink", "inputs": {"value": [1, 0]}}})).unwrap_err();
+    assert_eq!(error_types(&r, "s"), ["bad_linked_input"]);
+}
+
+#[test]
+fn literals_never_satisfy_a_socket_only_type() {
+    for literal in [
+        json!("a.png"),
+        json!(5),
+        json!(0.5),
+        json!(true),
+        json!(null),
+        json!({"a": 1}),
+        json!({"__value__": [1, 0]}),
+    ] {
+        let e = literal_errors("SaveImg", "images", literal.clone());
+        assert_eq!(kinds(&e), ["invalid_input_type"], "{literal}");
+        assert_eq!(
+            e[0].message,
+            "Failed to convert an input value to a IMAGE value"
+        );
+        assert!(
+            e[0].details.starts_with("images, ")
+                && e[0].details.ends_with(
+                    "IMAGE values come only from other nodes: link this input to a node's output, as in [\"4\", 0]"
+                ),
+            "{}",
+            e[0].details
+        );
+        assert_eq!(e[0].extra_info["input_name"], "images");
+        assert_eq!(e[0].extra_info["input_config"], json!(["IMAGE"]));
+        assert!(e[0].extra_info["exception_message"].is_string());
+    }
+}
+
+#[test]
+fn a_literal_on_a_socket_is_reported_with_every_other_error() {
+    let r = check(json!({
+        "1": {"class_type": "Const", "inputs": {"value": "x"}},
+        "2": {"class_type": "SaveImg", "inputs": {"images": "a.png", "filename_prefix": {"a": 1}}},
+        "3": {"class_type": "Sink", "inputs": {"value": ["1", 0]}}
+    }))
+    .unwrap_err();
+    assert_eq!(error_types(&r, "1"), ["invalid_input_type"]);
+    assert_eq!(
+        error_types(&r, "2"),
+        ["invalid_input_type", "invalid_input_type"]
+    );
+    assert_eq!(r.node_errors["2"].errors[0].extra_info["input_name"], "images");
+    assert_eq!(
+        r.node_errors["2"].errors[1].extra_info["input_name"],
+        "filename_prefix"
+    );
+}
+
+#[test]
+fn the_any_type_takes_every_literal_as_json() {
+    for literal in [json!("x"), json!(3), json!(null), json!({"a": 1})] {
+        let v = check(json!({"s": {"class_type": "Sink", "inputs": {"value": literal.clone()}}}))
+            .unwrap();
+        assert_eq!(
+            v.nodes["s"].constant_inputs().get("value").unwrap().summary(),
+            literal
+        );
+    }
+}
+
+#[test]
+fn union_sockets_take_a_literal_as_their_first_primitive_member_that_accepts_it() {
+    assert_eq!(coerced("Union", "value", json!("3")), json!(3));
+    assert_eq!(coerced("Union", "value", json!(2.5)), json!(2), "INT comes first and truncates");
+    assert_eq!(coerced("Union", "value", json!("2.5")), json!(2.5), "int('2.5') fails, float() takes it");
+    let e = literal_errors("Union", "value", json!("x"));
+    assert_eq!(kinds(&e), ["invalid_input_type"]);
+    assert_eq!(e[0].message, "Failed to convert an input value to a INT,FLOAT value");
+    let e = literal_errors("Union", "value", json!(-1));
+    assert_eq!(kinds(&e), ["value_smaller_than_min"]);
+    let e = literal_errors("Union", "media", json!("x"));
+    assert_eq!(kinds(&e), ["invalid_input_type"], "no primitive member");
+}
+
+#[test]
+fn int_literals_follow_python_int() {
+    assert_eq!(coerced("Const", "value", json!(" 7 ")), json!(7));
+    assert_eq!(coerced("Const", "value", json!("-3")), json!(-3));
+    assert_eq!(coerced("Const", "value", json!(9.99)), json!(9));
+    assert_eq!(coerced("Const", "value", json!(true)), json!(1));
+    for bad in [
+        json!("3.5"),
+        json!("1e3"),
+        json!("abc"),
+        json!(""),
+        json!(null),
+        json!({"a": 1}),
+        json!({"__value__": [1]}),
+    ] {
+        let e = literal_errors("Const", "value", bad.clone());
+        assert_eq!(kinds(&e), ["invalid_input_type"], "{bad}");
+        assert_eq!(e[0].message, "Failed to convert an input value to a INT value");
+        assert_eq!(e[0].extra_info["received_value"], bad);
+    }
+    let e = literal_errors("Const", "value", json!("-5000"));
+    assert_eq!(kinds(&e), ["value_smaller_than_min"], "a converted string is range-checked");
+}
+
+#[test]
+fn float_literals_follow_python_float() {
+    assert_eq!(coerced("External", "scale", json!(" 0.25 ")), json!(0.25));
+    assert_eq!(coerced("External", "scale", json!(1)), json!(1.0));
+    assert_eq!(coerced("External", "scale", json!(false)), json!(0.0));
+    for bad in [json!("half"), json!(null), json!({"a": 1}), json!({"__value__": [0.5]})] {
+        let e = literal_errors("External", "scale", bad.clone());
+        assert_eq!(kinds(&e), ["invalid_input_type"], "{bad}");
+        assert_eq!(e[0].message, "Failed to convert an input value to a FLOAT value");
+    }
+    let e = literal_errors("External", "scale", json!("2"));
+    assert_eq!(kinds(&e), ["value_bigger_than_max"]);
+}
+
+#[test]
+fn string_literals_take_text_numbers_and_booleans_only() {
+    assert_eq!(coerced("External", "name", json!(5)), json!("5"));
+    assert_eq!(coerced("External", "name", json!(2.5)), json!("2.5"));
+    assert_eq!(coerced("External", "name", json!(true)), json!("True"), "Python's str(True)");
+    // Python's str() would print a repr of these; a graph that sends them is wrong, so they are refused.
+    for bad in [json!(null), json!({"a": 1}), json!({"__value__": ["a"]})] {
+        let e = literal_errors("External", "name", bad.clone());
+        assert_eq!(kinds(&e), ["invalid_input_type"], "{bad}");
+        assert_eq!(e[0].message, "Failed to convert an input value to a STRING value");
+    }
+}
+
+#[test]
+fn boolean_literals_take_booleans_numbers_and_true_false_strings() {
+    assert_eq!(coerced("External", "flag", json!(0)), json!(false));
+    assert_eq!(coerced("External", "flag", json!(2.5)), json!(true));
+    assert_eq!(coerced("External", "flag", json!("TRUE")), json!(true));
+    for bad in [json!("yes"), json!(""), json!(null), json!({"a": 1}), json!({"__value__": [true]})] {
+        let e = literal_errors("External", "flag", bad.clone());
+        assert_eq!(kinds(&e), ["invalid_input_type"], "{bad}");
+        assert_eq!(e[0].message, "Failed to convert an input value to a BOOLEAN value");
+    }
+}
+
+#[test]
+fn combo_literals_must_be_options() {
+    assert_eq!(coerced("External", "mode", json!("b")), json!("b"));
+    for bad in [json!("c"), json!(null), json!({"a": 1}), json!({"__value__": ["a"]}), json!(1)] {
+        let e = literal_errors("External", "mode", bad.clone());
+        assert_eq!(kinds(&e), ["value_not_in_list"], "{bad}");
+        assert_eq!(e[0].message, "Value not in list");
+        assert_eq!(e[0].extra_info["received_value"], bad);
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use omnigen_engine::{
     BoxFuture, CheckContext, Event, EventSink, Fingerprint, InputSpec, Inputs, NodeContext,
-    NodeError, NodeOutput, NodeSchema, NodeType, Registry, Value,
+    NodeError, NodeOutput, NodeSchema, NodeType, Registry, Resource, Value,
 };
 use serde_json::json;
 
@@ -94,8 +94,12 @@ impl NodeType for Sink {
     ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
         Box::pin(async move {
             self.0.record(ctx.node_id());
-            if inputs.get_json("prompt").is_err() || inputs.get_str("id")? != ctx.node_id() {
-                return Err(NodeError::new("hidden inputs not injected"));
+            // UNIQUE_ID is injected; PROMPT is read from the context, never copied into the inputs.
+            if inputs.get_str("id")? != ctx.node_id() {
+                return Err(NodeError::new("hidden UNIQUE_ID not injected"));
+            }
+            if inputs.contains("prompt") || !ctx.prompt().is_object() {
+                return Err(NodeError::new("PROMPT must come from the context only"));
             }
             Ok(NodeOutput::ui(
                 json!({"value": [inputs.get("value").map(|v| v.summary())]}),
@@ -179,8 +183,8 @@ impl NodeType for Exclusive {
             .required(InputSpec::int("value"))
             .output("INT")
     }
-    fn exclusive_resource(&self, _inputs: &Inputs) -> Option<String> {
-        self.resource.map(str::to_string)
+    fn exclusive_resource(&self, _inputs: &Inputs) -> Option<Resource> {
+        self.resource.map(Resource::new)
     }
     fn run<'a>(
         &'a self,
@@ -241,11 +245,10 @@ impl NodeType for Checked {
             .required(InputSpec::int("value"))
             .output("INT")
     }
-    fn validate(&self, inputs: &Inputs, _ctx: &CheckContext) -> Result<(), String> {
-        match inputs.get_int("value") {
-            Ok(v) if v % 2 == 0 => Ok(()),
-            Ok(v) => Err(format!("value - {v} is odd")),
-            Err(e) => Err(e.message),
+    fn validate(&self, inputs: &Inputs, _ctx: &CheckContext) -> Result<(), NodeError> {
+        match inputs.get_int("value")? {
+            v if v % 2 == 0 => Ok(()),
+            v => Err(NodeError::input("value", format!("{v} is odd"))),
         }
     }
     fn run<'a>(
@@ -384,7 +387,8 @@ impl NodeType for Heavy {
     }
 }
 
-/// `Meta` output node: echoes the hidden EXTRA_PNGINFO input and what its context sees.
+/// `Meta` output node: echoes its hidden inputs (EXTRA_PNGINFO is declared but read from the context,
+/// so it is absent from the inputs) and what its context sees.
 pub struct Meta;
 impl NodeType for Meta {
     fn schema(&self) -> NodeSchema {
@@ -401,7 +405,7 @@ impl NodeType for Meta {
     ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
         Box::pin(async move {
             Ok(NodeOutput::ui(json!({
-                "hidden": inputs.get_json("extra_pnginfo")?,
+                "hidden": inputs.get("extra_pnginfo").map(|v| v.summary()),
                 "token": inputs.opt_json("token")?,
                 "from_ctx": ctx.extra_pnginfo(),
                 "prompt_nodes": ctx.prompt().as_object().map(|m| m.len()),

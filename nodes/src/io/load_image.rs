@@ -27,12 +27,7 @@ pub struct LoadImage {
 }
 
 impl LoadImage {
-    /// A `LoadImage` with the given path and size policy.
-    pub fn new(config: IoConfig) -> Self {
-        Self { config }
-    }
-
-    /// Resolves the `image` input to a file path, refusing escapes from the directory.
+    /// Resolves a file name to a path, refusing escapes from the directory.
     /// `"name.png [output]"` reads from the output directory, as in ComfyUI.
     fn resolve(&self, dirs: &Dirs, name: &str) -> Result<PathBuf, NodeError> {
         let (name, kind) = split_annotation(name, DirKind::Input);
@@ -44,16 +39,26 @@ impl LoadImage {
         resolve_in_dir(base, name, self.config.allow_absolute_paths)
             .map_err(|e| NodeError::input("image", e))
     }
+}
 
-    fn existing_file(&self, dirs: &Dirs, inputs: &Inputs) -> Result<PathBuf, NodeError> {
-        let path = self.resolve(dirs, inputs.get_str("image")?)?;
+/// `LoadImage`'s inputs, parsed once for `validate`, `fingerprint` and `run`: the file to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadImageArgs {
+    /// The existing file the `image` input names.
+    pub path: PathBuf,
+}
+
+impl LoadImageArgs {
+    /// Reads the `image` input: a name inside the folders of `dirs` (see [`LoadImage`]) that exists.
+    pub fn parse(node: &LoadImage, dirs: &Dirs, inputs: &Inputs) -> Result<Self, NodeError> {
+        let path = node.resolve(dirs, inputs.get_str("image")?)?;
         if !path.is_file() {
             return Err(NodeError::input(
                 "image",
                 format!("Invalid image file: {} does not exist", path.display()),
             ));
         }
-        Ok(path)
+        Ok(LoadImageArgs { path })
     }
 }
 
@@ -73,14 +78,15 @@ impl NodeType for LoadImage {
             .output("MASK")
     }
 
-    fn validate(&self, inputs: &Inputs, ctx: &CheckContext) -> Result<(), String> {
-        self.existing_file(&ctx.dirs, inputs)
-            .map(|_| ())
-            .map_err(|e| e.message)
+    fn validate(&self, inputs: &Inputs, ctx: &CheckContext) -> Result<(), NodeError> {
+        if ctx.is_linked("image") {
+            return Ok(());
+        }
+        LoadImageArgs::parse(self, &ctx.dirs, inputs).map(drop)
     }
 
     fn fingerprint(&self, inputs: &Inputs, ctx: &CheckContext) -> Result<Fingerprint, NodeError> {
-        let path = self.existing_file(&ctx.dirs, inputs)?;
+        let path = LoadImageArgs::parse(self, &ctx.dirs, inputs)?.path;
         let bytes = std::fs::read(&path).map_err(|e| {
             NodeError::input("image", format!("cannot read {}: {e}", path.display()))
         })?;
@@ -93,7 +99,7 @@ impl NodeType for LoadImage {
         ctx: NodeContext,
     ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
         Box::pin(async move {
-            let path = self.existing_file(ctx.dirs(), &inputs)?;
+            let path = LoadImageArgs::parse(self, ctx.dirs(), &inputs)?.path;
             let limits = self.config.decode_limits;
             let decoded = ctx
                 .run_blocking(move |_| {

@@ -8,6 +8,7 @@
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use omnigen_engine::{
     BoxFuture, CheckContext, Image, InputSpec, Inputs, NodeContext, NodeError, NodeOutput,
@@ -50,13 +51,11 @@ impl NodeType for SaveImage {
             .hidden("extra_pnginfo", "EXTRA_PNGINFO")
     }
 
-    fn validate(&self, inputs: &Inputs, _ctx: &CheckContext) -> Result<(), String> {
-        match inputs.opt_str("filename_prefix") {
-            Ok(Some(prefix)) => split_filename_prefix(prefix)
-                .map(|_| ())
-                .map_err(|e| format!("filename_prefix: {e}")),
-            _ => Ok(()),
+    fn validate(&self, inputs: &Inputs, ctx: &CheckContext) -> Result<(), NodeError> {
+        if ctx.is_linked("filename_prefix") {
+            return Ok(());
         }
+        SaveImageArgs::parse(inputs).map(drop)
     }
 
     fn run<'a>(
@@ -65,11 +64,8 @@ impl NodeType for SaveImage {
         ctx: NodeContext,
     ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
         Box::pin(async move {
-            let prefix = inputs
-                .opt_str("filename_prefix")?
-                .unwrap_or(DEFAULT_PREFIX)
-                .to_string();
-            save_batch(inputs, ctx, prefix, DirKind::Output).await
+            let args = SaveImageArgs::parse(&inputs)?;
+            save_batch(inputs.get_image("images")?, ctx, args, DirKind::Output).await
         })
     }
 }
@@ -93,9 +89,32 @@ impl NodeType for PreviewImage {
         ctx: NodeContext,
     ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
         Box::pin(async move {
-            let prefix = format!("{DEFAULT_PREFIX}_temp_{}", random_suffix());
-            save_batch(inputs, ctx, prefix, DirKind::Temp).await
+            let args = SaveImageArgs {
+                subfolder: PathBuf::new(),
+                stem: format!("{DEFAULT_PREFIX}_temp_{}", random_suffix()),
+            };
+            save_batch(inputs.get_image("images")?, ctx, args, DirKind::Temp).await
         })
+    }
+}
+
+/// Where `SaveImage` writes, parsed once from its `filename_prefix` input for `validate` and `run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaveImageArgs {
+    /// Subfolder of the output directory (empty for none).
+    pub subfolder: PathBuf,
+    /// File name stem; files are `<stem>_NNNNN_.png`.
+    pub stem: String,
+}
+
+impl SaveImageArgs {
+    /// Reads `filename_prefix` (`"portraits/cat"`: subfolder `portraits`, stem `cat`), refusing
+    /// prefixes that leave the output directory.
+    pub fn parse(inputs: &Inputs) -> Result<Self, NodeError> {
+        let prefix = inputs.opt_str("filename_prefix")?.unwrap_or(DEFAULT_PREFIX);
+        let (subfolder, stem) =
+            split_filename_prefix(prefix).map_err(|e| NodeError::input("filename_prefix", e))?;
+        Ok(SaveImageArgs { subfolder, stem })
     }
 }
 
@@ -114,14 +133,12 @@ fn random_suffix() -> String {
 
 /// Encodes and writes every image of the `images` batch; returns the UI output listing them.
 async fn save_batch(
-    inputs: Inputs,
+    images: Arc<Image>,
     ctx: NodeContext,
-    prefix: String,
+    args: SaveImageArgs,
     kind: DirKind,
 ) -> Result<NodeOutput, NodeError> {
-    let images = inputs.get_image("images")?;
-    let (subfolder, stem) =
-        split_filename_prefix(&prefix).map_err(|e| NodeError::input("filename_prefix", e))?;
+    let SaveImageArgs { subfolder, stem } = args;
     let base = match kind {
         DirKind::Output => ctx.dirs().output.clone(),
         DirKind::Temp => ctx.dirs().temp.clone(),

@@ -145,32 +145,31 @@ impl NodeType for LoadOmniGen {
             .named_output(VAE, "vae")
     }
 
-    fn validate(&self, inputs: &Inputs, ctx: &CheckContext) -> Result<(), String> {
-        if let Some(device) = inputs.opt_str("device").map_err(|e| e.message)? {
-            parse_device(device)?;
+    fn validate(&self, inputs: &Inputs, ctx: &CheckContext) -> Result<(), NodeError> {
+        if let Some(device) = inputs.opt_str("device")? {
+            parse_device(device).map_err(|e| NodeError::input("device", e))?;
         }
-        if let Some(dtype) = inputs.opt_str("dtype").map_err(|e| e.message)? {
-            parse_dtype(dtype)?;
+        if let Some(dtype) = inputs.opt_str("dtype")? {
+            parse_dtype(dtype).map_err(|e| NodeError::input("dtype", e))?;
         }
-        if let Some(lora) = inputs.opt_str("lora").map_err(|e| e.message)? {
+        if let Some(lora) = inputs.opt_str("lora")? {
             if !lora.trim().is_empty() {
-                check_lora(lora.trim())?;
+                check_lora(lora.trim()).map_err(|e| NodeError::input("lora", e))?;
             }
         }
-        if let Some(model) = inputs.opt_str("model").map_err(|e| e.message)? {
-            match hub::classify(model).map_err(|e| e.to_string())? {
-                ModelSource::Folder(folder) => {
-                    hub::check_folder(&folder).map_err(|e| e.to_string())?
-                }
+        if let Some(model) = inputs.opt_str("model")? {
+            let in_model = |e: &dyn std::fmt::Display| NodeError::input("model", e);
+            match hub::classify(model).map_err(|e| in_model(&e))? {
+                ModelSource::Folder(folder) => hub::check_folder(&folder).map_err(|e| in_model(&e))?,
                 ModelSource::Hub(repo) => {
                     // Offline and not cached can be told before anything runs; otherwise the run downloads.
                     if self.hub.offline && self.hub.cached_folder(&repo).is_none() {
-                        return Err(hub::missing_model_help(
+                        return Err(in_model(&hub::missing_model_help(
                             &self.hub,
                             &repo,
-                            &ctx.node_id,
+                            ctx.node_id.as_str(),
                             "HF_HUB_OFFLINE is set, so nothing is downloaded",
-                        ));
+                        )));
                     }
                 }
             }
@@ -298,13 +297,14 @@ mod tests {
             .with("model", Value::String(hub::DEFAULT_REPO.into()))
             .with("dtype", Value::String("auto".into()))
             .with("device", Value::String("auto".into()));
-        let err = node.validate(&inputs, &ctx).unwrap_err();
+        let err = node.validate(&inputs, &ctx).unwrap_err().message;
         assert!(err.contains("HF_HUB_OFFLINE is set"), "{err}");
         assert!(err.contains("--set 4.model="), "{err}");
         let bad_device = inputs.with("device", Value::String("tpu".into()));
         assert!(node
             .validate(&bad_device, &ctx)
             .unwrap_err()
+            .message
             .contains("device 'tpu'"));
     }
 }

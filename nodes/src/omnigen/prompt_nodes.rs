@@ -84,14 +84,15 @@ impl NodeType for BuildPrompt {
             .named_output(OMNIGEN_PROMPT, "prompt")
     }
 
-    fn validate(&self, inputs: &Inputs, ctx: &CheckContext) -> Result<(), String> {
+    fn validate(&self, inputs: &Inputs, ctx: &CheckContext) -> Result<(), NodeError> {
         // A linked instruction is only known at run time (and checked there); a constant one is checked
         // against the connected image_N sockets before anything runs.
-        if let Some(text) = inputs.opt_str("instruction").map_err(|e| e.message)? {
+        if let Some(text) = inputs.opt_str("instruction")? {
             let connected: Vec<usize> = (1..=MAX_IMAGES)
                 .filter(|&n| ctx.is_linked(&image_input_name(n)))
                 .collect();
-            placeholders::check_against_connected(text, &connected).map_err(|e| e.to_string())?;
+            placeholders::check_against_connected(text, &connected)
+                .map_err(|e| NodeError::input("instruction", e))?;
         }
         Ok(())
     }
@@ -163,12 +164,12 @@ impl NodeType for FewShotExample {
             .named_output(OMNIGEN_EXAMPLE, "examples")
     }
 
-    fn validate(&self, inputs: &Inputs, _ctx: &CheckContext) -> Result<(), String> {
-        if let Some(t) = inputs.opt_str("template").map_err(|e| e.message)? {
-            few_shot::check_example_template(t).map_err(|e| e.to_string())?;
+    fn validate(&self, inputs: &Inputs, _ctx: &CheckContext) -> Result<(), NodeError> {
+        if let Some(t) = inputs.opt_str("template")? {
+            few_shot::check_example_template(t).map_err(|e| NodeError::input("template", e))?;
         }
-        if let Some(t) = inputs.opt_str("query_template").map_err(|e| e.message)? {
-            few_shot::check_query_template(t).map_err(|e| e.to_string())?;
+        if let Some(t) = inputs.opt_str("query_template")? {
+            few_shot::check_query_template(t).map_err(|e| NodeError::input("query_template", e))?;
         }
         Ok(())
     }

@@ -1,13 +1,12 @@
 //! `OmniGenSample`: the denoising loop, with per-step progress and previews, cancellation, and one
 //! sampler at a time per device.
 
-use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use omnigen_engine::{
     BoxFuture, CheckContext, Image, InputSpec, Inputs, NodeContext, NodeError, NodeOutput,
-    NodeSchema, NodeType, Value,
+    NodeSchema, NodeType, Resource, Value,
 };
 use omnigen_model::{CfgMode, KvCacheMode, Prompt, SampleOptions, StepProgress};
 
@@ -40,18 +39,6 @@ fn parse_kv_cache(text: &str) -> Result<KvCacheMode, String> {
             "kv_cache '{other}' is not one of reference, exact, off"
         )),
     }
-}
-
-/// One lock per device name: two samplers on one device run one after the other, so they never
-/// compete for its memory. (The engine's exclusive resources only see constant inputs, and the device
-/// comes in through the `model` link.)
-fn device_lock(device: &str) -> Arc<Mutex<()>> {
-    static LOCKS: OnceLock<Mutex<HashMap<String, Arc<Mutex<()>>>>> = OnceLock::new();
-    let mut locks = LOCKS
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    Arc::clone(locks.entry(device.to_string()).or_default())
 }
 
 impl NodeType for OmniGenSample {
@@ -118,19 +105,19 @@ impl NodeType for OmniGenSample {
             .named_output(LATENT, "latent")
     }
 
-    fn validate(&self, inputs: &Inputs, _ctx: &CheckContext) -> Result<(), String> {
+    fn validate(&self, inputs: &Inputs, _ctx: &CheckContext) -> Result<(), NodeError> {
         for name in ["width", "height"] {
-            if let Some(v) = inputs.opt_int(name).map_err(|e| e.message)? {
-                check_size(name, v)?;
+            if let Some(v) = inputs.opt_int(name)? {
+                check_size(name, v).map_err(|e| NodeError::input(name, e))?;
             }
         }
-        if let Some(steps) = inputs.opt_int("steps").map_err(|e| e.message)? {
+        if let Some(steps) = inputs.opt_int("steps")? {
             if steps < 1 {
-                return Err(format!("steps {steps} must be at least 1"));
+                return Err(NodeError::input("steps", format!("{steps} must be at least 1")));
             }
         }
-        if let Some(kv) = inputs.opt_str("kv_cache").map_err(|e| e.message)? {
-            parse_kv_cache(kv)?;
+        if let Some(kv) = inputs.opt_str("kv_cache")? {
+            parse_kv_cache(kv).map_err(|e| NodeError::input("kv_cache", e))?;
         }
         Ok(())
     }
@@ -199,9 +186,12 @@ impl NodeType for OmniGenSample {
                 .with_images(prompt.images.clone())
                 .with_negative_prompt(prompt.negative_prompt.clone())
                 .with_img_guidance(prompt.use_img_guidance);
+            // One sampler at a time per device, so two never compete for its memory. The device comes
+            // in through the `model` link, so it is locked at run time, with the engine's resource locks.
+            let _device = ctx
+                .lock_resource(Resource::new(&model.device_name))
+                .await;
             ctx.run_blocking(move |ctx| {
-                let lock = device_lock(&model.device_name);
-                let _device = lock.lock().unwrap_or_else(|p| p.into_inner());
                 ctx.check_cancelled()?;
                 let mut on_step = |p: StepProgress<'_>| {
                     // A preview failing to render is not worth stopping the sampler for.
@@ -261,11 +251,5 @@ mod tests {
         ));
         assert!(matches!(parse_kv_cache("off"), Ok(KvCacheMode::Off)));
         assert!(parse_kv_cache("fast").is_err());
-    }
-
-    #[test]
-    fn one_lock_per_device() {
-        assert!(Arc::ptr_eq(&device_lock("cpu"), &device_lock("cpu")));
-        assert!(!Arc::ptr_eq(&device_lock("cpu"), &device_lock("cuda:0")));
     }
 }

@@ -627,6 +627,38 @@ mod tests {
     }
 
     #[test]
+    fn input_errors_keep_the_input_name_and_the_bare_reason() {
+        let e = NodeError::input("image", "Invalid image file: a.png");
+        assert_eq!(e.message, "input 'image': Invalid image file: a.png");
+        assert_eq!(e.input_name(), Some("image"));
+        assert_eq!(e.reason(), "Invalid image file: a.png");
+        let plain = NodeError::new("boom");
+        assert_eq!((plain.input_name(), plain.reason()), (None, "boom"));
+    }
+
+    #[tokio::test]
+    async fn asking_for_the_held_resource_returns_at_once() {
+        let locks = ResourceLocks::new();
+        let gpu = Resource::new("gpu");
+        let _scheduler = locks.lock(gpu.clone()).await;
+        let ctx = NodeContext::new(NodeContextParts {
+            resources: locks.clone(),
+            held: Some(gpu.clone()),
+            ..Default::default()
+        });
+        let again = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            ctx.lock_resource(gpu.clone()),
+        )
+        .await
+        .expect("must not wait for itself");
+        assert_eq!(again.resource(), &gpu);
+        // Another resource is free.
+        let other = ctx.lock_resource(Resource::new("cpu")).await;
+        assert_eq!(other.resource().as_str(), "cpu");
+    }
+
+    #[test]
     fn progress_reports_and_observes_cancellation() {
         let (sink, mut rx) = EventSink::channel();
         let cancel = CancelToken::new();

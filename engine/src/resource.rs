@@ -69,7 +69,7 @@ impl ResourceLocks {
         async move {
             ResourceGuard {
                 resource,
-                held: Some(mutex.lock_owned().await),
+                _held: Some(mutex.lock_owned().await),
             }
         }
     }
@@ -80,7 +80,7 @@ impl ResourceLocks {
 pub struct ResourceGuard {
     resource: Resource,
     /// `None` when the resource was already held by the same node (see [`ResourceGuard::already_held`]).
-    held: Option<OwnedMutexGuard<()>>,
+    _held: Option<OwnedMutexGuard<()>>,
 }
 
 impl ResourceGuard {
@@ -89,12 +89,32 @@ impl ResourceGuard {
     pub(crate) fn already_held(resource: Resource) -> Self {
         ResourceGuard {
             resource,
-            held: None,
+            _held: None,
         }
     }
 
     /// The resource held.
     pub fn resource(&self) -> &Resource {
         &self.resource
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_holder_per_name_and_names_are_independent() {
+        let locks = ResourceLocks::new();
+        let first = locks.lock(Resource::new("cuda:0")).await;
+        // A different name is free, the same name waits until the guard drops.
+        let _other = locks.lock(Resource::from("cpu")).await;
+        let mut second = Box::pin(locks.clone().lock(Resource::new("cuda:0")));
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        assert!(second.as_mut().poll(&mut cx).is_pending());
+        drop(first);
+        let second = second.await;
+        assert_eq!(second.resource().to_string(), "cuda:0");
     }
 }

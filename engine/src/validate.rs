@@ -386,7 +386,8 @@ struct Topology {
 
 /// The result of [`Topology::sort`].
 struct Sorted {
-    /// Every node, each after the nodes it links to (cycles aside), first-come first in prompt order.
+    /// Every node, each after the nodes it links to (cycles aside): a depth-first walk from each node in
+    /// prompt order, sources first, in the order a node's inputs name them.
     order: Vec<usize>,
     /// Which nodes lie on a dependency cycle.
     in_cycle: Vec<bool>,
@@ -399,7 +400,10 @@ impl Topology {
             graph.add_node(());
         }
         for (target, node) in g.nodes().enumerate() {
-            for (_, link) in node.links() {
+            // petgraph lists a node's edges newest first: adding them in reverse makes the sort visit
+            // a node's sources in the order its inputs name them.
+            let links: Vec<_> = node.links().collect();
+            for (_, link) in links.into_iter().rev() {
                 if let Some(source) = g.position(link.node.as_str()) {
                     graph.add_edge(NodeIndex::new(source), NodeIndex::new(target), ());
                 }

@@ -137,7 +137,7 @@ async fn arbitrary_input_never_panics() {
     let dirs = Arc::new(Dirs::default());
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let (mut parsed, mut valid, mut ran) = (0, 0, 0);
-    for round in 0..3000 {
+    for round in 0..4000 {
         let doc = prompt(&mut rng);
         let text = if round % 3 == 0 {
             corrupt(&mut rng, &doc.to_string())

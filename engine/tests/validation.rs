@@ -493,7 +493,9 @@ fn int_literals_follow_python_int() {
         let e = literal_errors("Const", "value", bad.clone());
         assert_eq!(kinds(&e), ["invalid_input_type"], "{bad}");
         assert_eq!(e[0].message, "Failed to convert an input value to a INT value");
-        assert_eq!(e[0].extra_info["received_value"], bad);
+        // As in ComfyUI, a wrapped value is reported unwrapped.
+        let received = bad.get("__value__").unwrap_or(&bad);
+        assert_eq!(&e[0].extra_info["received_value"], received);
     }
     let e = literal_errors("Const", "value", json!("-5000"));
     assert_eq!(kinds(&e), ["value_smaller_than_min"], "a converted string is range-checked");
@@ -545,6 +547,36 @@ fn combo_literals_must_be_options() {
         let e = literal_errors("External", "mode", bad.clone());
         assert_eq!(kinds(&e), ["value_not_in_list"], "{bad}");
         assert_eq!(e[0].message, "Value not in list");
-        assert_eq!(e[0].extra_info["received_value"], bad);
+        // As in ComfyUI, a wrapped value is reported unwrapped.
+        let received = bad.get("__value__").unwrap_or(&bad);
+        assert_eq!(&e[0].extra_info["received_value"], received);
     }
+}
+
+#[test]
+fn validation_produces_the_plan_sources_first_and_links_as_indices() {
+    // Written consumer-first: the plan still puts every node after the nodes it links to (its sources
+    // in the order its inputs name them), and the rest in prompt order.
+    let v = check(json!({
+        "s": {"class_type": "Sink", "inputs": {"value": ["2", 0]}},
+        "2": {"class_type": "Add", "inputs": {"a": ["1", 0], "b": ["0", 0]}},
+        "1": {"class_type": "Const", "inputs": {"value": 1}},
+        "0": {"class_type": "Const", "inputs": {"value": 2}},
+        "t": {"class_type": "Sink", "inputs": {"value": 3}}
+    }))
+    .unwrap();
+    let order: Vec<&str> = v.nodes.keys().map(NodeId::as_str).collect();
+    assert_eq!(order, ["1", "0", "2", "s", "t"]);
+    let add = &v.nodes["2"];
+    let links: Vec<(&str, usize, usize)> = add
+        .links()
+        .iter()
+        .map(|l| (l.input.as_str(), l.source, l.slot))
+        .collect();
+    assert_eq!(links, [("a", 0, 0), ("b", 1, 0)]);
+    assert_eq!(add.dependencies(), [0, 1]);
+    assert_eq!(add.dependents(), [3]);
+    assert!(add.constant_inputs().is_empty());
+    assert_eq!(v.nodes.index_of("s"), Some(3));
+    assert_eq!(v.outputs, [NodeId::from("s"), NodeId::from("t")]);
 }

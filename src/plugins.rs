@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use omnigen_engine::Registry;
+use crate::terminal_text;
 use omnigen_plugins::{
     find_manifests, register_dirs, PluginConfig, PluginHost, PluginWatcher, ReloadReport,
 };
@@ -72,15 +73,16 @@ pub fn register(registry: &Registry, dirs: &[PathBuf]) -> anyhow::Result<LoadedP
 }
 
 /// Prints plugins that failed to load or were reloaded (to stderr: stdout is for machine output).
+/// Plugin names and errors come from the plugins' files, so they are escaped and bounded.
 fn print_report(report: ReloadReport) {
     for failure in &report.failed {
-        eprintln!("warning: {failure}");
+        eprintln!("warning: {}", terminal_text::text(&failure.to_string()));
     }
     for name in &report.reloaded {
-        eprintln!("plugin `{name}` reloaded");
+        eprintln!("plugin `{}` reloaded", terminal_text::field(name));
     }
     for name in &report.removed {
-        eprintln!("plugin `{name}` removed");
+        eprintln!("plugin `{}` removed", terminal_text::field(name));
     }
 }
 

@@ -17,6 +17,7 @@ use crate::cache::{CacheStats, OutputCache};
 use crate::event::{EventSink, ExecutionErrorData};
 use crate::graph::{NodeId, PromptRequest};
 use crate::node::{CancelToken, Dirs};
+use crate::outputs::SavedFile;
 use crate::registry::Registry;
 use crate::validate::{validate, NodeErrors, ValidatedPrompt, ValidationReport};
 
@@ -101,6 +102,8 @@ pub struct RunReport {
     pub cached: Vec<NodeId>,
     /// UI outputs of output nodes (executed or cached), by node id.
     pub ui_outputs: IndexMap<NodeId, Json>,
+    /// Files saved by output nodes (executed or cached), by node id: the record `ui_outputs` is rendered from.
+    pub saved_files: IndexMap<NodeId, Vec<SavedFile>>,
     /// Validation errors of outputs that were dropped while others ran.
     pub node_errors: IndexMap<NodeId, NodeErrors>,
     /// When `execution_start` was sent.

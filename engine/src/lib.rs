@@ -6,13 +6,13 @@
 //! one-to-one onto ComfyUI's WebSocket messages. [`watch`] re-runs a graph file on every save.
 //! See `docs/engine.md` for a guided tour.
 
-pub mod alloc;
 pub mod cache;
 pub mod coerce;
 pub mod event;
 pub mod execute;
 pub mod graph;
 pub mod node;
+pub mod outputs;
 pub mod plan;
 pub mod registry;
 mod run;
@@ -29,6 +29,7 @@ pub use node::{
     BoxFuture, CancelToken, CheckContext, Dirs, Fingerprint, Inputs, NodeContext, NodeContextParts,
     NodeError, NodeOutput, NodeType,
 };
+pub use outputs::{SavedFile, SavedKind};
 pub use registry::{RegisteredNode, Registry, RegistryError};
 pub use schema::{
     HiddenInput, HiddenKind, InputOptions, InputSpec, InputType, NodeSchema, Number, OutputSpec,
@@ -39,6 +40,6 @@ pub use validate::{
 };
 pub use value::{downcast_opaque, Image, Mask, OpaqueValue, Value, ValueError};
 pub use watch::{
-    drive, GraphWatcher, WatchConfig, WatchError, WatchEvent, WatchOutcome, WatchProblem,
-    REGISTRY_POLL,
+    drive, drive_with, DriveEnd, GraphWatcher, WatchConfig, WatchError, WatchEvent, WatchHooks,
+    WatchOutcome, WatchProblem, WatchedGraph, REGISTRY_POLL,
 };

@@ -18,6 +18,7 @@ use crate::node::{
     CancelToken, CheckContext, Fingerprint, Inputs, NodeContext, NodeContextParts, NodeError,
     NodeOutput,
 };
+use crate::outputs::SavedFile;
 use crate::plan::{Plan, PlannedInput};
 use crate::schema::HiddenKind;
 use crate::validate::{NodeErrors, ResolvedInput, ResolvedNode, ValidatedPrompt};
@@ -54,6 +55,7 @@ pub(crate) struct Run<'e> {
     executed: Vec<NodeId>,
     cached: Vec<NodeId>,
     ui_outputs: IndexMap<NodeId, Json>,
+    saved_files: IndexMap<NodeId, Vec<SavedFile>>,
 }
 
 impl<'e> Run<'e> {
@@ -78,6 +80,7 @@ impl<'e> Run<'e> {
             executed: Vec::new(),
             cached: Vec::new(),
             ui_outputs: IndexMap::new(),
+            saved_files: IndexMap::new(),
         }
     }
 
@@ -115,8 +118,8 @@ impl<'e> Run<'e> {
         let (state, mut results, mut cached_ui) = self.partition_cached(&plan, &sigs);
         self.cached_event();
         for &o in &plan.outputs {
-            if let Some(ui) = cached_ui[o].take() {
-                self.executed_event(&plan.order[o], ui);
+            if let Some((ui, saved)) = cached_ui[o].take() {
+                self.executed_event(&plan.order[o], ui, saved);
             }
         }
 
@@ -194,12 +197,13 @@ impl<'e> Run<'e> {
                         CachedOutput {
                             values: Arc::clone(&values),
                             ui: out.ui.clone(),
+                            saved: out.saved.clone(),
                         },
                     );
                     results[i] = Some(values);
                     self.executed.push(id.clone());
                     if let Some(ui) = out.ui {
-                        self.executed_event(&id, ui);
+                        self.executed_event(&id, ui, out.saved);
                     }
                     for &d in &plan.dependents[i] {
                         if state[d] == NodeState::Run {
@@ -280,12 +284,12 @@ impl<'e> Run<'e> {
     ) -> (
         Vec<NodeState>,
         Vec<Option<Arc<Vec<Value>>>>,
-        Vec<Option<Json>>,
+        Vec<Option<(Json, Vec<SavedFile>)>>,
     ) {
         let n = plan.len();
         let mut state = vec![NodeState::NotNeeded; n];
         let mut results: NodeResults = vec![None; n];
-        let mut cached_ui: Vec<Option<Json>> = vec![None; n];
+        let mut cached_ui: Vec<Option<(Json, Vec<SavedFile>)>> = vec![None; n];
         let mut cache = self.exec.cache();
         let mut stack: Vec<usize> = plan.outputs.clone();
         while let Some(i) = stack.pop() {
@@ -295,7 +299,7 @@ impl<'e> Run<'e> {
             if let Some(hit) = cache.get(&sigs[i]) {
                 state[i] = NodeState::Cached;
                 results[i] = Some(hit.values);
-                cached_ui[i] = hit.ui;
+                cached_ui[i] = hit.ui.map(|ui| (ui, hit.saved));
                 cache.touch_node(&plan.order[i], sigs[i]);
             } else {
                 state[i] = NodeState::Run;
@@ -426,8 +430,11 @@ impl<'e> Run<'e> {
         });
     }
 
-    fn executed_event(&mut self, id: &NodeId, ui: Json) {
+    fn executed_event(&mut self, id: &NodeId, ui: Json, saved: Vec<SavedFile>) {
         self.ui_outputs.insert(id.clone(), ui.clone());
+        if !saved.is_empty() {
+            self.saved_files.insert(id.clone(), saved);
+        }
         self.emit(Event::Executed {
             node: id.0.clone(),
             display_node: id.0.clone(),
@@ -498,6 +505,7 @@ impl<'e> Run<'e> {
             executed: self.executed,
             cached: self.cached,
             ui_outputs: self.ui_outputs,
+            saved_files: self.saved_files,
             node_errors,
             started_at: self.started_at,
             finished_at: Instant::now(),

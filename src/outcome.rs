@@ -58,7 +58,10 @@ pub fn finish(result: Result<(), Failure>) -> ExitCode {
         Err(failure) => {
             if failure.needs_printing() {
                 // May quote a plugin's or a file's text.
-                eprintln!("error: {}", crate::terminal_text::text(&failure.to_string()));
+                eprintln!(
+                    "error: {}",
+                    crate::terminal_text::text(&failure.to_string())
+                );
             }
             ExitCode::from(failure.exit_code())
         }

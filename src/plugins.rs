@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::terminal_text;
 use anyhow::Context;
 use omnigen_engine::Registry;
-use crate::terminal_text;
 use omnigen_plugins::{
     find_manifests, register_dirs, PluginConfig, PluginHost, PluginWatcher, ReloadReport,
 };

@@ -69,7 +69,10 @@ mod tests {
 
     #[test]
     fn plain_text_is_unchanged() {
-        assert_eq!(text("node 3 (KSampler) failed: ümlaut ✓"), "node 3 (KSampler) failed: ümlaut ✓");
+        assert_eq!(
+            text("node 3 (KSampler) failed: ümlaut ✓"),
+            "node 3 (KSampler) failed: ümlaut ✓"
+        );
         assert_eq!(text("two\nlines"), "two\nlines");
     }
 
@@ -97,7 +100,10 @@ mod tests {
         let huge = "x".repeat(1 << 20);
         let shown = text(&huge);
         let cut = (1 << 20) - MAX_MESSAGE_BYTES;
-        assert_eq!(shown, format!("{}... ({cut} bytes cut)", "x".repeat(MAX_MESSAGE_BYTES)));
+        assert_eq!(
+            shown,
+            format!("{}... ({cut} bytes cut)", "x".repeat(MAX_MESSAGE_BYTES))
+        );
         // Escapes count towards the bound, and a cut never splits a character or an escape.
         let shown = escape("é\u{1b}é", Newlines::Keep, 4);
         assert_eq!(shown, "é... (3 bytes cut)");

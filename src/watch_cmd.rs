@@ -207,10 +207,9 @@ impl WatchHooks for CliHooks<'_> {
                 "{} was removed; waiting for it to return",
                 shown_path(&path)
             )),
-            WatchOutcome::WatcherError(message) => self.log(&format!(
-                "watcher error: {}",
-                terminal_text::text(&message)
-            )),
+            WatchOutcome::WatcherError(message) => {
+                self.log(&format!("watcher error: {}", terminal_text::text(&message)))
+            }
         }
         ControlFlow::Continue(())
     }

@@ -417,8 +417,7 @@ async fn a_change_of_another_graph_waits_for_the_running_one() {
             assert_eq!(path.file_name().unwrap(), "b.json");
             assert!(report.is_success());
             assert_eq!(
-                report.ui_outputs["2"]["value"][0],
-                3,
+                report.ui_outputs["2"]["value"][0], 3,
                 "only the newest save of b.json ran"
             );
         }

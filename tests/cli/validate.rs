@@ -188,7 +188,10 @@ fn control_characters_and_huge_names_are_escaped_on_the_terminal() {
         "raw control characters reached the terminal: {:?}",
         &err[..err.len().min(300)]
     );
-    assert!(err.contains("\\u{1b}]0;pwned\\u{7}\\u{1b}[2J\\rdone"), "{err:.300}");
+    assert!(
+        err.contains("\\u{1b}]0;pwned\\u{7}\\u{1b}[2J\\rdone"),
+        "{err:.300}"
+    );
     assert!(err.contains("bytes cut)"), "{err:.300}");
     assert!(err.len() < 20_000, "{} bytes on stderr", err.len());
 }

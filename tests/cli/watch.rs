@@ -192,9 +192,7 @@ fn a_save_during_a_long_run_cancels_it_and_runs_the_new_graph() {
 fn a_save_of_another_graph_waits_for_the_running_one() {
     let ws = Workspace::new();
     std::fs::create_dir(ws.path("graphs")).expect("mkdir");
-    let slow = |steps: u32, delay_ms: u32| {
-        json!({"1": {"class_type": "TestSlowCount", "inputs": {"steps": steps, "delay_ms": delay_ms}}})
-    };
+    let slow = |steps: u32, delay_ms: u32| json!({"1": {"class_type": "TestSlowCount", "inputs": {"steps": steps, "delay_ms": delay_ms}}});
     // Sorted names: the slow graph runs first, the quick one is queued behind it.
     ws.write_json("graphs/a_slow.json", &slow(100, 20));
     let quick = ws.write_json("graphs/b_quick.json", &slow(1, 0));
@@ -202,7 +200,13 @@ fn a_save_of_another_graph_waits_for_the_running_one() {
     let log = std::fs::File::create(ws.path("watch.log")).expect("log file");
     let child = ws
         .omnigen()
-        .args(["watch", "graphs", "--test-nodes", "--events", "events.jsonl"])
+        .args([
+            "watch",
+            "graphs",
+            "--test-nodes",
+            "--events",
+            "events.jsonl",
+        ])
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::overrides::Override;
+
 /// Run ComfyUI-format (API) JSON graphs headlessly.
 #[derive(Debug, Parser)]
 #[command(name = "omnigen", version, about, long_about = None)]
@@ -57,21 +59,21 @@ pub struct CatalogueArgs {
     pub test_nodes: bool,
 }
 
-/// Where the event stream goes.
+/// Where `--events` writes the event stream (the engine's `EventSink` feeds it).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EventSink {
+pub enum EventOutput {
     /// JSON lines on standard output (`--events jsonl` or `--events -`).
     Stdout,
     /// JSON lines appended to a file.
     File(PathBuf),
 }
 
-impl std::str::FromStr for EventSink {
+impl std::str::FromStr for EventOutput {
     type Err = std::convert::Infallible;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(match s {
-            "jsonl" | "-" => EventSink::Stdout,
-            path => EventSink::File(PathBuf::from(path)),
+            "jsonl" | "-" => EventOutput::Stdout,
+            path => EventOutput::File(PathBuf::from(path)),
         })
     }
 }
@@ -84,10 +86,10 @@ pub struct RunArgs {
     pub graph: PathBuf,
     /// Override an input: `ID.INPUT=VALUE` (VALUE is parsed as JSON, else taken as a string).
     #[arg(long = "set", value_name = "ID.INPUT=VALUE")]
-    pub overrides: Vec<String>,
+    pub overrides: Vec<Override>,
     /// Write the event stream as JSON lines: `jsonl` (or `-`) for stdout, otherwise a file path.
     #[arg(long, value_name = "jsonl|FILE")]
-    pub events: Option<EventSink>,
+    pub events: Option<EventOutput>,
     /// Do not draw progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -105,7 +107,7 @@ pub struct ValidateArgs {
     pub graph: PathBuf,
     /// Override an input before validating: `ID.INPUT=VALUE`.
     #[arg(long = "set", value_name = "ID.INPUT=VALUE")]
-    pub overrides: Vec<String>,
+    pub overrides: Vec<Override>,
     /// Print ComfyUI's error JSON (`{"error":…,"node_errors":…}`) instead of a readable report.
     #[arg(long)]
     pub json: bool,
@@ -133,10 +135,10 @@ pub struct WatchArgs {
     pub target: PathBuf,
     /// Override an input on every run: `ID.INPUT=VALUE`.
     #[arg(long = "set", value_name = "ID.INPUT=VALUE")]
-    pub overrides: Vec<String>,
+    pub overrides: Vec<Override>,
     /// Write the event stream as JSON lines: `jsonl` (or `-`) for stdout, otherwise a file path.
     #[arg(long, value_name = "jsonl|FILE")]
-    pub events: Option<EventSink>,
+    pub events: Option<EventOutput>,
     /// Quiet period after a file change before re-running, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 100)]
     pub debounce_ms: u64,
@@ -161,11 +163,11 @@ mod tests {
 
     #[test]
     fn events_flag_picks_stdout_or_file() {
-        assert_eq!("jsonl".parse::<EventSink>(), Ok(EventSink::Stdout));
-        assert_eq!("-".parse::<EventSink>(), Ok(EventSink::Stdout));
+        assert_eq!("jsonl".parse::<EventOutput>(), Ok(EventOutput::Stdout));
+        assert_eq!("-".parse::<EventOutput>(), Ok(EventOutput::Stdout));
         assert_eq!(
-            "ev.jsonl".parse::<EventSink>(),
-            Ok(EventSink::File(PathBuf::from("ev.jsonl")))
+            "ev.jsonl".parse::<EventOutput>(),
+            Ok(EventOutput::File(PathBuf::from("ev.jsonl")))
         );
     }
 }

@@ -6,7 +6,7 @@ use std::io::{BufWriter, Write};
 use anyhow::Context;
 use omnigen_engine::Event;
 
-use crate::cli::EventSink;
+use crate::cli::EventOutput;
 
 /// Where JSON lines go. Each line is flushed at once so a reader (or a test) sees events live.
 pub enum JsonlWriter {
@@ -17,11 +17,11 @@ pub enum JsonlWriter {
 }
 
 impl JsonlWriter {
-    /// Opens the sink chosen by `--events`.
-    pub fn open(sink: &EventSink) -> anyhow::Result<Self> {
-        Ok(match sink {
-            EventSink::Stdout => JsonlWriter::Stdout,
-            EventSink::File(path) => {
+    /// Opens the output chosen by `--events`.
+    pub fn open(output: &EventOutput) -> anyhow::Result<Self> {
+        Ok(match output {
+            EventOutput::Stdout => JsonlWriter::Stdout,
+            EventOutput::File(path) => {
                 let file = File::create(path)
                     .with_context(|| format!("cannot create events file {}", path.display()))?;
                 JsonlWriter::File(BufWriter::new(file))

@@ -6,7 +6,7 @@ use omnigen_engine::graph::parse_json;
 use omnigen_engine::{ParseError, PromptRequest, Registry};
 use serde_json::Value as Json;
 
-use crate::overrides::{apply_overrides, OverrideError};
+use crate::overrides::{apply_overrides, Override, OverrideError};
 
 /// Why a graph file could not be turned into a request.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +27,7 @@ pub enum GraphLoadError {
         /// What is wrong.
         source: ParseError,
     },
-    /// A `--set` argument is malformed or names something the graph lacks (a usage problem).
+    /// A `--set` argument names something the graph lacks (a usage problem).
     #[error(transparent)]
     Override(#[from] OverrideError),
 }
@@ -36,7 +36,7 @@ pub enum GraphLoadError {
 /// `--set` overrides to its graph, and parses the result.
 pub fn load_request(
     path: &Path,
-    overrides: &[String],
+    overrides: &[Override],
     registry: &Registry,
 ) -> Result<PromptRequest, GraphLoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| GraphLoadError::Read {
@@ -55,7 +55,7 @@ pub fn load_request(
 /// Like [`load_request`] for text already read (the watcher hands us parsed requests).
 pub fn request_from_text(
     text: &str,
-    overrides: &[String],
+    overrides: &[Override],
     registry: &Registry,
 ) -> Result<PromptRequest, GraphLoadError> {
     let parse = |source| GraphLoadError::Parse {
@@ -70,7 +70,7 @@ pub fn request_from_text(
 /// Applies overrides to a parsed document (bare graph or wrapper).
 pub fn apply_to_document(
     raw: &mut Json,
-    overrides: &[String],
+    overrides: &[Override],
     registry: &Registry,
 ) -> Result<(), OverrideError> {
     if overrides.is_empty() {

@@ -3,6 +3,7 @@
 //! This file only wires things: parse arguments, start the runtime, dispatch to a command module,
 //! turn the result into an exit code (see [`outcome`]).
 
+mod alloc;
 mod catalogue;
 mod cli;
 mod events_jsonl;
@@ -16,6 +17,7 @@ mod progress;
 mod reporter;
 mod run_cmd;
 mod session;
+mod terminal_text;
 mod test_nodes;
 mod validate_cmd;
 mod watch_cmd;
@@ -30,7 +32,7 @@ use crate::outcome::Failure;
 
 fn main() -> ExitCode {
     // Before any thread starts: images, latents and plugin buffers of a few MiB are reused, not re-faulted.
-    omnigen_engine::alloc::tune_for_large_buffers();
+    alloc::tune_for_large_buffers();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -5,6 +5,7 @@ use omnigen_engine::{InputSpec, NodeSchema};
 use crate::catalogue::{self, io_config};
 use crate::cli::NodesArgs;
 use crate::outcome::Failure;
+use crate::terminal_text;
 
 /// Prints the catalogue.
 pub fn run(args: NodesArgs) -> Result<(), Failure> {
@@ -19,7 +20,8 @@ pub fn run(args: NodesArgs) -> Result<(), Failure> {
     let width = classes.iter().map(String::len).max().unwrap_or(0);
     for class in classes {
         if let Some(node) = registry.get(&class) {
-            println!("{}", table_row(&node.schema, width));
+            // Plugin schemas supply these names: one escaped line per node type.
+            println!("{}", terminal_text::field(&table_row(&node.schema, width)));
         }
     }
     Ok(())

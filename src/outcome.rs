@@ -57,7 +57,11 @@ pub fn finish(result: Result<(), Failure>) -> ExitCode {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(failure) => {
             if failure.needs_printing() {
-                eprintln!("error: {failure}");
+                // May quote a plugin's or a file's text.
+                eprintln!(
+                    "error: {}",
+                    crate::terminal_text::text(&failure.to_string())
+                );
             }
             ExitCode::from(failure.exit_code())
         }

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::terminal_text;
 use anyhow::Context;
 use omnigen_engine::Registry;
 use omnigen_plugins::{
@@ -72,15 +73,16 @@ pub fn register(registry: &Registry, dirs: &[PathBuf]) -> anyhow::Result<LoadedP
 }
 
 /// Prints plugins that failed to load or were reloaded (to stderr: stdout is for machine output).
+/// Plugin names and errors come from the plugins' files, so they are escaped and bounded.
 fn print_report(report: ReloadReport) {
     for failure in &report.failed {
-        eprintln!("warning: {failure}");
+        eprintln!("warning: {}", terminal_text::text(&failure.to_string()));
     }
     for name in &report.reloaded {
-        eprintln!("plugin `{name}` reloaded");
+        eprintln!("plugin `{}` reloaded", terminal_text::field(name));
     }
     for name in &report.removed {
-        eprintln!("plugin `{name}` removed");
+        eprintln!("plugin `{}` removed", terminal_text::field(name));
     }
 }
 

@@ -8,6 +8,8 @@ use std::io::IsTerminal;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use omnigen_engine::{Event, RunReport, RunStatus};
 
+use crate::terminal_text;
+
 /// Renders events for one or more runs.
 pub struct ProgressView {
     multi: MultiProgress,
@@ -53,9 +55,10 @@ impl ProgressView {
     }
 
     fn label(&self, node: &str) -> String {
+        let id = terminal_text::field(node);
         match self.class_types.get(node) {
-            Some(class) => format!("node {node} ({class})"),
-            None => format!("node {node}"),
+            Some(class) => format!("node {id} ({})", terminal_text::field(class)),
+            None => format!("node {id}"),
         }
     }
 
@@ -66,7 +69,10 @@ impl ProgressView {
         }
         match event {
             Event::ExecutionCached { nodes, .. } if !nodes.is_empty() => {
-                self.line(&format!("cached: {}", nodes.join(", ")));
+                self.line(&format!(
+                    "cached: {}",
+                    terminal_text::field(&nodes.join(", "))
+                ));
             }
             Event::Executing {
                 node: Some(node), ..
@@ -116,7 +122,11 @@ impl ProgressView {
             .saturating_duration_since(report.started_at);
         let status = match &report.status {
             RunStatus::Success => "done".to_string(),
-            RunStatus::Failed(err) => format!("failed in node {} ({})", err.node_id, err.node_type),
+            RunStatus::Failed(err) => format!(
+                "failed in node {} ({})",
+                terminal_text::field(&err.node_id),
+                terminal_text::field(&err.node_type)
+            ),
             RunStatus::Interrupted { .. } => "interrupted".to_string(),
         };
         self.line(&format!(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use omnigen_engine::{Executor, ExecutorConfig, RunOptions, RunReport, RunStatus};
 
 use crate::catalogue::{self, io_config};
-use crate::cli::{EventSink, RunArgs};
+use crate::cli::{EventOutput, RunArgs};
 use crate::events_jsonl::JsonlWriter;
 use crate::graph_file::load_request;
 use crate::interrupt::Interrupt;
@@ -13,6 +13,7 @@ use crate::outcome::Failure;
 use crate::progress::ProgressView;
 use crate::reporter::SharedReporter;
 use crate::session;
+use crate::terminal_text;
 
 /// Runs the graph; see [`crate::outcome`] for the exit codes.
 pub async fn run(args: RunArgs, interrupt: Interrupt) -> Result<(), Failure> {
@@ -45,24 +46,30 @@ pub async fn run(args: RunArgs, interrupt: Interrupt) -> Result<(), Failure> {
     let report = match executor.run(&request, options).await {
         Ok(report) => report,
         Err(validation) => {
-            eprintln!("error: {}: {}", args.graph.display(), validation.to_text());
+            eprintln!(
+                "error: {}: {}",
+                terminal_text::field(&args.graph.display().to_string()),
+                terminal_text::text(&validation.to_text())
+            );
             return Err(Failure::InvalidGraph);
         }
     };
     let mut reporter = reporter.lock();
     reporter.view.summary(&report);
-    print_written(&report, &dirs, args.events == Some(EventSink::Stdout));
+    print_written(&report, &dirs, args.events == Some(EventOutput::Stdout));
     outcome_of(&report)
 }
 
-/// Lists the files the run wrote: on stdout (one path per line, for scripts) unless stdout carries
+/// Lists the files the run saved: on stdout (one path per line, for scripts) unless stdout carries
 /// the event stream, then on stderr.
-fn print_written(report: &RunReport, dirs: &omnigen_engine::Dirs, stdout_taken: bool) {
+pub fn print_written(report: &RunReport, dirs: &omnigen_engine::Dirs, stdout_taken: bool) {
     for path in session::written_files(report, dirs) {
+        // File names come from nodes: one line each, whatever they contain.
+        let path = terminal_text::field(&path.display().to_string());
         if stdout_taken {
-            eprintln!("wrote {}", path.display());
+            eprintln!("wrote {path}");
         } else {
-            println!("{}", path.display());
+            println!("{path}");
         }
     }
 }
@@ -74,17 +81,20 @@ pub fn outcome_of(report: &RunReport) -> Result<(), Failure> {
         RunStatus::Failed(err) => {
             eprintln!(
                 "error: node {} ({}) failed: {} [{}]",
-                err.node_id, err.node_type, err.exception_message, err.exception_type
+                terminal_text::field(&err.node_id),
+                terminal_text::field(&err.node_type),
+                terminal_text::text(&err.exception_message),
+                terminal_text::field(&err.exception_type)
             );
             for line in &err.traceback {
-                eprintln!("  {line}");
+                eprintln!("  {}", terminal_text::text(line));
             }
             Err(Failure::ExecutionFailed)
         }
         RunStatus::Interrupted { node_id } => {
             let at = node_id
                 .as_ref()
-                .map(|id| format!(" at node {}", id.as_str()))
+                .map(|id| format!(" at node {}", terminal_text::field(id.as_str())))
                 .unwrap_or_default();
             eprintln!("interrupted{at}; outputs already written are kept");
             Err(Failure::Interrupted)

@@ -1,15 +1,15 @@
 //! What `run`, `validate` and `watch` share: folders, loading the graph, reporting load errors,
-//! and listing the files a run wrote.
+//! and listing the files a run saved.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 use omnigen_engine::{Dirs, PromptRequest, RunReport};
-use serde_json::Value as Json;
 
 use crate::cli::DirArgs;
 use crate::graph_file::GraphLoadError;
 use crate::outcome::Failure;
+use crate::terminal_text;
 
 /// The folders handed to nodes.
 pub fn dirs(args: &DirArgs) -> Dirs {
@@ -29,7 +29,11 @@ pub fn load_failure(error: GraphLoadError, json: bool) -> Failure {
             if json {
                 println!("{}", source.to_comfy_json());
             } else {
-                eprintln!("error: {}: {source}", path.display());
+                eprintln!(
+                    "error: {}: {}",
+                    terminal_text::field(&path.display().to_string()),
+                    terminal_text::text(&source.to_string())
+                );
             }
             Failure::InvalidGraph
         }
@@ -46,28 +50,12 @@ pub fn class_types(request: &PromptRequest) -> HashMap<String, String> {
         .collect()
 }
 
-/// The files listed in a run's UI outputs (`{"images":[{filename, subfolder, type}]}`), resolved
-/// against the folders.
+/// The files a run's output nodes saved (executed or cached), resolved against the folders.
 pub fn written_files(report: &RunReport, dirs: &Dirs) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for ui in report.ui_outputs.values() {
-        let Some(Json::Array(images)) = ui.get("images") else {
-            continue;
-        };
-        for image in images {
-            let field = |name: &str| image.get(name).and_then(Json::as_str).unwrap_or_default();
-            let base = match field("type") {
-                "temp" => &dirs.temp,
-                "input" => &dirs.input,
-                _ => &dirs.output,
-            };
-            let mut path = base.clone();
-            if !field("subfolder").is_empty() {
-                path.push(field("subfolder"));
-            }
-            path.push(field("filename"));
-            files.push(path);
-        }
-    }
-    files
+    report
+        .saved_files
+        .values()
+        .flatten()
+        .map(|file| file.path_in(dirs))
+        .collect()
 }

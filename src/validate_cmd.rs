@@ -10,6 +10,7 @@ use crate::cli::ValidateArgs;
 use crate::graph_file::load_request;
 use crate::outcome::Failure;
 use crate::session;
+use crate::terminal_text;
 
 /// Validates; prints ComfyUI's error JSON with `--json`, a readable report otherwise.
 pub fn run(args: ValidateArgs) -> Result<(), Failure> {
@@ -24,8 +25,8 @@ pub fn run(args: ValidateArgs) -> Result<(), Failure> {
             if args.json {
                 println!("{}", report.to_json());
             } else {
-                eprintln!("{}: invalid", args.graph.display());
-                eprintln!("{}", report.to_text());
+                eprintln!("{}: invalid", shown(&args.graph));
+                eprintln!("{}", terminal_text::text(&report.to_text()));
             }
             Err(Failure::InvalidGraph)
         }
@@ -37,18 +38,18 @@ pub fn run(args: ValidateArgs) -> Result<(), Failure> {
                 let outputs: Vec<&str> = validated.outputs.iter().map(|id| id.as_str()).collect();
                 println!(
                     "{}: valid ({} node(s) will run; output node(s): {})",
-                    args.graph.display(),
+                    shown(&args.graph),
                     validated.nodes.len(),
-                    outputs.join(", ")
+                    terminal_text::field(&outputs.join(", "))
                 );
                 for (id, errors) in &validated.node_errors {
                     for e in &errors.errors {
                         println!(
                             "  warning: node {} ({}) is skipped: {}: {}",
-                            id.as_str(),
-                            errors.class_type,
-                            e.message,
-                            e.details
+                            terminal_text::field(id.as_str()),
+                            terminal_text::field(&errors.class_type),
+                            terminal_text::text(&e.message),
+                            terminal_text::text(&e.details)
                         );
                     }
                 }
@@ -56,4 +57,8 @@ pub fn run(args: ValidateArgs) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+fn shown(path: &std::path::Path) -> String {
+    terminal_text::field(&path.display().to_string())
 }

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::graph::NodeId;
 use crate::node::Fingerprint;
+use crate::outputs::SavedFile;
 use crate::value::Value;
 
 /// A node's input signature.
@@ -118,6 +119,8 @@ pub struct CachedOutput {
     pub values: Arc<Vec<Value>>,
     /// Its UI data (re-sent as `executed` for cached output nodes).
     pub ui: Option<Json>,
+    /// The files it saved (reported again for cached output nodes).
+    pub saved: Vec<SavedFile>,
 }
 
 #[derive(Debug)]
@@ -309,6 +312,7 @@ mod tests {
         CachedOutput {
             values: Arc::new(vec![Value::String("x".repeat(bytes))]),
             ui: None,
+            saved: Vec::new(),
         }
     }
 

@@ -6,13 +6,13 @@
 //! one-to-one onto ComfyUI's WebSocket messages. [`watch`] re-runs a graph file on every save.
 //! See `docs/engine.md` for a guided tour.
 
-pub mod alloc;
 pub mod cache;
 pub mod coerce;
 pub mod event;
 pub mod execute;
 pub mod graph;
 pub mod node;
+pub mod outputs;
 pub mod plan;
 pub mod registry;
 pub mod resource;
@@ -31,6 +31,7 @@ pub use node::{
     NodeError, NodeOutput, NodeType,
 };
 pub use plan::{LinkedInput, Plan, PlannedNode};
+pub use outputs::{SavedFile, SavedKind};
 pub use registry::{RegisteredNode, Registry, RegistryError};
 pub use resource::{Resource, ResourceGuard, ResourceLocks};
 pub use schema::{
@@ -42,6 +43,6 @@ pub use validate::{
 };
 pub use value::{downcast_opaque, Image, Mask, OpaqueValue, Value, ValueError};
 pub use watch::{
-    drive, GraphWatcher, WatchConfig, WatchError, WatchEvent, WatchOutcome, WatchProblem,
-    REGISTRY_POLL,
+    drive, drive_with, DriveEnd, GraphWatcher, WatchConfig, WatchError, WatchEvent, WatchHooks,
+    WatchOutcome, WatchProblem, WatchedGraph, REGISTRY_POLL,
 };

@@ -12,6 +12,7 @@ use serde_json::Value as Json;
 use crate::event::{Event, EventSink};
 use crate::graph::NodeId;
 use crate::resource::{Resource, ResourceGuard, ResourceLocks};
+use crate::outputs::{ui_listing, SavedFile};
 use crate::schema::NodeSchema;
 use crate::value::{downcast_opaque, Image, Mask, OpaqueValue, Value};
 
@@ -269,18 +270,32 @@ pub struct NodeOutput {
     pub values: Vec<Value>,
     /// UI data for the frontend, sent as `executed.output` (e.g. `{"images":[{filename,subfolder,type}]}`).
     pub ui: Option<Json>,
+    /// The files this node saved; set with [`NodeOutput::saved`], which renders `ui` from it.
+    pub saved: Vec<SavedFile>,
 }
 
 impl NodeOutput {
     /// Outputs without UI data.
     pub fn new(values: Vec<Value>) -> Self {
-        NodeOutput { values, ui: None }
+        NodeOutput {
+            values,
+            ..NodeOutput::default()
+        }
     }
     /// UI data only (typical for output nodes).
     pub fn ui(ui: Json) -> Self {
         NodeOutput {
-            values: Vec::new(),
             ui: Some(ui),
+            ..NodeOutput::default()
+        }
+    }
+    /// The files an output node saved: the typed record, and the UI JSON rendered from it under `key`
+    /// (ComfyUI's `{"images": [{filename, subfolder, type}]}` for `key = "images"`).
+    pub fn saved(key: &str, files: Vec<SavedFile>) -> Self {
+        NodeOutput {
+            ui: Some(ui_listing(key, &files)),
+            saved: files,
+            ..NodeOutput::default()
         }
     }
     /// Adds UI data.

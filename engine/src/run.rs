@@ -19,6 +19,7 @@ use crate::graph::{NodeId, PromptRequest};
 use crate::node::{
     CancelToken, Dirs, Fingerprint, Inputs, NodeContext, NodeContextParts, NodeError, NodeOutput,
 };
+use crate::outputs::SavedFile;
 use crate::plan::{Plan, PlannedNode};
 use crate::resource::ResourceLocks;
 use crate::schema::HiddenKind;
@@ -83,6 +84,8 @@ pub struct RunReport {
     pub cached: Vec<NodeId>,
     /// UI outputs of output nodes (executed or cached), by node id.
     pub ui_outputs: IndexMap<NodeId, Json>,
+    /// Files saved by output nodes (executed or cached), by node id: the record `ui_outputs` is rendered from.
+    pub saved_files: IndexMap<NodeId, Vec<SavedFile>>,
     /// Validation errors of outputs that were dropped while others ran.
     pub node_errors: IndexMap<NodeId, NodeErrors>,
     /// When `execution_start` was sent.
@@ -150,6 +153,7 @@ pub(crate) struct Run<'e> {
     executed: Vec<NodeId>,
     cached: Vec<NodeId>,
     ui_outputs: IndexMap<NodeId, Json>,
+    saved_files: IndexMap<NodeId, Vec<SavedFile>>,
 }
 
 impl<'e> Run<'e> {
@@ -174,6 +178,7 @@ impl<'e> Run<'e> {
             executed: Vec::new(),
             cached: Vec::new(),
             ui_outputs: IndexMap::new(),
+            saved_files: IndexMap::new(),
         }
     }
 
@@ -200,8 +205,8 @@ impl<'e> Run<'e> {
         let (state, mut results, mut cached_ui) = self.partition_cached(plan, &outputs, &sigs);
         self.cached_event();
         for &o in &outputs {
-            if let Some(ui) = cached_ui[o].take() {
-                self.executed_event(&plan[o].id, ui);
+            if let Some((ui, saved)) = cached_ui[o].take() {
+                self.executed_event(&plan[o].id, ui, saved);
             }
         }
 
@@ -281,12 +286,13 @@ impl<'e> Run<'e> {
                         CachedOutput {
                             values: Arc::clone(&values),
                             ui: out.ui.clone(),
+                            saved: out.saved.clone(),
                         },
                     );
                     results[i] = Some(values);
                     self.executed.push(node.id.clone());
                     if let Some(ui) = out.ui {
-                        self.executed_event(&node.id, ui);
+                        self.executed_event(&node.id, ui, out.saved);
                     }
                     for &d in node.dependents() {
                         if state[d] == NodeState::Run {
@@ -361,11 +367,11 @@ impl<'e> Run<'e> {
         plan: &Plan,
         outputs: &[usize],
         sigs: &[Signature],
-    ) -> (Vec<NodeState>, NodeResults, Vec<Option<Json>>) {
+    ) -> (Vec<NodeState>, NodeResults, Vec<Option<(Json, Vec<SavedFile>)>>) {
         let n = plan.len();
         let mut state = vec![NodeState::NotNeeded; n];
         let mut results: NodeResults = vec![None; n];
-        let mut cached_ui: Vec<Option<Json>> = vec![None; n];
+        let mut cached_ui: Vec<Option<(Json, Vec<SavedFile>)>> = vec![None; n];
         let mut cache = self.env.cache();
         let mut stack: Vec<usize> = outputs.to_vec();
         while let Some(i) = stack.pop() {
@@ -375,7 +381,7 @@ impl<'e> Run<'e> {
             if let Some(hit) = cache.get(&sigs[i]) {
                 state[i] = NodeState::Cached;
                 results[i] = Some(hit.values);
-                cached_ui[i] = hit.ui;
+                cached_ui[i] = hit.ui.map(|ui| (ui, hit.saved));
                 cache.touch_node(&plan[i].id, sigs[i]);
             } else {
                 state[i] = NodeState::Run;
@@ -492,8 +498,11 @@ impl<'e> Run<'e> {
         });
     }
 
-    fn executed_event(&mut self, id: &NodeId, ui: Json) {
+    fn executed_event(&mut self, id: &NodeId, ui: Json, saved: Vec<SavedFile>) {
         self.ui_outputs.insert(id.clone(), ui.clone());
+        if !saved.is_empty() {
+            self.saved_files.insert(id.clone(), saved);
+        }
         self.emit(Event::Executed {
             node: id.0.clone(),
             display_node: id.0.clone(),
@@ -562,6 +571,7 @@ impl<'e> Run<'e> {
             executed: self.executed,
             cached: self.cached,
             ui_outputs: self.ui_outputs,
+            saved_files: self.saved_files,
             node_errors,
             started_at: self.started_at,
             finished_at: Instant::now(),

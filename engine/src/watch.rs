@@ -5,8 +5,13 @@
 //! change the content, and re-parses and re-validates. A broken save is reported and the last good graph
 //! kept. Each [`WatchEvent::Changed`] carries the instant the first file event of its burst arrived, so the
 //! latency from the write to `execution_start` is measurable ([`drive`] reports it).
+//!
+//! [`drive_with`] is the one watch loop (the `omnigen watch` command runs it through [`WatchHooks`]);
+//! its cancellation rule is documented there.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -385,6 +390,9 @@ pub enum WatchOutcome {
         report: Box<RunReport>,
         /// From the first file event of the save to `execution_start`.
         latency: Duration,
+        /// A newer save of the same file arrived during the run, and the run was cancelled for it (the
+        /// report says `Interrupted` unless it finished first); the newer graph runs next.
+        superseded: bool,
     },
     /// A save was rejected (the last good graph stays; it is not re-run).
     Rejected {
@@ -392,6 +400,8 @@ pub enum WatchOutcome {
         path: PathBuf,
         /// Why.
         problem: WatchProblem,
+        /// Whether an earlier good version of the file exists (it stays in force).
+        kept_last_good: bool,
     },
     /// A graph file disappeared.
     Removed {
@@ -402,79 +412,194 @@ pub enum WatchOutcome {
     WatcherError(String),
 }
 
-/// Runs the executor on every valid change until the watcher's channel closes. When several saves queue
-/// up, only the newest per file runs; a save of the file whose graph is running interrupts that run (its
-/// finished nodes stay cached), so the newest graph starts as soon as possible. `options` makes the run
-/// options for each run (event sink, cancellation); `on_outcome` hears about every event.
+/// A valid graph about to run: what the watcher parsed and validated, or what [`WatchHooks::prepare`]
+/// made of it.
+#[derive(Debug, Clone)]
+pub struct WatchedGraph {
+    /// The request to run.
+    pub request: Arc<PromptRequest>,
+    /// Its validation result.
+    pub validated: Arc<ValidatedPrompt>,
+}
+
+/// What a host does around the runs of [`drive_with`]: adjust each graph, make each run's options, and
+/// hear every outcome.
+pub trait WatchHooks {
+    /// Called before a changed graph of `path` runs. Returns the graph to run (e.g. with command-line
+    /// overrides applied and validated again), or `None` to skip this save (the hook reports why).
+    fn prepare(&mut self, path: &Path, graph: WatchedGraph) -> Option<WatchedGraph> {
+        let _ = path;
+        Some(graph)
+    }
+
+    /// The options of one run of `path`: its event sink, and a cancellation token the host may cancel
+    /// (e.g. on Ctrl-C). [`drive_with`] runs under a child of that token, which it cancels on its own
+    /// when the run is superseded.
+    fn run_options(&mut self, path: &Path) -> RunOptions;
+
+    /// Hears what happened with every watch event, in order. `Break` ends [`drive_with`].
+    fn on_outcome(&mut self, outcome: WatchOutcome) -> ControlFlow<()>;
+}
+
+/// Why [`drive_with`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriveEnd {
+    /// The watcher's channel closed (the [`GraphWatcher`] was dropped or failed).
+    WatcherClosed,
+    /// The `stop` future completed while no run was going.
+    Stopped,
+    /// [`WatchHooks::on_outcome`] returned `Break`.
+    Halted,
+}
+
+/// [`drive_with`] for closures: `options` makes the run options of each run, `on_outcome` hears about
+/// every event. Returns when the watcher's channel closes.
 pub async fn drive(
     executor: &Executor,
     events: &mut mpsc::UnboundedReceiver<WatchEvent>,
-    mut options: impl FnMut(&Path) -> RunOptions,
-    mut on_outcome: impl FnMut(WatchOutcome),
+    options: impl FnMut(&Path) -> RunOptions,
+    on_outcome: impl FnMut(WatchOutcome),
 ) {
+    let mut hooks = ClosureHooks {
+        options,
+        on_outcome,
+    };
+    drive_with(executor, events, &mut hooks, std::future::pending()).await;
+}
+
+struct ClosureHooks<O, F> {
+    options: O,
+    on_outcome: F,
+}
+
+impl<O: FnMut(&Path) -> RunOptions, F: FnMut(WatchOutcome)> WatchHooks for ClosureHooks<O, F> {
+    fn run_options(&mut self, path: &Path) -> RunOptions {
+        (self.options)(path)
+    }
+    fn on_outcome(&mut self, outcome: WatchOutcome) -> ControlFlow<()> {
+        (self.on_outcome)(outcome);
+        ControlFlow::Continue(())
+    }
+}
+
+/// The watch loop: runs the executor on every valid change until the watcher's channel closes, `stop`
+/// completes while idle, or a hook says `Break`.
+///
+/// Cancellation rule: a save of the file whose graph is running cancels that run (its result would be
+/// stale; finished nodes stay cached, so the restart is cheap) and the new version runs next. A change of
+/// another watched file never cancels: it waits in the queue and runs after the current run, so one
+/// graph's saves cannot starve the others. When several saves of a file are queued, only the newest runs.
+/// Events are handled in arrival order; `stop` is only looked at between runs (a run is stopped through
+/// the token of [`WatchHooks::run_options`], so it ends with its `execution_interrupted` event).
+pub async fn drive_with(
+    executor: &Executor,
+    events: &mut mpsc::UnboundedReceiver<WatchEvent>,
+    hooks: &mut impl WatchHooks,
+    stop: impl Future<Output = ()>,
+) -> DriveEnd {
     let mut pending: VecDeque<WatchEvent> = VecDeque::new();
+    tokio::pin!(stop);
     loop {
-        if pending.is_empty() {
-            match events.recv().await {
-                Some(ev) => pending.push_back(ev),
-                None => return,
+        let event = match pending.pop_front() {
+            Some(event) => {
+                let stopped = tokio::select! {
+                    biased;
+                    () = &mut stop => true,
+                    () = std::future::ready(()) => false,
+                };
+                if stopped {
+                    return DriveEnd::Stopped;
+                }
+                event
             }
-        }
+            None => tokio::select! {
+                biased;
+                () = &mut stop => return DriveEnd::Stopped,
+                event = events.recv() => match event {
+                    Some(event) => event,
+                    None => return DriveEnd::WatcherClosed,
+                },
+            },
+        };
         while let Ok(more) = events.try_recv() {
             pending.push_back(more);
         }
-        let batch: Vec<WatchEvent> = pending.drain(..).collect();
-        // Keep only the newest change per file; report everything else in order.
-        let mut newest: HashMap<PathBuf, usize> = HashMap::new();
-        for (i, ev) in batch.iter().enumerate() {
-            if let WatchEvent::Changed { path, .. } = ev {
-                newest.insert(path.clone(), i);
-            }
-        }
-        for (i, ev) in batch.into_iter().enumerate() {
-            match ev {
-                WatchEvent::Changed {
+        let flow = match event {
+            WatchEvent::Changed {
+                path,
+                request,
+                validated,
+                detected_at,
+            } => {
+                if pending.iter().any(|later| is_change_of(later, &path)) {
+                    continue; // a newer save of this file is queued: run that one instead
+                }
+                let Some(graph) = hooks.prepare(&path, WatchedGraph { request, validated }) else {
+                    continue;
+                };
+                let (report, superseded) =
+                    run_until_superseded(executor, events, hooks, &path, graph, &mut pending).await;
+                let latency = report.started_at.saturating_duration_since(detected_at);
+                hooks.on_outcome(WatchOutcome::Ran {
                     path,
-                    request,
-                    validated,
-                    detected_at,
-                } => {
-                    if newest.get(&path) != Some(&i) {
-                        continue;
-                    }
-                    let mut opts = options(&path);
-                    let superseded = opts.cancel.child();
-                    opts.cancel = superseded.clone();
-                    let run = executor.run_validated(&request, (*validated).clone(), opts);
-                    tokio::pin!(run);
-                    // Keep listening while the graph runs: a newer save of the same file stops it.
-                    let report = loop {
-                        tokio::select! {
-                            report = &mut run => break report,
-                            ev = events.recv() => match ev {
-                                Some(ev) => {
-                                    if matches!(&ev, WatchEvent::Changed { path: p, .. } if *p == path) {
-                                        superseded.cancel();
-                                    }
-                                    pending.push_back(ev);
-                                }
-                                None => break (&mut run).await,
-                            },
-                        }
-                    };
-                    let latency = report.started_at.saturating_duration_since(detected_at);
-                    on_outcome(WatchOutcome::Ran {
-                        path,
-                        report: Box::new(report),
-                        latency,
-                    });
-                }
-                WatchEvent::Invalid { path, problem, .. } => {
-                    on_outcome(WatchOutcome::Rejected { path, problem })
-                }
-                WatchEvent::Removed { path } => on_outcome(WatchOutcome::Removed { path }),
-                WatchEvent::Error(e) => on_outcome(WatchOutcome::WatcherError(e)),
+                    report: Box::new(report),
+                    latency,
+                    superseded,
+                })
             }
+            WatchEvent::Invalid {
+                path,
+                problem,
+                last_good,
+            } => hooks.on_outcome(WatchOutcome::Rejected {
+                path,
+                problem,
+                kept_last_good: last_good.is_some(),
+            }),
+            WatchEvent::Removed { path } => hooks.on_outcome(WatchOutcome::Removed { path }),
+            WatchEvent::Error(e) => hooks.on_outcome(WatchOutcome::WatcherError(e)),
+        };
+        if flow.is_break() {
+            return DriveEnd::Halted;
         }
     }
+}
+
+/// Runs `graph` while still listening to the watcher: events are queued in `pending`, and a newer save
+/// of `path` cancels the run. Returns the report and whether it was cancelled that way.
+async fn run_until_superseded(
+    executor: &Executor,
+    events: &mut mpsc::UnboundedReceiver<WatchEvent>,
+    hooks: &mut impl WatchHooks,
+    path: &Path,
+    graph: WatchedGraph,
+    pending: &mut VecDeque<WatchEvent>,
+) -> (RunReport, bool) {
+    let mut options = hooks.run_options(path);
+    let superseded = options.cancel.child();
+    options.cancel = superseded.clone();
+    let run = executor.run_validated(&graph.request, (*graph.validated).clone(), options);
+    tokio::pin!(run);
+    let mut watcher_open = true;
+    let mut cancelled = false;
+    let report = loop {
+        tokio::select! {
+            report = &mut run => break report,
+            event = events.recv(), if watcher_open => match event {
+                Some(event) => {
+                    if is_change_of(&event, path) {
+                        superseded.cancel();
+                        cancelled = true;
+                    }
+                    pending.push_back(event);
+                }
+                None => watcher_open = false,
+            },
+        }
+    };
+    (report, cancelled)
+}
+
+fn is_change_of(event: &WatchEvent, path: &Path) -> bool {
+    matches!(event, WatchEvent::Changed { path: p, .. } if p == path)
 }

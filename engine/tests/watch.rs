@@ -8,11 +8,16 @@ use std::time::Duration;
 
 use common::*;
 use omnigen_engine::{
-    drive, Executor, ExecutorConfig, GraphWatcher, InputValue, RunOptions, RunStatus, WatchConfig,
-    WatchEvent, WatchOutcome, WatchProblem,
+    drive, drive_with, BoxFuture, DriveEnd, Executor, ExecutorConfig, GraphWatcher, InputSpec,
+    InputValue, Inputs, NodeContext, NodeError, NodeOutput, NodeSchema, NodeType, RunOptions,
+    RunStatus, Value, WatchConfig, WatchEvent, WatchHooks, WatchOutcome, WatchProblem,
+    WatchedGraph,
 };
 use serde_json::json;
-use tokio::sync::mpsc::UnboundedReceiver;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::{Notify, Semaphore};
 
 const GENEROUS: Duration = Duration::from_secs(20);
 
@@ -319,4 +324,187 @@ async fn a_busy_folder_does_not_hold_a_save_back() {
         const_value(&got.expect("save was held back by a busy folder")),
         Some(2)
     );
+}
+
+/// `Gate {} -> INT`: signals `started`, then waits until `open` gets a permit (or the run is cancelled).
+struct Gate {
+    started: Arc<Notify>,
+    open: Arc<Semaphore>,
+}
+
+impl NodeType for Gate {
+    fn schema(&self) -> NodeSchema {
+        NodeSchema::new("Gate").output("INT")
+    }
+    fn run<'a>(
+        &'a self,
+        _inputs: Inputs,
+        ctx: NodeContext,
+    ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+        Box::pin(async move {
+            self.started.notify_one();
+            loop {
+                ctx.check_cancelled()?;
+                if let Ok(permit) = self.open.try_acquire() {
+                    permit.forget();
+                    return Ok(NodeOutput::new(vec![Value::Int(1)]));
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    }
+}
+
+/// The cancellation rule's other half: a change of another watched graph while one runs does not cancel
+/// the running one; it waits, and only its newest version runs afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_of_another_graph_waits_for_the_running_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let gated = json!({"g": {"class_type": "Gate", "inputs": {}},
+                       "s": {"class_type": "Sink", "inputs": {"value": ["g", 0]}}});
+    std::fs::write(dir.path().join("a.json"), gated.to_string()).unwrap();
+    let other = dir.path().join("b.json");
+    std::fs::write(&other, graph(1)).unwrap();
+    let runs = Runs::default();
+    let registry = basic_registry(&runs);
+    let started = Arc::new(Notify::new());
+    let open = Arc::new(Semaphore::new(0));
+    registry.register(Gate {
+        started: started.clone(),
+        open: open.clone(),
+    });
+    let exec = Executor::new(registry.clone(), ExecutorConfig::default());
+    let (watcher, mut rx) =
+        GraphWatcher::spawn(dir.path(), registry, WatchConfig::default()).unwrap();
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        drive(
+            &exec,
+            &mut rx,
+            |_| RunOptions::default(),
+            |o| {
+                let _ = out_tx.send(o);
+            },
+        )
+        .await;
+    });
+
+    // a.json (first in the initial scan) is running; b.json's first version is queued behind it.
+    tokio::time::timeout(GENEROUS, started.notified())
+        .await
+        .expect("a.json started");
+    save_via_rename(&other, &graph(2));
+    save_via_rename(&other, &graph(3));
+    // Give the watcher time to deliver both saves while a.json still runs.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    open.add_permits(1);
+
+    match next_outcome(&mut out_rx).await {
+        WatchOutcome::Ran {
+            path,
+            report,
+            superseded,
+            ..
+        } => {
+            assert_eq!(path.file_name().unwrap(), "a.json");
+            assert!(report.is_success(), "not cancelled: {:?}", report.status);
+            assert!(!superseded);
+        }
+        other => panic!("{other:?}"),
+    }
+    match next_outcome(&mut out_rx).await {
+        WatchOutcome::Ran { path, report, .. } => {
+            assert_eq!(path.file_name().unwrap(), "b.json");
+            assert!(report.is_success());
+            assert_eq!(
+                report.ui_outputs["2"]["value"][0], 3,
+                "only the newest save of b.json ran"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(runs.all(), ["s", "1", "2"], "b.json ran once, after a.json");
+    drop(watcher);
+    tokio::time::timeout(GENEROUS, driver)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// Hooks that skip graphs whose `Const` is 1, stop after the first run, and report what they saw.
+struct Recorder {
+    seen: UnboundedSender<String>,
+}
+
+impl WatchHooks for Recorder {
+    fn prepare(&mut self, _path: &Path, graph: WatchedGraph) -> Option<WatchedGraph> {
+        let value = literal_i64(&graph.request.prompt.node("1")?.inputs["value"]);
+        let _ = self.seen.send(format!("prepare {value:?}"));
+        (value != Some(1)).then_some(graph)
+    }
+    fn run_options(&mut self, _path: &Path) -> RunOptions {
+        RunOptions::default()
+    }
+    fn on_outcome(&mut self, outcome: WatchOutcome) -> ControlFlow<()> {
+        match outcome {
+            WatchOutcome::Ran { report, .. } => {
+                let _ = self.seen.send(format!("ran {}", report.is_success()));
+                ControlFlow::Break(())
+            }
+            _ => ControlFlow::Continue(()),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drive_with_hooks_can_skip_a_graph_halt_the_loop_and_be_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("g.json");
+    std::fs::write(&file, graph(1)).unwrap();
+    let runs = Runs::default();
+    let registry = basic_registry(&runs);
+    let exec = Executor::new(registry.clone(), ExecutorConfig::default());
+    let (_watcher, mut rx) = GraphWatcher::spawn(&file, registry, WatchConfig::default()).unwrap();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let mut hooks = Recorder { seen: seen_tx };
+
+    let saver = {
+        let file = file.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            save_via_rename(&file, &graph(2));
+        })
+    };
+    let end = tokio::time::timeout(
+        GENEROUS,
+        drive_with(&exec, &mut rx, &mut hooks, std::future::pending()),
+    )
+    .await
+    .expect("the hook halts the loop");
+    saver.await.unwrap();
+    assert_eq!(end, DriveEnd::Halted);
+    let mut log = Vec::new();
+    while let Ok(line) = seen.try_recv() {
+        log.push(line);
+    }
+    assert_eq!(log, ["prepare Some(1)", "prepare Some(2)", "ran true"]);
+    assert_eq!(runs.all(), ["1", "2"], "the skipped graph did not run");
+
+    // Idle, with a stop signal: the loop returns without a watch event.
+    let stop = Arc::new(Notify::new());
+    let stopper = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            stop.notify_one();
+        })
+    };
+    let end = tokio::time::timeout(
+        GENEROUS,
+        drive_with(&exec, &mut rx, &mut hooks, stop.notified()),
+    )
+    .await
+    .expect("stopped");
+    stopper.await.unwrap();
+    assert_eq!(end, DriveEnd::Stopped);
 }

@@ -119,6 +119,10 @@ fn set_with_an_unknown_node_or_input_is_a_usage_error() {
     );
     let out = ws.run(&["run", "graph.json", "--set", "nonsense"]);
     assert_exit(&out, 2);
+    // Refused while parsing the arguments, naming the flag and the value.
+    let err = stderr(&out);
+    assert!(err.contains("'nonsense'") && err.contains("--set"), "{err}");
+    assert!(err.contains("expected ID.INPUT=VALUE"), "{err}");
     assert!(ws.files_in("output").is_empty());
 }
 

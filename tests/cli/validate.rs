@@ -169,3 +169,29 @@ fn usage_errors_exit_2() {
     assert_exit(&ws.run(&["frobnicate"]), 2);
     assert_exit(&ws.run(&["nodes", "--no-such-flag"]), 2);
 }
+
+/// Text from a graph (or a plugin) reaches the terminal escaped and bounded: no escape sequence from
+/// a class name, and a huge one is cut with a note.
+#[test]
+fn control_characters_and_huge_names_are_escaped_on_the_terminal() {
+    let ws = Workspace::new();
+    let hostile = format!("\u{1b}]0;pwned\u{7}\u{1b}[2J\rdone{}", "x".repeat(100_000));
+    ws.write_json(
+        "graph.json",
+        &json!({"1": {"class_type": hostile, "inputs": {}}}),
+    );
+    let out = ws.run(&["validate", "graph.json"]);
+    assert_exit(&out, 3);
+    let err = stderr(&out);
+    assert!(
+        !err.chars().any(|c| c.is_control() && c != '\n'),
+        "raw control characters reached the terminal: {:?}",
+        &err[..err.len().min(300)]
+    );
+    assert!(
+        err.contains("\\u{1b}]0;pwned\\u{7}\\u{1b}[2J\\rdone"),
+        "{err:.300}"
+    );
+    assert!(err.contains("bytes cut)"), "{err:.300}");
+    assert!(err.len() < 20_000, "{} bytes on stderr", err.len());
+}

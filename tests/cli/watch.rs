@@ -185,3 +185,61 @@ fn a_save_during_a_long_run_cancels_it_and_runs_the_new_graph() {
     let log = std::fs::read_to_string(ws.path("watch.log")).expect("log");
     assert!(log.contains("cancelled by a newer save"), "{log}");
 }
+
+/// The cancellation rule's other half: saving another graph of a watched folder while one runs does
+/// not cancel the running graph; the saved one runs after it.
+#[test]
+fn a_save_of_another_graph_waits_for_the_running_one() {
+    let ws = Workspace::new();
+    std::fs::create_dir(ws.path("graphs")).expect("mkdir");
+    let slow = |steps: u32, delay_ms: u32| json!({"1": {"class_type": "TestSlowCount", "inputs": {"steps": steps, "delay_ms": delay_ms}}});
+    // Sorted names: the slow graph runs first, the quick one is queued behind it.
+    ws.write_json("graphs/a_slow.json", &slow(100, 20));
+    let quick = ws.write_json("graphs/b_quick.json", &slow(1, 0));
+    let events_path = ws.path("events.jsonl");
+    let log = std::fs::File::create(ws.path("watch.log")).expect("log file");
+    let child = ws
+        .omnigen()
+        .args([
+            "watch",
+            "graphs",
+            "--test-nodes",
+            "--events",
+            "events.jsonl",
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start watch");
+    let _watcher = Watcher {
+        child,
+        log: ws.path("watch.log"),
+    };
+
+    wait_for_file(&events_path, "the slow run's progress", |t| {
+        t.contains("\"type\":\"progress\"")
+    });
+    save_by_rename(&quick, &slow(3, 0));
+    let text = wait_for_file(&events_path, "both runs", |t| finished_runs(t) >= 2);
+    let events = json_lines(&text);
+    let max_of = |run: &[Json]| {
+        run.iter()
+            .find(|e| e["type"] == "progress")
+            .map(|e| e["data"]["max"].clone())
+    };
+    let first = run_events(&events, 1);
+    assert_eq!(max_of(&first), Some(json!(100)), "the slow graph ran first");
+    assert!(
+        first.iter().any(|e| e["type"] == "execution_success"),
+        "the slow run was cancelled by another file's save: {first:?}"
+    );
+    let second = run_events(&events, 2);
+    assert_eq!(
+        max_of(&second),
+        Some(json!(3)),
+        "the quick graph's newest save ran next"
+    );
+    assert!(second.iter().any(|e| e["type"] == "execution_success"));
+    let log = std::fs::read_to_string(ws.path("watch.log")).expect("log");
+    assert!(!log.contains("cancelled by a newer save"), "{log}");
+}

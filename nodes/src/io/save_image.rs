@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use omnigen_engine::{
     BoxFuture, CheckContext, Image, InputSpec, Inputs, NodeContext, NodeError, NodeOutput,
-    NodeSchema, NodeType,
+    NodeSchema, NodeType, SavedFile, SavedKind,
 };
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 
 use super::counter::write_numbered;
 use super::paths::{split_filename_prefix, DirKind};
@@ -158,7 +158,7 @@ async fn save_batch(
         })
         .await?;
     let (paths, subfolder) = written;
-    Ok(NodeOutput::ui(ui_listing(&paths, &subfolder, kind)))
+    Ok(saved_listing(&paths, &subfolder, kind))
 }
 
 fn write_one(
@@ -199,28 +199,25 @@ fn metadata_chunks(prompt: &Json, extra_pnginfo: Option<&Json>) -> Vec<(String, 
     chunks
 }
 
-fn ui_listing(paths: &[PathBuf], subfolder: &Path, kind: DirKind) -> Json {
-    let subfolder = subfolder
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy())
-        .collect::<Vec<_>>()
-        .join("/");
-    let images: Vec<Json> = paths
+/// The engine's record of the written files; the UI JSON (`{"images":[{filename, subfolder, type}]}`)
+/// is rendered from it.
+fn saved_listing(paths: &[PathBuf], subfolder: &Path, kind: DirKind) -> NodeOutput {
+    let kind = match kind {
+        DirKind::Temp => SavedKind::Temp,
+        // Nothing saves into the input folder; output is the only other place.
+        DirKind::Output | DirKind::Input => SavedKind::Output,
+    };
+    let files = paths
         .iter()
-        .map(|p| {
-            json!({
-                "filename": p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
-                "subfolder": subfolder,
-                "type": kind.as_str(),
-            })
-        })
+        .map(|p| SavedFile::new(p, subfolder, kind))
         .collect();
-    json!({ "images": images })
+    NodeOutput::saved("images", files)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn metadata_has_prompt_then_extra_entries() {
@@ -234,15 +231,19 @@ mod tests {
 
     #[test]
     fn ui_listing_uses_forward_slashes_and_the_type() {
-        let ui = ui_listing(
+        let out = saved_listing(
             &[PathBuf::from("out/a/b/x_00001_.png")],
             Path::new("a/b"),
             DirKind::Temp,
         );
         assert_eq!(
-            ui,
-            json!({"images": [{"filename": "x_00001_.png", "subfolder": "a/b", "type": "temp"}]})
+            out.ui,
+            Some(
+                json!({"images": [{"filename": "x_00001_.png", "subfolder": "a/b", "type": "temp"}]})
+            )
         );
+        assert_eq!(out.saved[0].filename, "x_00001_.png");
+        assert_eq!(out.saved[0].kind, SavedKind::Temp);
     }
 
     #[test]

@@ -7,11 +7,10 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use omnigen_engine::{
     BoxFuture, CheckContext, Fingerprint, InputSpec, Inputs, NodeContext, NodeError, NodeOutput,
-    NodeSchema, NodeType, Value,
+    NodeSchema, NodeType, SavedFile, SavedKind, Value,
 };
 use omnigen_model::Latent;
 use safetensors::{Dtype, SafeTensors};
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::values::{LatentValue, LATENT};
@@ -209,14 +208,8 @@ impl NodeType for SaveLatent {
             let bytes = latent_file_bytes(&latent.0)?;
             let dir = ctx.dirs().output.join(&subfolder);
             let path = write_numbered(&dir, &stem, "safetensors", &bytes)?;
-            let filename = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-                .to_string();
-            Ok(NodeOutput::ui(json!({
-                "latents": [{"filename": filename, "subfolder": subfolder.to_string_lossy(), "type": "output"}]
-            })))
+            let saved = SavedFile::new(&path, &subfolder, SavedKind::Output);
+            Ok(NodeOutput::saved("latents", vec![saved]))
         })
     }
 }

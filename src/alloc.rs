@@ -5,6 +5,9 @@
 //! allocates a few MiB (an image handed to a plugin and back, a latent, a tensor) then pays a page fault per
 //! 4 KiB page on every allocation: measured on a 1024×1024 RGBA plugin round trip, 2,016 faults and 5.4 ms per
 //! call with glibc's defaults, none and 1.6 ms with the settings below.
+//!
+//! A job of the binary, not of the dataflow engine. plugins/host/benches/plugin_overhead.rs keeps a copy of
+//! the same two settings so its figures match the binary's; change both together.
 
 /// Keeps allocations up to 32 MiB (glibc's largest allowed threshold) on the heap and lets up to 256 MiB
 /// of freed heap stay mapped, so that buffers of a few MiB are reused instead of re-faulted.

@@ -53,8 +53,9 @@ pub trait NodeType: Send + Sync + 'static {
     }
 
     /// ComfyUI's `VALIDATE_INPUTS`: extra checks on the constant inputs after type and range checks passed.
-    /// An `Err(reason)` is reported as `custom_validation_failed`.
-    fn validate(&self, inputs: &Inputs, ctx: &CheckContext) -> Result<(), String> {
+    /// An `Err` (whose message names the input, see [`NodeError::input`]) is reported as
+    /// `custom_validation_failed`.
+    fn validate(&self, inputs: &Inputs, ctx: &CheckContext) -> Result<(), NodeError> {
         let _ = (inputs, ctx);
         Ok(())
     }

@@ -520,11 +520,11 @@ fn check_node(
             dirs: Arc::clone(dirs),
             linked: resolved.linked_input_names(),
         };
-        if let Err(reason) = reg.node.validate(resolved.constant_inputs(), &ctx) {
+        if let Err(err) = reg.node.validate(resolved.constant_inputs(), &ctx) {
             errors.push(ValidationError::new(
                 ErrorType::CustomValidationFailed,
                 "Custom validation failed for node",
-                reason,
+                err.message,
                 json!({}),
             ));
         }

@@ -241,11 +241,11 @@ impl NodeType for Checked {
             .required(InputSpec::int("value"))
             .output("INT")
     }
-    fn validate(&self, inputs: &Inputs, _ctx: &CheckContext) -> Result<(), String> {
+    fn validate(&self, inputs: &Inputs, _ctx: &CheckContext) -> Result<(), NodeError> {
         match inputs.get_int("value") {
             Ok(v) if v % 2 == 0 => Ok(()),
-            Ok(v) => Err(format!("value - {v} is odd")),
-            Err(e) => Err(e.message),
+            Ok(v) => Err(NodeError::new(format!("value - {v} is odd"))),
+            Err(e) => Err(e),
         }
     }
     fn run<'a>(

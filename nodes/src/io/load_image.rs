@@ -73,10 +73,8 @@ impl NodeType for LoadImage {
             .output("MASK")
     }
 
-    fn validate(&self, inputs: &Inputs, ctx: &CheckContext) -> Result<(), String> {
-        self.existing_file(&ctx.dirs, inputs)
-            .map(|_| ())
-            .map_err(|e| e.message)
+    fn validate(&self, inputs: &Inputs, ctx: &CheckContext) -> Result<(), NodeError> {
+        self.existing_file(&ctx.dirs, inputs).map(|_| ())
     }
 
     fn fingerprint(&self, inputs: &Inputs, ctx: &CheckContext) -> Result<Fingerprint, NodeError> {

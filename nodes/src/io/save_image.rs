@@ -50,11 +50,11 @@ impl NodeType for SaveImage {
             .hidden("extra_pnginfo", "EXTRA_PNGINFO")
     }
 
-    fn validate(&self, inputs: &Inputs, _ctx: &CheckContext) -> Result<(), String> {
+    fn validate(&self, inputs: &Inputs, _ctx: &CheckContext) -> Result<(), NodeError> {
         match inputs.opt_str("filename_prefix") {
             Ok(Some(prefix)) => split_filename_prefix(prefix)
                 .map(|_| ())
-                .map_err(|e| format!("filename_prefix: {e}")),
+                .map_err(|e| NodeError::new(format!("filename_prefix: {e}"))),
             _ => Ok(()),
         }
     }

@@ -140,9 +140,10 @@ impl NodeType for LoadLatent {
             .named_output(LATENT, "latent")
     }
 
-    fn validate(&self, inputs: &Inputs, ctx: &CheckContext) -> Result<(), String> {
-        if let Some(name) = inputs.opt_str("latent").map_err(|e| e.message)? {
-            self.resolve(&ctx.dirs.input, name)?;
+    fn validate(&self, inputs: &Inputs, ctx: &CheckContext) -> Result<(), NodeError> {
+        if let Some(name) = inputs.opt_str("latent")? {
+            self.resolve(&ctx.dirs.input, name)
+                .map_err(|e| NodeError::input("latent", e))?;
         }
         Ok(())
     }
@@ -188,9 +189,9 @@ impl NodeType for SaveLatent {
             .required(InputSpec::string("filename_prefix").default_value("latents/omnigen"))
     }
 
-    fn validate(&self, inputs: &Inputs, _ctx: &CheckContext) -> Result<(), String> {
-        if let Some(prefix) = inputs.opt_str("filename_prefix").map_err(|e| e.message)? {
-            split_filename_prefix(prefix).map_err(|e| e.to_string())?;
+    fn validate(&self, inputs: &Inputs, _ctx: &CheckContext) -> Result<(), NodeError> {
+        if let Some(prefix) = inputs.opt_str("filename_prefix")? {
+            split_filename_prefix(prefix).map_err(|e| NodeError::input("filename_prefix", e))?;
         }
         Ok(())
     }

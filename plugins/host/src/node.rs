@@ -288,15 +288,15 @@ impl NodeType for PluginNode {
         }
     }
 
-    fn validate(&self, inputs: &Inputs, _ctx: &CheckContext) -> Result<(), String> {
+    fn validate(&self, inputs: &Inputs, _ctx: &CheckContext) -> Result<(), NodeError> {
         match inputs.get(PIN_INPUT) {
-            Some(Value::String(pin)) if !pin.trim().is_empty() && !pin_matches(pin, self.plugin.sha256()) => Err(format!(
+            Some(Value::String(pin)) if !pin.trim().is_empty() && !pin_matches(pin, self.plugin.sha256()) => Err(NodeError::new(format!(
                 "plugin `{}` is pinned to sha256 {}, but the installed build is {} (version {}); install the pinned build or update the pin",
                 self.plugin.name(),
                 pin.trim(),
                 self.plugin.sha256(),
                 self.plugin.info().version
-            )),
+            ))),
             _ => Ok(()),
         }
     }

@@ -34,16 +34,11 @@ struct SampleArgs {
 impl SampleArgs {
     fn parse(inputs: &Inputs) -> Result<Self, NodeError> {
         let mut options = SampleOptions::default();
-        let size = |name: &str| -> Result<Option<usize>, NodeError> {
-            inputs.opt_int(name)?.map(|v| usize::try_from(v).map_err(|_| {
-                NodeError::input(name, format!("{v} must be a multiple of 16 between 16 and {MAX_OUTPUT_SIDE}"))
-            })).transpose()
-        };
-        if let Some(width) = size("width")? {
-            options.width = width;
+        if inputs.contains("width") {
+            options.width = inputs.get_usize("width")?;
         }
-        if let Some(height) = size("height")? {
-            options.height = height;
+        if inputs.contains("height") {
+            options.height = inputs.get_usize("height")?;
         }
         if let Some(on) = inputs.opt_bool("use_input_image_size_as_output")? {
             options.use_input_image_size_as_output = on;

@@ -172,7 +172,9 @@ mod tests {
                 "vae/diffusion_pytorch_model.safetensors"
             ]
         );
-        assert!(err.to_string().contains("missing model.safetensors, tokenizer.json"));
+        assert!(err
+            .to_string()
+            .contains("missing model.safetensors, tokenizer.json"));
         write(dir.path(), "model.safetensors");
         write(dir.path(), "tokenizer.json");
         assert!(ModelFiles::discover(dir.path()).is_ok());
@@ -193,7 +195,10 @@ mod tests {
                 "tokenizer/tokenizer.json"
             ]
         );
-        write(dir.path(), "transformer/diffusion_pytorch_model.safetensors");
+        write(
+            dir.path(),
+            "transformer/diffusion_pytorch_model.safetensors",
+        );
         write(dir.path(), "tokenizer/tokenizer.json");
         assert!(ModelFiles::discover(dir.path()).expect("found").diffusers);
     }

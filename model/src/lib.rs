@@ -80,11 +80,11 @@ pub mod bench_hooks {
 pub use config::{OmniGenConfig, RopeScaling};
 pub use device::{DTypeChoice, DeviceChoice};
 pub use error::{Error, Result};
+pub use files::{ModelFiles, OFFICIAL_FILES};
 pub use image_out::to_rgb8;
+pub use instruction::Instruction;
 pub use kv_cache::KvCache;
 pub use latent::Latent;
-pub use files::{ModelFiles, OFFICIAL_FILES};
-pub use instruction::Instruction;
 pub use options::{LoadOptions, OptionError, OptionField, SampleOptions};
 pub use pipeline::OmniGen;
 pub use sampler::{BranchBatch, CfgMode, KvCacheMode, LoopInputs, LoopOptions, StepProgress};

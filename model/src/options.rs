@@ -120,7 +120,6 @@ pub enum CfgMode {
     Batched,
 }
 
-
 impl KvCacheMode {
     /// The names [`KvCacheMode::parse`] accepts, in the order of the variants.
     pub const NAMES: [&'static str; 3] = ["reference", "exact", "off"];
@@ -220,7 +219,10 @@ mod tests {
         assert_eq!(KvCacheMode::parse("off"), Ok(KvCacheMode::Off));
         let err = KvCacheMode::parse("fast").unwrap_err();
         assert_eq!(err.field(), OptionField::KvCache);
-        assert_eq!(err.to_string(), "kv_cache 'fast' is not one of reference, exact, off");
+        assert_eq!(
+            err.to_string(),
+            "kv_cache 'fast' is not one of reference, exact, off"
+        );
     }
 
     #[test]

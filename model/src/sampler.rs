@@ -7,8 +7,8 @@ use candle_core::{DType, Tensor, D};
 
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
-use crate::scheduler::{euler_step, scale_like_torch};
 pub use crate::options::{CfgMode, KvCacheMode};
+use crate::scheduler::{euler_step, scale_like_torch};
 use crate::span::ImageSpan;
 use crate::transformer::{ForwardInput, Transformer};
 

@@ -10,7 +10,7 @@ use std::ops::ControlFlow;
 use candle_core::{DType, Device, Tensor};
 use common::*;
 use omnigen_model::{
-    CfgMode, ForwardInput, KvCacheMode, Latent, OmniGen, Instruction, SampleOptions, Vae,
+    CfgMode, ForwardInput, Instruction, KvCacheMode, Latent, OmniGen, SampleOptions, Vae,
 };
 
 fn gpu() -> anyhow::Result<Device> {

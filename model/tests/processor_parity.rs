@@ -9,8 +9,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
 use omnigen_model::processor::{
-    apply_chat_template, crop_geometry, preprocess_image, preprocess_rgb, resize, Filter,
-    ProcessedBatch, Processor, ProcessorError, InstructionInput, BatchRequest, DEFAULT_NEGATIVE_PROMPT,
+    apply_chat_template, crop_geometry, preprocess_image, preprocess_rgb, resize, BatchRequest,
+    Filter, InstructionInput, ProcessedBatch, Processor, ProcessorError, DEFAULT_NEGATIVE_PROMPT,
 };
 use serde_json::Value;
 

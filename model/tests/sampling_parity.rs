@@ -9,7 +9,8 @@ use std::ops::ControlFlow;
 use candle_core::{DType, Tensor};
 use common::*;
 use omnigen_model::{
-    scheduler, to_rgb8, CfgMode, Error, KvCacheMode, Latent, OmniGen, Instruction, SampleOptions, Vae,
+    scheduler, to_rgb8, CfgMode, Error, Instruction, KvCacheMode, Latent, OmniGen, SampleOptions,
+    Vae,
 };
 
 struct Run {
@@ -51,9 +52,11 @@ fn prompt(
             )?)?)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(Instruction::new(case["prompt"].as_str().unwrap_or_default())
-        .with_images(images)
-        .with_img_guidance(case["use_img_guidance"].as_bool() == Some(true)))
+    Ok(
+        Instruction::new(case["prompt"].as_str().unwrap_or_default())
+            .with_images(images)
+            .with_img_guidance(case["use_img_guidance"].as_bool() == Some(true)),
+    )
 }
 
 fn run_case(model: &OmniGen, case: &serde_json::Value, kv: KvCacheMode) -> anyhow::Result<Run> {

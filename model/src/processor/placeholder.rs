@@ -54,7 +54,9 @@ pub fn split_placeholders(text: &str, prompt: usize) -> ProcessorResult<SplitPro
 /// The first number missing from `1..=max(numbers)` and that maximum: the gap the numbering rule forbids.
 fn first_gap(numbers: &BTreeSet<u64>) -> Option<(u64, u64)> {
     let &used = numbers.iter().next_back()?;
-    (1..used).find(|n| !numbers.contains(n)).map(|missing| (missing, used))
+    (1..used)
+        .find(|n| !numbers.contains(n))
+        .map(|missing| (missing, used))
 }
 
 /// Checks that the distinct ids are exactly `1..=K` with `K == num_images`; returns `K`.

@@ -19,7 +19,8 @@ pub use config::VaeConfig;
 /// The config of a VAE folder.
 pub const VAE_CONFIG_FILE: &str = "config.json";
 /// The weight file names of a VAE folder, in order of preference.
-pub const VAE_WEIGHT_FILES: [&str; 2] = ["diffusion_pytorch_model.safetensors", "model.safetensors"];
+pub const VAE_WEIGHT_FILES: [&str; 2] =
+    ["diffusion_pytorch_model.safetensors", "model.safetensors"];
 
 /// How `Vae::encode` turns the posterior into a latent.
 #[derive(Debug, Clone)]

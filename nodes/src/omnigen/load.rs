@@ -289,7 +289,10 @@ mod tests {
             DTypeChoice::BF16
         );
         let err = parse("dtype", "f16").unwrap_err().message;
-        assert!(err.starts_with("input 'dtype'") && err.contains("black images"), "{err}");
+        assert!(
+            err.starts_with("input 'dtype'") && err.contains("black images"),
+            "{err}"
+        );
         assert!(parse("dtype", "f64").is_err());
     }
 

@@ -190,8 +190,7 @@ impl ExampleArgs {
             .opt_str("query_template")?
             .unwrap_or(DEFAULT_QUERY_TEMPLATE)
             .to_string();
-        few_shot::check_example_template(&template)
-            .map_err(|e| NodeError::input("template", e))?;
+        few_shot::check_example_template(&template).map_err(|e| NodeError::input("template", e))?;
         few_shot::check_query_template(&query_template)
             .map_err(|e| NodeError::input("query_template", e))?;
         Ok(Self {

@@ -11,8 +11,8 @@ use omnigen_engine::{
 };
 use omnigen_model::processor::ProcessorError;
 use omnigen_model::{
-    options::{MAX_OUTPUT_SIDE, OUTPUT_SIDE_MULTIPLE}, CfgMode, Error as ModelError, KvCacheMode, SampleOptions,
-    StepProgress,
+    options::{MAX_OUTPUT_SIDE, OUTPUT_SIDE_MULTIPLE},
+    CfgMode, Error as ModelError, KvCacheMode, SampleOptions, StepProgress,
 };
 
 use super::values::{InstructionValue, LatentValue, ModelValue, LATENT, OMNIGEN, OMNIGEN_PROMPT};
@@ -56,7 +56,8 @@ impl SampleArgs {
             options.seed = inputs.get_u64("seed")?;
         }
         if let Some(kv) = inputs.opt_str("kv_cache")? {
-            options.kv_cache = KvCacheMode::parse(kv).map_err(|e| NodeError::input("kv_cache", e))?;
+            options.kv_cache =
+                KvCacheMode::parse(kv).map_err(|e| NodeError::input("kv_cache", e))?;
         }
         if let Some(separate) = inputs.opt_bool("separate_cfg")? {
             options.cfg = if separate {
@@ -261,15 +262,17 @@ mod tests {
 
     #[test]
     fn kv_cache_modes_parse() {
-        let parse = |text: &str| {
-            SampleArgs::parse(&constants(&[("kv_cache", Value::String(text.into()))]))
-        };
+        let parse =
+            |text: &str| SampleArgs::parse(&constants(&[("kv_cache", Value::String(text.into()))]));
         assert_eq!(
             parse("reference").expect("ok").options.kv_cache,
             KvCacheMode::Reference
         );
         assert_eq!(parse("off").expect("ok").options.kv_cache, KvCacheMode::Off);
-        assert!(parse("fast").unwrap_err().message.starts_with("input 'kv_cache'"));
+        assert!(parse("fast")
+            .unwrap_err()
+            .message
+            .starts_with("input 'kv_cache'"));
     }
 
     #[test]
@@ -297,7 +300,13 @@ mod tests {
             height: 32,
             width: 32,
         });
-        assert!(noise.message.starts_with("input 'noise': has shape [1, 4, 8, 8]"), "{}", noise.message);
+        assert!(
+            noise
+                .message
+                .starts_with("input 'noise': has shape [1, 4, 8, 8]"),
+            "{}",
+            noise.message
+        );
         let no_image = sample_error(&ModelError::Processor(
             ProcessorError::InputSizeNeedsImage { prompt: 0 },
         ));

@@ -3,6 +3,7 @@
 use candle_core::{DType, Device};
 
 use crate::error::{Error, Result};
+use crate::options::OptionError;
 
 /// Which compute dtype to load the transformer in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -20,17 +21,13 @@ pub enum DTypeChoice {
 
 impl DTypeChoice {
     /// Parses `auto`, `f32`/`float32`/`fp32`, `bf16`/`bfloat16`, `f16`/`float16`/`fp16`.
-    pub fn parse(s: &str) -> Result<Self> {
+    pub fn parse(s: &str) -> std::result::Result<Self, OptionError> {
         Ok(match s.trim().to_ascii_lowercase().as_str() {
             "auto" | "default" => Self::Auto,
             "f32" | "float32" | "fp32" => Self::F32,
             "bf16" | "bfloat16" => Self::BF16,
             "f16" | "float16" | "fp16" | "half" => Self::F16,
-            other => {
-                return Err(Error::Input(format!(
-                    "unknown dtype `{other}` (expected auto, f32 or bf16)"
-                )))
-            }
+            other => return Err(OptionError::UnknownDType(other.to_string())),
         })
     }
 
@@ -61,15 +58,15 @@ pub enum DeviceChoice {
 
 impl DeviceChoice {
     /// Parses `auto`, `cpu`, `cuda`, `cuda:N`, `metal`, `metal:N`.
-    pub fn parse(s: &str) -> Result<Self> {
+    pub fn parse(s: &str) -> std::result::Result<Self, OptionError> {
         let s = s.trim().to_ascii_lowercase();
-        let index = |rest: &str| -> Result<usize> {
+        let index = |rest: &str| -> std::result::Result<usize, OptionError> {
             if rest.is_empty() {
                 return Ok(0);
             }
             rest.strip_prefix(':')
                 .and_then(|n| n.parse().ok())
-                .ok_or_else(|| Error::Input(format!("bad device `{s}` (expected e.g. cuda:0)")))
+                .ok_or_else(|| OptionError::UnknownDevice(s.clone()))
         };
         if s == "auto" {
             Ok(Self::Auto)
@@ -80,9 +77,7 @@ impl DeviceChoice {
         } else if let Some(rest) = s.strip_prefix("metal") {
             Ok(Self::Metal(index(rest)?))
         } else {
-            Err(Error::Input(format!(
-                "unknown device `{s}` (expected auto, cpu, cuda:N or metal:N)"
-            )))
+            Err(OptionError::UnknownDevice(s))
         }
     }
 

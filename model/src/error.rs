@@ -24,13 +24,13 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
-    /// A model folder is not in a layout we know.
-    #[error("`{path}` is not an OmniGen model folder: {message}")]
+    /// A model (or VAE) folder lacks files of the layout it must have.
+    #[error("`{path}` is not a complete OmniGen model folder: missing {}", .missing.join(", "))]
     Layout {
         /// The folder.
         path: PathBuf,
-        /// What is missing.
-        message: String,
+        /// The files not found, relative to `path`, in the order the loader needs them.
+        missing: Vec<String>,
     },
     /// A safetensors file is malformed (bad header, unknown dtype, data past the end of the file).
     #[error("invalid safetensors file `{path}`: {message}")]
@@ -74,7 +74,22 @@ pub enum Error {
         /// Why.
         message: String,
     },
-    /// Invalid user input (sizes, prompts, options).
+    /// An option of loading or sampling is out of its range ([`crate::OptionError::field`] names it).
+    #[error(transparent)]
+    InvalidOption(#[from] crate::options::OptionError),
+    /// The noise given to [`crate::OmniGen::sample`] does not have the output's latent shape.
+    #[error("noise has shape {found:?}, the {height}x{width} (HxW) output needs {expected:?}")]
+    NoiseShape {
+        /// The noise's shape.
+        found: Vec<usize>,
+        /// The latent shape of the output ([`crate::OmniGen::latent_shape`]).
+        expected: Vec<usize>,
+        /// Output height in pixels.
+        height: usize,
+        /// Output width in pixels.
+        width: usize,
+    },
+    /// Invalid input tensors or values (shapes the model cannot take).
     #[error("invalid input: {0}")]
     Input(String),
     /// The tokenizer failed.

@@ -4,6 +4,9 @@ use candle_core::{DType, Tensor};
 
 use crate::error::{Error, Result};
 
+/// Pixels per latent cell along each side (the VAE's downsampling factor).
+pub const VAE_FACTOR: usize = 8;
+
 /// VAE latents already multiplied by the VAE's scaling factor (and shifted), shape `[B,4,h,w]`, f32.
 /// This is what the transformer consumes and produces, and what `Vae::decode` accepts.
 #[derive(Debug, Clone)]
@@ -31,9 +34,9 @@ impl Latent {
         self.0
     }
 
-    /// `(height, width)` in pixels (latent size × 8).
+    /// `(height, width)` in pixels (latent size × [`VAE_FACTOR`]).
     pub fn pixel_size(&self) -> (usize, usize) {
         let d = self.0.dims();
-        (d[2] * 8, d[3] * 8)
+        (d[2] * VAE_FACTOR, d[3] * VAE_FACTOR)
     }
 }

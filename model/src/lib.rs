@@ -1,11 +1,11 @@
 //! OmniGen v1 in candle, numerically matching the official `omnigen==1.0.3` implementation.
 //!
-//! This crate knows tensors, weights and prompts; it knows nothing of graphs.
+//! This crate knows tensors, weights and instructions (OmniGen's text+images prompts); it knows nothing of graphs.
 //!
 //! ```no_run
 //! use std::ops::ControlFlow;
 //! use omnigen_model::{
-//!     processor::preprocess_image, to_rgb8, EncodeMode, LoadOptions, OmniGen, Prompt, SampleOptions, Vae,
+//!     processor::preprocess_image, to_rgb8, EncodeMode, Instruction, LoadOptions, OmniGen, SampleOptions, Vae,
 //! };
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -18,7 +18,7 @@
 //! let pixels = preprocess_image(&photo, 1024, model.device())?;
 //! let cond = vae.encode(&pixels, EncodeMode::Mean)?;
 //!
-//! let prompt = Prompt::new("<img><|image_1|></img> Remove the cup.").with_images(vec![cond]);
+//! let prompt = Instruction::new("<img><|image_1|></img> Remove the cup.").with_images(vec![cond]);
 //! let opts = SampleOptions { width: 512, height: 512, steps: 50, guidance_scale: 2.0, seed: 42,
 //!     use_input_image_size_as_output: true, ..SampleOptions::default() };
 //! let latent = model.sample(&prompt, &opts, None, &mut |p| {
@@ -38,18 +38,22 @@ mod cpu_kernels;
 pub mod device;
 mod embed;
 pub mod error;
+mod files;
 mod final_layer;
 mod image_out;
+mod instruction;
 pub mod kv_cache;
 pub mod latent;
 mod layer;
 mod lora;
 mod nn;
 pub mod noise;
+pub mod options;
 mod pipeline;
 pub mod rope;
 pub mod sampler;
 pub mod scheduler;
+pub mod span;
 pub mod transformer;
 pub mod vae;
 mod weights;
@@ -76,10 +80,13 @@ pub mod bench_hooks {
 pub use config::{OmniGenConfig, RopeScaling};
 pub use device::{DTypeChoice, DeviceChoice};
 pub use error::{Error, Result};
+pub use files::{ModelFiles, OFFICIAL_FILES};
 pub use image_out::to_rgb8;
+pub use instruction::Instruction;
 pub use kv_cache::KvCache;
 pub use latent::Latent;
-pub use pipeline::{LoadOptions, ModelFiles, OmniGen, Prompt, SampleOptions};
+pub use options::{LoadOptions, OptionError, OptionField, SampleOptions};
+pub use pipeline::OmniGen;
 pub use sampler::{BranchBatch, CfgMode, KvCacheMode, LoopInputs, LoopOptions, StepProgress};
 pub use transformer::{ForwardInput, ImageSpan, Transformer};
 pub use vae::{EncodeMode, Vae, VaeConfig};

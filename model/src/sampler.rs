@@ -7,31 +7,10 @@ use candle_core::{DType, Tensor, D};
 
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
+pub use crate::options::{CfgMode, KvCacheMode};
 use crate::scheduler::{euler_step, scale_like_torch};
-use crate::transformer::{ForwardInput, ImageSpan, Transformer};
-
-/// KV-cache behaviour of the sampler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum KvCacheMode {
-    /// The official default (`use_kv_cache=True`), including its first-step behaviour: on step 0 the
-    /// time and image tokens attend only to the condition tokens.
-    #[default]
-    Reference,
-    /// Cached, but numerically equal to running without a cache.
-    Exact,
-    /// No cache: every step recomputes the condition tokens (`use_kv_cache=False`).
-    Off,
-}
-
-/// How the CFG branches are run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CfgMode {
-    /// One forward per branch (official default `separate_cfg_infer=True`); t is rounded to the model dtype.
-    #[default]
-    Separate,
-    /// All branches in one padded batch; they share one LongRoPE factor set.
-    Batched,
-}
+use crate::span::ImageSpan;
+use crate::transformer::{ForwardInput, Transformer};
 
 /// Passed to the progress callback after each step.
 #[derive(Debug, Clone, Copy)]

@@ -12,18 +12,8 @@ use crate::final_layer::{unpatchify, FinalLayer};
 use crate::kv_cache::CacheUse;
 use crate::layer::Phi3Decoder;
 use crate::rope::LongRope;
+pub use crate::span::ImageSpan;
 use crate::weights::Vb;
-
-/// A condition image's token span `[start, end)` in batch row `row` of `input_ids`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ImageSpan {
-    /// Batch row.
-    pub row: usize,
-    /// First token (after left padding).
-    pub start: usize,
-    /// One past the last token.
-    pub end: usize,
-}
 
 /// The explicit tensors of one forward call (what the official `OmniGen.forward` receives).
 #[derive(Debug, Clone, Copy)]

@@ -10,7 +10,7 @@ use std::ops::ControlFlow;
 use candle_core::{DType, Device, Tensor};
 use common::*;
 use omnigen_model::{
-    CfgMode, ForwardInput, KvCacheMode, Latent, OmniGen, Prompt, SampleOptions, Vae,
+    CfgMode, ForwardInput, Instruction, KvCacheMode, Latent, OmniGen, SampleOptions, Vae,
 };
 
 fn gpu() -> anyhow::Result<Device> {
@@ -81,7 +81,7 @@ fn cuda_sampling_matches_reference_and_cpu_seed() -> TestResult {
         cfg: CfgMode::Separate,
         ..SampleOptions::default()
     };
-    let prompt = Prompt::new("A curly-haired man in a red shirt is drinking tea.");
+    let prompt = Instruction::new("A curly-haired man in a red shirt is drinking tea.");
     let noise = get(&r, "loop.t2i_sep_kv.noise")?;
     let z = model.sample(&prompt, &opts, Some(noise), &mut |_| {
         ControlFlow::Continue(())

@@ -9,8 +9,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
 use omnigen_model::processor::{
-    apply_chat_template, crop_geometry, preprocess_image, preprocess_rgb, resize, Filter,
-    ProcessedBatch, Processor, ProcessorError, PromptInput, PromptRequest, DEFAULT_NEGATIVE_PROMPT,
+    apply_chat_template, crop_geometry, preprocess_image, preprocess_rgb, resize, BatchRequest,
+    Filter, InstructionInput, ProcessedBatch, Processor, ProcessorError, DEFAULT_NEGATIVE_PROMPT,
 };
 use serde_json::Value;
 
@@ -179,7 +179,7 @@ fn preprocessed_pixels_are_bit_exact() -> Result<()> {
 }
 
 /// Builds the request of a `cases.json["processor"]` entry; returns it and each prompt's preprocessed images.
-fn request_of(case: &Value, image_files: &Value) -> Result<(PromptRequest, Vec<Vec<Tensor>>)> {
+fn request_of(case: &Value, image_files: &Value) -> Result<(BatchRequest, Vec<Vec<Tensor>>)> {
     let max = u64_of(case, "max_input_image_size")? as u32;
     let instructions = case["instructions"]
         .as_array()
@@ -205,13 +205,13 @@ fn request_of(case: &Value, image_files: &Value) -> Result<(PromptRequest, Vec<V
             .iter()
             .map(|t| Ok((t.dim(2)?, t.dim(3)?)))
             .collect::<Result<Vec<_>>>()?;
-        prompts.push(PromptInput::new(
+        prompts.push(InstructionInput::new(
             instruction.as_str().ok_or_else(|| anyhow!("instruction"))?,
             sizes,
         ));
         pixels.push(imgs);
     }
-    let req = PromptRequest {
+    let req = BatchRequest {
         prompts,
         negative_prompt: case["negative_prompt"].as_str().map(str::to_string),
         use_img_guidance: case["use_img_cfg"].as_bool().unwrap_or(true),
@@ -389,8 +389,8 @@ fn input_image_size_becomes_the_output_size() -> Result<()> {
     Ok(())
 }
 
-fn request(prompts: Vec<PromptInput>) -> PromptRequest {
-    PromptRequest {
+fn request(prompts: Vec<InstructionInput>) -> BatchRequest {
+    BatchRequest {
         prompts,
         negative_prompt: None,
         use_img_guidance: true,
@@ -406,7 +406,7 @@ fn bad_placeholders_and_counts_are_clear_errors() -> Result<()> {
     let proc = processor()?;
     let run = |instruction: &str, images: Vec<(usize, usize)>| {
         proc.process(
-            &request(vec![PromptInput::new(instruction, images)]),
+            &request(vec![InstructionInput::new(instruction, images)]),
             &Device::Cpu,
         )
     };
@@ -499,7 +499,7 @@ fn bad_placeholders_and_counts_are_clear_errors() -> Result<()> {
 #[test]
 fn bad_sizes_are_clear_errors() -> Result<()> {
     let proc = processor()?;
-    let mut req = request(vec![PromptInput::new("a cat", vec![])]);
+    let mut req = request(vec![InstructionInput::new("a cat", vec![])]);
     req.height = 40;
     let err = proc.process(&req, &Device::Cpu).unwrap_err();
     assert!(
@@ -513,7 +513,7 @@ fn bad_sizes_are_clear_errors() -> Result<()> {
         "{err}"
     );
 
-    let mut req = request(vec![PromptInput::new("a cat", vec![])]);
+    let mut req = request(vec![InstructionInput::new("a cat", vec![])]);
     req.use_input_image_size_as_output = true;
     let err = proc.process(&req, &Device::Cpu).unwrap_err();
     assert!(
@@ -522,8 +522,8 @@ fn bad_sizes_are_clear_errors() -> Result<()> {
     );
 
     let mut req = request(vec![
-        PromptInput::new("<img><|image_1|></img>", vec![(16, 32)]),
-        PromptInput::new("<img><|image_1|></img>", vec![(32, 32)]),
+        InstructionInput::new("<img><|image_1|></img>", vec![(16, 32)]),
+        InstructionInput::new("<img><|image_1|></img>", vec![(32, 32)]),
     ]);
     req.use_input_image_size_as_output = true;
     let err = proc.process(&req, &Device::Cpu).unwrap_err();
@@ -562,11 +562,11 @@ fn tiny_and_degenerate_images() -> Result<()> {
 fn image_guidance_is_off_without_images_and_default_negative_prompt_is_used() -> Result<()> {
     let proc = processor()?;
     let out = proc.process(
-        &request(vec![PromptInput::new("a cat", vec![])]),
+        &request(vec![InstructionInput::new("a cat", vec![])]),
         &Device::Cpu,
     )?;
     assert_eq!(out.num_branches, 2);
-    let mut with_default = request(vec![PromptInput::new("a cat", vec![])]);
+    let mut with_default = request(vec![InstructionInput::new("a cat", vec![])]);
     with_default.negative_prompt = Some(DEFAULT_NEGATIVE_PROMPT.to_string());
     let explicit = proc.process(&with_default, &Device::Cpu)?;
     assert_exact(
@@ -581,7 +581,7 @@ fn image_guidance_is_off_without_images_and_default_negative_prompt_is_used() ->
 #[test]
 fn gather_orders_items_by_span_and_reports_missing_ones() -> Result<()> {
     let proc = processor()?;
-    let mut req = request(vec![PromptInput::new(
+    let mut req = request(vec![InstructionInput::new(
         "<img><|image_2|></img> and <img><|image_1|></img> and <img><|image_2|></img>",
         vec![(16, 16), (16, 32)],
     )]);

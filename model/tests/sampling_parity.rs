@@ -9,7 +9,8 @@ use std::ops::ControlFlow;
 use candle_core::{DType, Tensor};
 use common::*;
 use omnigen_model::{
-    scheduler, to_rgb8, CfgMode, Error, KvCacheMode, Latent, OmniGen, Prompt, SampleOptions, Vae,
+    scheduler, to_rgb8, CfgMode, Error, Instruction, KvCacheMode, Latent, OmniGen, SampleOptions,
+    Vae,
 };
 
 struct Run {
@@ -39,7 +40,7 @@ fn options(case: &serde_json::Value, kv: KvCacheMode) -> SampleOptions {
 fn prompt(
     case: &serde_json::Value,
     r: &std::collections::HashMap<String, Tensor>,
-) -> anyhow::Result<Prompt> {
+) -> anyhow::Result<Instruction> {
     let name = case["name"].as_str().unwrap_or_default();
     let n_images = case["images"].as_array().map_or(0, |a| a.len());
     // The cond branch's spans come first and follow placeholder order, so cond_latent.k is image k+1.
@@ -51,9 +52,11 @@ fn prompt(
             )?)?)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(Prompt::new(case["prompt"].as_str().unwrap_or_default())
-        .with_images(images)
-        .with_img_guidance(case["use_img_guidance"].as_bool() == Some(true)))
+    Ok(
+        Instruction::new(case["prompt"].as_str().unwrap_or_default())
+            .with_images(images)
+            .with_img_guidance(case["use_img_guidance"].as_bool() == Some(true)),
+    )
 }
 
 fn run_case(model: &OmniGen, case: &serde_json::Value, kv: KvCacheMode) -> anyhow::Result<Run> {
@@ -226,7 +229,7 @@ fn progress_can_cancel_and_seeded_noise_is_reproducible() -> TestResult {
         seed: 11,
         ..SampleOptions::default()
     };
-    let p = Prompt::new("A curly-haired man in a red shirt is drinking tea.");
+    let p = Instruction::new("A curly-haired man in a red shirt is drinking tea.");
     let mut seen = Vec::new();
     let res = model.sample(&p, &opts, None, &mut |s| {
         seen.push(s.step);
@@ -260,11 +263,11 @@ fn wrong_noise_shape_is_rejected() -> TestResult {
         ..SampleOptions::default()
     };
     let noise = Tensor::zeros((1, 4, 8, 8), DType::F32, model.device())?;
-    let res = model.sample(&Prompt::new("tea"), &opts, Some(noise), &mut |_| {
+    let res = model.sample(&Instruction::new("tea"), &opts, Some(noise), &mut |_| {
         ControlFlow::Continue(())
     });
     assert!(
-        matches!(res, Err(Error::Input(ref m)) if m.contains("noise")),
+        matches!(res, Err(ref e @ Error::NoiseShape { .. }) if e.to_string().contains("noise")),
         "{res:?}"
     );
     Ok(())

@@ -5,7 +5,7 @@
 use candle_core::{Device, Tensor};
 
 use super::error::ProcessorResult;
-use crate::transformer::ImageSpan;
+use crate::span::ImageSpan;
 
 /// The id used for left padding (`</s>`, `OmniGenCollator.pad_token_id`).
 pub const PAD_TOKEN_ID: u32 = 2;

@@ -67,16 +67,16 @@ pub enum ProcessorError {
         /// Width in pixels.
         width: usize,
     },
-    /// The requested output size is not a positive multiple of 16.
-    #[error("output size {height}x{width} (HxW) must be positive multiples of 16")]
+    /// The requested output size is not a multiple of 16 in `16..=3072` ([`crate::options::check_output_side`]).
+    #[error("output size {height}x{width} (HxW) must be multiples of 16 between 16 and 3072")]
     BadOutputSize {
         /// Height in pixels.
         height: usize,
         /// Width in pixels.
         width: usize,
     },
-    /// `use_input_image_size_as_output` was asked for a prompt without images.
-    #[error("prompt {prompt}: use_input_image_size_as_output needs at least one input image")]
+    /// `use_input_image_size_as_output` was asked for a prompt without (that) image.
+    #[error("prompt {prompt}: use_input_image_size_as_output needs the input image whose size the output takes")]
     InputSizeNeedsImage {
         /// Prompt index.
         prompt: usize,

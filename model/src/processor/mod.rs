@@ -8,7 +8,7 @@
 //!
 //! ```no_run
 //! use candle_core::Device;
-//! use omnigen_model::processor::{preprocess_image, Processor, PromptInput, PromptRequest};
+//! use omnigen_model::processor::{preprocess_image, Processor, InstructionInput, BatchRequest};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let processor = Processor::from_tokenizer_file("OmniGen-v1/tokenizer.json")?;
@@ -17,8 +17,8 @@
 //! let pixels = preprocess_image(&img, 1024, &Device::Cpu)?;
 //! let (h, w) = (pixels.dim(2)?, pixels.dim(3)?);
 //! // 2. Prompts -> per-branch model inputs.
-//! let batch = processor.process(&PromptRequest {
-//!     prompts: vec![PromptInput::new("<img><|image_1|></img> Remove the cup.", vec![(h, w)])],
+//! let batch = processor.process(&BatchRequest {
+//!     prompts: vec![InstructionInput::new("<img><|image_1|></img> Remove the cup.", vec![(h, w)])],
 //!     negative_prompt: None,            // None = OmniGen's default negative prompt
 //!     use_img_guidance: true,
 //!     separate_cfg: true,               // official default: one forward per CFG branch
@@ -71,44 +71,54 @@ use std::path::Path;
 use candle_core::Device;
 use tokenizers::Tokenizer;
 
+use crate::options::{check_output_side, OptionField};
+
 pub use collate::{collate, Collated, TokenRow, PAD_TOKEN_ID};
 pub use error::{ProcessorError, ProcessorResult};
 pub use image_prep::{
     crop_geometry, preprocess_image, preprocess_rgb, to_normalized_tensor, Geometry, ResizeStep,
 };
-pub use placeholder::{split_placeholders, validate_ids, SplitPrompt};
+pub use placeholder::{
+    check_placeholders, image_tag, referenced_images, shift_placeholders, split_placeholders,
+    validate_ids, PlaceholderError, SplitPrompt,
+};
 pub use resample::{resize, Filter};
 pub use template::{apply_chat_template, image_only_prompt, DEFAULT_NEGATIVE_PROMPT};
 
 /// The BOS id that the processor strips from the second and later chunks.
 pub const BOS_TOKEN_ID: u32 = 1;
 
-/// One prompt of a request: the instruction and the processed pixel size `(height, width)` of each of its
+/// One instruction of a batch: its text and the processed pixel size `(height, width)` of each of its
 /// images (index `i` is placeholder `<|image_{i+1}|>`; sizes are multiples of 16, e.g. from
 /// [`preprocess_image`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PromptInput {
+pub struct InstructionInput {
     /// The user instruction, with `<img><|image_N|></img>` placeholders.
     pub instruction: String,
     /// Processed pixel size `(height, width)` per input image.
     pub image_sizes: Vec<(usize, usize)>,
+    /// The image whose size the output takes under `use_input_image_size_as_output`: `None` = the image
+    /// at the first placeholder (the reference), `Some(i)` = image `i`.
+    pub size_image: Option<usize>,
 }
 
-impl PromptInput {
-    /// A prompt with the given images' processed sizes `(height, width)`.
+impl InstructionInput {
+    /// An instruction with the given images' processed sizes `(height, width)`.
     pub fn new(instruction: impl Into<String>, image_sizes: Vec<(usize, usize)>) -> Self {
         Self {
             instruction: instruction.into(),
             image_sizes,
+            size_image: None,
         }
     }
 }
 
-/// Everything `OmniGenProcessor.__call__` takes (images by processed size only).
+/// Everything `OmniGenProcessor.__call__` takes (images by processed size only): one batch of
+/// instructions and its guidance settings.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PromptRequest {
+pub struct BatchRequest {
     /// One or more prompts (a batch).
-    pub prompts: Vec<PromptInput>,
+    pub prompts: Vec<InstructionInput>,
     /// Negative prompt of the uncond branch; `None` = [`DEFAULT_NEGATIVE_PROMPT`].
     pub negative_prompt: Option<String>,
     /// Add the image-only guidance branch (forced off when no prompt has images).
@@ -119,7 +129,8 @@ pub struct PromptRequest {
     pub height: usize,
     /// Output width in pixels (multiple of 16); ignored with `use_input_image_size_as_output`.
     pub width: usize,
-    /// Output size = processed size of the image at the first placeholder of each prompt.
+    /// Output size = processed size of each instruction's [`InstructionInput::size_image`] (by default the
+    /// image at its first placeholder).
     pub use_input_image_size_as_output: bool,
 }
 
@@ -289,7 +300,7 @@ impl Processor {
     }
 
     /// The full processor: all CFG branches of all prompts, collated. Tensors are created on `device`.
-    pub fn process(&self, req: &PromptRequest, device: &Device) -> ProcessorResult<ProcessedBatch> {
+    pub fn process(&self, req: &BatchRequest, device: &Device) -> ProcessorResult<ProcessedBatch> {
         if req.prompts.is_empty() {
             return Err(ProcessorError::EmptyRequest);
         }
@@ -322,11 +333,11 @@ impl Processor {
                 });
             }
             sizes.push(if req.use_input_image_size_as_output {
-                let first = c
-                    .images
-                    .first()
-                    .ok_or(ProcessorError::InputSizeNeedsImage { prompt: p })?;
-                input.image_sizes[*first]
+                input
+                    .size_image
+                    .or_else(|| c.images.first().copied())
+                    .and_then(|image| input.image_sizes.get(image).copied())
+                    .ok_or(ProcessorError::InputSizeNeedsImage { prompt: p })?
             } else {
                 (req.height, req.width)
             });
@@ -341,7 +352,9 @@ impl Processor {
             });
         }
         let (height, width) = output_size;
-        if height == 0 || width == 0 || height % 16 != 0 || width % 16 != 0 {
+        if check_output_side(OptionField::Height, height).is_err()
+            || check_output_side(OptionField::Width, width).is_err()
+        {
             return Err(ProcessorError::BadOutputSize { height, width });
         }
         let n_out = height * width / 256;

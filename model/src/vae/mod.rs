@@ -4,7 +4,7 @@ mod blocks;
 mod coder;
 pub mod config;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::Conv2d;
@@ -15,6 +15,12 @@ use crate::weights::{Layout, Weights};
 use blocks::conv;
 use coder::{Decoder, Encoder};
 pub use config::VaeConfig;
+
+/// The config of a VAE folder.
+pub const VAE_CONFIG_FILE: &str = "config.json";
+/// The weight file names of a VAE folder, in order of preference.
+pub const VAE_WEIGHT_FILES: [&str; 2] =
+    ["diffusion_pytorch_model.safetensors", "model.safetensors"];
 
 /// How `Vae::encode` turns the posterior into a latent.
 #[derive(Debug, Clone)]
@@ -43,18 +49,22 @@ pub struct Vae {
 }
 
 impl Vae {
-    /// Loads `dir/config.json` and `dir/diffusion_pytorch_model.safetensors` (or `model.safetensors`).
-    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        let dir = dir.as_ref();
-        let cfg = VaeConfig::from_file(&dir.join("config.json"))?;
-        let weights = ["diffusion_pytorch_model.safetensors", "model.safetensors"]
+    /// The weight file of a VAE folder: the first of [`VAE_WEIGHT_FILES`] present.
+    pub fn weights_file(dir: &Path) -> Option<PathBuf> {
+        VAE_WEIGHT_FILES
             .iter()
             .map(|n| dir.join(n))
             .find(|p| p.is_file())
-            .ok_or_else(|| Error::Layout {
-                path: dir.to_path_buf(),
-                message: "no diffusion_pytorch_model.safetensors in the VAE folder".into(),
-            })?;
+    }
+
+    /// Loads `dir/config.json` and `dir/diffusion_pytorch_model.safetensors` (or `model.safetensors`).
+    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let dir = dir.as_ref();
+        let cfg = VaeConfig::from_file(&dir.join(VAE_CONFIG_FILE))?;
+        let weights = Self::weights_file(dir).ok_or_else(|| Error::Layout {
+            path: dir.to_path_buf(),
+            missing: vec![VAE_WEIGHT_FILES[0].to_string()],
+        })?;
         let w = Weights::open(&[weights], Layout::Official, DType::F32, device)?;
         Self::from_weights(cfg, &w)
     }

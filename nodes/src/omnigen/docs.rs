@@ -13,6 +13,22 @@ change with a note in the changelog.\n\n\
 Inputs marked *optional* may be left out of a graph. A socket type in CAPITALS (`LATENT`, `OMNIGEN` …) must be \
 linked to another node's output; the others are widgets whose value is written in the graph.\n";
 
+const CHECKS: &str = "\n## When inputs are checked\n\n\
+The OmniGen rules belong to the model crate (`omnigen-model`); each node reads its inputs once into the model's \
+types, with the same code before the run (`omnigen validate`, and every run's validation) and when it runs, and \
+reports the model's error against the input to fix (`input 'width': width 1000 must be a multiple of 16 between 16 \
+and 3072`):\n\n\
+- ranges written in the table above (e.g. `steps` 1…1000) are checked by the engine before anything else;\n\
+- `OmniGenSample`: `width`/`height` must be multiples of 16 (not checked with `use_input_image_size_as_output`), \
+`kv_cache` one of its modes; a `noise` of the wrong shape and `use_input_image_size_as_output` without a picture \
+are reported at run time, when the linked values are known;\n\
+- `BuildPrompt`: every `<|image_N|>` needs a LATENT linked to `image_N`, every linked `image_N` must be referred to, \
+and the numbers run from 1 without gaps (checked before the run for a constant instruction);\n\
+- `LoadOmniGen`: `dtype`/`device` names, the LoRA folder and a local model folder's files (all missing files are \
+named, official or diffusers layout); a Hugging Face repo that is not cached fails before the run when \
+`HF_HUB_OFFLINE` is set.\n\n\
+A value that comes through a link is checked when the node runs, by the same code.\n";
+
 /// The whole reference page for the nodes in `registry`.
 pub fn nodes_markdown(registry: &Registry) -> String {
     let mut out = String::from(INTRO);
@@ -65,6 +81,7 @@ pub fn nodes_markdown(registry: &Registry) -> String {
          ```\n\n\
          `use_input_image_size_as_output` takes the size of the query's first picture, not the first example's.\n"
     ));
+    out.push_str(CHECKS);
     out
 }
 

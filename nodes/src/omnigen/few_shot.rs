@@ -11,7 +11,7 @@
 //! shifted by the number of example images. Both templates are node inputs, so a user can change the
 //! wording; the defaults are [`DEFAULT_EXAMPLE_TEMPLATE`] and [`DEFAULT_QUERY_TEMPLATE`].
 
-use super::placeholders::{image_tag, shift_images};
+use omnigen_model::processor::{image_tag, shift_placeholders};
 
 /// The default layout of one example. `{instruction}` may be empty; `{inputs}` and `{output}` are required.
 pub const DEFAULT_EXAMPLE_TEMPLATE: &str = "Input: {instruction} {inputs} Output: {output}";
@@ -141,7 +141,7 @@ pub fn assemble<I: Clone>(
         lines.push(tidy_spaces(&line));
     }
     let query_offset = all.len();
-    let query = shift_images(instruction.trim(), query_offset);
+    let query = shift_placeholders(instruction.trim(), query_offset);
     lines.push(tidy_spaces(
         &chain.query_template.replace("{query}", &query),
     ));

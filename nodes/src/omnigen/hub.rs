@@ -7,14 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-/// The files of the official OmniGen v1 layout that the loader reads, relative to the model folder.
-pub const MODEL_FILES: [&str; 5] = [
-    "config.json",
-    "model.safetensors",
-    "tokenizer.json",
-    "vae/config.json",
-    "vae/diffusion_pytorch_model.safetensors",
-];
+use omnigen_model::{Error as ModelError, ModelFiles, OFFICIAL_FILES};
 
 /// The repo the example graphs name.
 pub const DEFAULT_REPO: &str = "Shitao/OmniGen-v1";
@@ -41,12 +34,20 @@ pub enum SourceError {
     #[error("model folder '{0}' does not exist (and it is not a Hugging Face repo id of the form owner/name)")]
     FolderNotFound(String),
     /// The folder exists but lacks files.
-    #[error("model folder '{folder}' is missing {}: an OmniGen v1 folder needs {}", .missing.join(", "), MODEL_FILES.join(", "))]
+    #[error("model folder '{folder}' is missing {}: an OmniGen v1 folder needs {}", .missing.join(", "), OFFICIAL_FILES.join(", "))]
     MissingFiles {
         /// The folder.
         folder: String,
         /// Files not found, relative to the folder.
         missing: Vec<String>,
+    },
+    /// The folder cannot be listed or read.
+    #[error("model folder '{folder}' cannot be read: {reason}")]
+    Unreadable {
+        /// The folder.
+        folder: String,
+        /// Why.
+        reason: String,
     },
 }
 
@@ -82,29 +83,19 @@ pub fn looks_like_repo_id(s: &str) -> bool {
     ok(owner) && ok(name)
 }
 
-/// The files of [`MODEL_FILES`] absent from `folder`. A diffusers-layout folder (with `transformer/`) is
-/// accepted as it is; the loader reports anything wrong inside it.
-pub fn missing_files(folder: &Path) -> Vec<String> {
-    if folder.join("transformer").is_dir() {
-        return Vec::new();
-    }
-    MODEL_FILES
-        .iter()
-        .filter(|f| !folder.join(f).is_file())
-        .map(|f| f.to_string())
-        .collect()
-}
-
-/// Checks a local folder has every file the loader needs.
+/// Checks a local folder has every file the loader needs, transformer and VAE, in either layout (the
+/// model's rule: [`ModelFiles::discover_with_vae`]).
 pub fn check_folder(folder: &Path) -> Result<(), SourceError> {
-    let missing = missing_files(folder);
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(SourceError::MissingFiles {
+    match ModelFiles::discover_with_vae(folder) {
+        Ok(_) => Ok(()),
+        Err(ModelError::Layout { missing, .. }) => Err(SourceError::MissingFiles {
             folder: folder.display().to_string(),
             missing,
-        })
+        }),
+        Err(other) => Err(SourceError::Unreadable {
+            folder: folder.display().to_string(),
+            reason: other.to_string(),
+        }),
     }
 }
 
@@ -134,7 +125,7 @@ impl HubSettings {
     pub fn cached_folder(&self, repo: &str) -> Option<PathBuf> {
         let cache = hf_hub::Cache::new(self.cache_dir.clone()).model(repo.to_string());
         let mut folder = None;
-        for file in MODEL_FILES {
+        for file in OFFICIAL_FILES {
             let path = cache.get(file)?;
             if file == "config.json" {
                 folder = path.parent().map(Path::to_path_buf);
@@ -146,7 +137,7 @@ impl HubSettings {
     /// The files of `repo` not yet in the cache.
     pub fn missing_from_cache(&self, repo: &str) -> Vec<String> {
         let cache = hf_hub::Cache::new(self.cache_dir.clone()).model(repo.to_string());
-        MODEL_FILES
+        OFFICIAL_FILES
             .iter()
             .filter(|f| cache.get(f).is_none())
             .map(|f| f.to_string())
@@ -189,7 +180,7 @@ impl HubSettings {
         })?;
         let remote = api.model(repo.to_string());
         let mut folder = None;
-        for file in MODEL_FILES {
+        for file in OFFICIAL_FILES {
             let path = remote.get(file).map_err(|e| {
                 missing_model_help(
                     self,
@@ -216,7 +207,7 @@ pub fn missing_model_help(
     cause: &str,
 ) -> String {
     let missing = settings.missing_from_cache(repo);
-    let present: Vec<&str> = MODEL_FILES
+    let present: Vec<&str> = OFFICIAL_FILES
         .iter()
         .copied()
         .filter(|f| !missing.iter().any(|m| m == f))
@@ -226,9 +217,9 @@ pub fn missing_model_help(
         "the OmniGen model '{repo}' is not available locally and could not be downloaded ({cause}).\n\
          \n\
          It needs these {} files from https://huggingface.co/{repo} (about 16 GB in all):\n",
-        MODEL_FILES.len()
+        OFFICIAL_FILES.len()
     );
-    for file in MODEL_FILES {
+    for file in OFFICIAL_FILES {
         let state = if present.contains(&file) {
             "  (already cached)"
         } else {
@@ -246,7 +237,7 @@ pub fn missing_model_help(
          \x20      {}\n\
          \x20    (move it with HF_HOME; set HF_HUB_OFFLINE=1 to use the cache without any network access).\n",
         settings.repo_cache_dir(repo).display(),
-        files = MODEL_FILES.join(" "),
+        files = OFFICIAL_FILES.join(" "),
     ));
     text
 }
@@ -318,7 +309,7 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("downloading config.json failed"), "{err}");
-        for file in MODEL_FILES {
+        for file in OFFICIAL_FILES {
             assert!(err.contains(file), "{file} not named in:\n{err}");
         }
         assert!(err.contains("--set 7.model=/path/to/OmniGen-v1"), "{err}");
@@ -351,7 +342,7 @@ mod tests {
         std::fs::create_dir_all(snapshot.join("vae")).expect("mkdir");
         std::fs::create_dir_all(repo_dir.join("refs")).expect("mkdir");
         std::fs::write(repo_dir.join("refs").join("main"), "abc123").expect("write");
-        for f in MODEL_FILES {
+        for f in OFFICIAL_FILES {
             std::fs::write(snapshot.join(f), "x").expect("write");
         }
         assert_eq!(

@@ -7,7 +7,7 @@ use omnigen_engine::{
     BoxFuture, CheckContext, Fingerprint, InputSpec, Inputs, NodeContext, NodeError, NodeOutput,
     NodeSchema, NodeType, Value,
 };
-use omnigen_model::{DTypeChoice, DeviceChoice, LoadOptions, OmniGen, Vae};
+use omnigen_model::{DTypeChoice, DeviceChoice, LoadOptions, OmniGen, Vae, OFFICIAL_FILES};
 
 use super::hub::{self, HubSettings, ModelSource};
 use super::values::{ModelValue, VaeValue, OMNIGEN, VAE};
@@ -40,18 +40,56 @@ impl Default for LoadOmniGen {
     }
 }
 
-/// Parses the `device` input: `auto`, `cpu`, `cuda:N` (or `cuda` = `cuda:0`), `metal:N`.
-fn parse_device(text: &str) -> Result<DeviceChoice, String> {
-    DeviceChoice::parse(text.trim())
-        .map_err(|e| format!("device '{text}' is not understood ({e}); use auto, cpu or cuda:N"))
+/// `LoadOmniGen`'s settings, parsed and checked once by the same code for `validate` (the constants; a
+/// linked setting keeps the model's default there) and `run` (everything). The dtype and device rules
+/// are the model's ([`DTypeChoice::parse`], [`DeviceChoice::parse`], [`LoadOptions::validate`]).
+#[derive(Debug, Clone)]
+struct LoadArgs {
+    /// Where the model comes from; `None` while `model` is linked.
+    source: Option<ModelSource>,
+    options: LoadOptions,
+    /// A checked LoRA folder, if one is given.
+    lora: Option<PathBuf>,
+    lora_scale: f64,
 }
 
-fn parse_dtype(text: &str) -> Result<DTypeChoice, String> {
-    match text {
-        "auto" => Ok(DTypeChoice::Auto),
-        "f32" => Ok(DTypeChoice::F32),
-        "bf16" => Ok(DTypeChoice::BF16),
-        other => Err(format!("dtype '{other}' is not one of auto, f32, bf16")),
+impl LoadArgs {
+    fn parse(inputs: &Inputs) -> Result<Self, NodeError> {
+        let mut options = LoadOptions::default();
+        if let Some(text) = inputs.opt_str("dtype")? {
+            options.dtype = DTypeChoice::parse(text).map_err(|e| NodeError::input("dtype", e))?;
+        }
+        if let Some(text) = inputs.opt_str("device")? {
+            options.device = DeviceChoice::parse(text).map_err(|e| {
+                NodeError::input(
+                    "device",
+                    format!("device '{text}' is not understood ({e}); use auto, cpu or cuda:N"),
+                )
+            })?;
+        }
+        options
+            .validate()
+            .map_err(|e| NodeError::input("dtype", e))?;
+        let lora = match inputs.opt_str("lora")?.map(str::trim) {
+            Some(lora) if !lora.is_empty() => {
+                check_lora(lora).map_err(|e| NodeError::input("lora", e))?;
+                Some(PathBuf::from(lora))
+            }
+            _ => None,
+        };
+        let source = inputs
+            .opt_str("model")?
+            .map(|model| hub::classify(model).map_err(|e| NodeError::input("model", e)))
+            .transpose()?;
+        if let Some(ModelSource::Folder(folder)) = &source {
+            hub::check_folder(folder).map_err(|e| NodeError::input("model", e))?;
+        }
+        Ok(Self {
+            source,
+            options,
+            lora,
+            lora_scale: inputs.opt_float("lora_scale")?.unwrap_or(1.0),
+        })
     }
 }
 
@@ -82,7 +120,7 @@ fn check_lora(lora: &str) -> Result<(), String> {
 /// A cheap summary of a folder's weight files (size and modification time), so a replaced checkpoint
 /// reloads on the next run.
 fn folder_stamp(folder: &Path) -> String {
-    hub::MODEL_FILES
+    OFFICIAL_FILES
         .iter()
         .map(|f| {
             let meta = std::fs::metadata(folder.join(f)).ok();
@@ -146,32 +184,19 @@ impl NodeType for LoadOmniGen {
     }
 
     fn validate(&self, inputs: &Inputs, ctx: &CheckContext) -> Result<(), NodeError> {
-        if let Some(device) = inputs.opt_str("device")? {
-            parse_device(device).map_err(|e| NodeError::input("device", e))?;
-        }
-        if let Some(dtype) = inputs.opt_str("dtype")? {
-            parse_dtype(dtype).map_err(|e| NodeError::input("dtype", e))?;
-        }
-        if let Some(lora) = inputs.opt_str("lora")? {
-            if !lora.trim().is_empty() {
-                check_lora(lora.trim()).map_err(|e| NodeError::input("lora", e))?;
-            }
-        }
-        if let Some(model) = inputs.opt_str("model")? {
-            let in_model = |e: &dyn std::fmt::Display| NodeError::input("model", e);
-            match hub::classify(model).map_err(|e| in_model(&e))? {
-                ModelSource::Folder(folder) => hub::check_folder(&folder).map_err(|e| in_model(&e))?,
-                ModelSource::Hub(repo) => {
-                    // Offline and not cached can be told before anything runs; otherwise the run downloads.
-                    if self.hub.offline && self.hub.cached_folder(&repo).is_none() {
-                        return Err(in_model(&hub::missing_model_help(
-                            &self.hub,
-                            &repo,
-                            ctx.node_id.as_str(),
-                            "HF_HUB_OFFLINE is set, so nothing is downloaded",
-                        )));
-                    }
-                }
+        let args = LoadArgs::parse(inputs)?;
+        // Offline and not cached can be told before anything runs; otherwise the run downloads.
+        if let Some(ModelSource::Hub(repo)) = &args.source {
+            if self.hub.offline && self.hub.cached_folder(repo).is_none() {
+                return Err(NodeError::input(
+                    "model",
+                    hub::missing_model_help(
+                        &self.hub,
+                        repo,
+                        ctx.node_id.as_str(),
+                        "HF_HUB_OFFLINE is set, so nothing is downloaded",
+                    ),
+                ));
             }
         }
         Ok(())
@@ -193,37 +218,24 @@ impl NodeType for LoadOmniGen {
         ctx: NodeContext,
     ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
         Box::pin(async move {
-            let model = inputs.get_str("model")?.to_string();
-            let dtype =
-                parse_dtype(inputs.get_str("dtype")?).map_err(|e| NodeError::input("dtype", e))?;
-            let device = parse_device(inputs.get_str("device")?)
-                .map_err(|e| NodeError::input("device", e))?;
-            let lora = inputs
-                .opt_str("lora")?
-                .map(str::trim)
-                .unwrap_or("")
-                .to_string();
-            let lora_scale = inputs.opt_float("lora_scale")?.unwrap_or(1.0);
+            let args = LoadArgs::parse(&inputs)?;
+            let source = args
+                .source
+                .ok_or_else(|| NodeError::input("model", "missing"))?;
             let hub = self.hub.clone();
             ctx.run_blocking(move |ctx| {
-                let folder: PathBuf =
-                    match hub::classify(&model).map_err(|e| NodeError::input("model", e))? {
-                        ModelSource::Folder(folder) => {
-                            hub::check_folder(&folder).map_err(|e| NodeError::input("model", e))?;
-                            folder
-                        }
-                        ModelSource::Hub(repo) => hub
-                            .fetch(&repo, ctx.node_id())
-                            .map_err(|e| NodeError::input("model", e).with_kind("ModelNotFound"))?,
-                    };
+                let folder: PathBuf = match source {
+                    ModelSource::Folder(folder) => folder,
+                    ModelSource::Hub(repo) => hub
+                        .fetch(&repo, ctx.node_id())
+                        .map_err(|e| NodeError::input("model", e).with_kind("ModelNotFound"))?,
+                };
                 ctx.check_cancelled()?;
-                let options = LoadOptions { dtype, device };
-                let mut omnigen = OmniGen::load(&folder, &options)
+                let mut omnigen = OmniGen::load(&folder, &args.options)
                     .map_err(|e| model_error("loading the model", &e))?;
-                if !lora.is_empty() {
-                    check_lora(&lora).map_err(|e| NodeError::input("lora", e))?;
+                if let Some(lora) = &args.lora {
                     omnigen
-                        .merge_lora(&lora, lora_scale)
+                        .merge_lora(lora, args.lora_scale)
                         .map_err(|e| model_error("merging the LoRA", &e))?;
                 }
                 let vae = Vae::load(&omnigen.files().vae_dir, omnigen.device())
@@ -231,6 +243,7 @@ impl NodeType for LoadOmniGen {
                 let device_name = super::device_name(omnigen.device());
                 let source = folder.display().to_string();
                 let bytes = omnigen.files().weights.iter().map(|w| file_size(w)).sum();
+                let vae_bytes = omnigen.files().vae_weights().map_or(0, |w| file_size(&w));
                 let model_value = ModelValue {
                     model: omnigen,
                     device_name,
@@ -240,11 +253,7 @@ impl NodeType for LoadOmniGen {
                 let vae_value = VaeValue {
                     vae,
                     source,
-                    bytes: file_size(
-                        &folder
-                            .join("vae")
-                            .join("diffusion_pytorch_model.safetensors"),
-                    ),
+                    bytes: vae_bytes,
                 };
                 Ok(NodeOutput::new(vec![
                     Value::Opaque(Arc::new(model_value)),
@@ -260,16 +269,31 @@ impl NodeType for LoadOmniGen {
 mod tests {
     use super::*;
 
+    fn parse(name: &str, text: &str) -> Result<LoadArgs, NodeError> {
+        LoadArgs::parse(&Inputs::new().with(name, Value::String(text.into())))
+    }
+
     #[test]
     fn device_and_dtype_strings_are_checked() {
-        assert!(parse_device("auto").is_ok());
-        assert!(parse_device("cpu").is_ok());
-        assert!(parse_device("cuda:1").is_ok());
-        assert!(parse_device("gpu please")
-            .unwrap_err()
-            .contains("auto, cpu or cuda:N"));
-        assert!(parse_dtype("bf16").is_ok());
-        assert!(parse_dtype("f16").is_err());
+        assert!(parse("device", "auto").is_ok());
+        assert!(parse("device", "cpu").is_ok());
+        assert_eq!(
+            parse("device", "cuda:1").expect("cuda:1").options.device,
+            DeviceChoice::Cuda(1)
+        );
+        let err = parse("device", "gpu please").unwrap_err().message;
+        assert!(err.starts_with("input 'device'"), "{err}");
+        assert!(err.contains("auto, cpu or cuda:N"), "{err}");
+        assert_eq!(
+            parse("dtype", "bf16").expect("bf16").options.dtype,
+            DTypeChoice::BF16
+        );
+        let err = parse("dtype", "f16").unwrap_err().message;
+        assert!(
+            err.starts_with("input 'dtype'") && err.contains("black images"),
+            "{err}"
+        );
+        assert!(parse("dtype", "f64").is_err());
     }
 
     #[test]

@@ -7,7 +7,6 @@ pub mod few_shot;
 pub mod hub;
 pub mod latent_files;
 pub mod load;
-pub mod placeholders;
 pub mod preview;
 pub mod prompt_nodes;
 pub mod sample;

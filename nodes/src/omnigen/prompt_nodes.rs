@@ -6,22 +6,19 @@ use omnigen_engine::{
     BoxFuture, CheckContext, InputSpec, Inputs, NodeContext, NodeError, NodeOutput, NodeSchema,
     NodeType, Value,
 };
-use omnigen_model::Latent;
+use omnigen_model::processor::{check_placeholders, PlaceholderError, DEFAULT_NEGATIVE_PROMPT};
+use omnigen_model::{Instruction, Latent};
 
 use super::few_shot::{
     self, Example, ExampleChain, DEFAULT_EXAMPLE_TEMPLATE, DEFAULT_QUERY_TEMPLATE,
 };
-use super::placeholders::{self, MAX_IMAGES};
 use super::values::{
-    ExampleValue, LatentValue, PromptValue, LATENT, OMNIGEN_EXAMPLE, OMNIGEN_PROMPT,
+    ExampleValue, InstructionValue, LatentValue, LATENT, OMNIGEN_EXAMPLE, OMNIGEN_PROMPT,
 };
 use super::CATEGORY;
 
-/// The reference pipeline's negative prompt (`OmniGenProcessor.__call__`'s default).
-pub const DEFAULT_NEGATIVE_PROMPT: &str = "low quality, jpeg artifacts, ugly, duplicate, morbid, mutilated, extra fingers, \
-mutated hands, poorly drawn hands, poorly drawn face, mutation, deformed, blurry, dehydrated, bad anatomy, bad proportions, \
-extra limbs, cloned face, disfigured, gross proportions, malformed limbs, missing arms, missing legs, extra arms, extra legs, \
-fused fingers, too many fingers.";
+/// How many image inputs `BuildPrompt` offers (`image_1` … `image_8`).
+pub const MAX_IMAGES: usize = 8;
 
 /// The `BuildPrompt` node.
 #[derive(Debug, Clone, Default)]
@@ -48,6 +45,55 @@ fn single_latent(inputs: &Inputs, name: &str) -> Result<Option<Latent>, NodeErro
 
 fn image_input_name(n: usize) -> String {
     format!("image_{n}")
+}
+
+/// The model's placeholder rule broken, said in terms of this node's `image_N` sockets.
+fn placeholder_error(err: &PlaceholderError) -> NodeError {
+    let message = match err {
+        PlaceholderError::MissingImage(n) => format!(
+            "the instruction refers to <|image_{n}|> but nothing is connected to image_{n}; connect an image \
+             (a LATENT from EncodeVAE) to image_{n} or remove the placeholder"
+        ),
+        PlaceholderError::Unreferenced(n) => format!(
+            "image_{n} is connected but the instruction never refers to it; add <img><|image_{n}|></img> where \
+             the picture belongs, or disconnect image_{n}"
+        ),
+        PlaceholderError::Gap { missing, used } => format!(
+            "images must be numbered from 1 without gaps: image_{missing} is not used but image_{used} is; \
+             renumber the placeholders and inputs"
+        ),
+        PlaceholderError::OutOfRange { .. } => err.to_string(),
+    };
+    NodeError::input("instruction", message).with_kind("PromptError")
+}
+
+/// `BuildPrompt`'s settings, parsed and checked once by the same code for `validate` (the constants; the
+/// connected image slots come from the links) and `run` (everything). A linked instruction is `None` at
+/// validation and checked at run time.
+#[derive(Debug)]
+struct PromptArgs<'a> {
+    instruction: Option<&'a str>,
+    negative_prompt: Option<&'a str>,
+    use_img_guidance: Option<bool>,
+}
+
+impl<'a> PromptArgs<'a> {
+    /// Reads the settings and checks the instruction's placeholders against the `connected` slots.
+    fn parse(inputs: &'a Inputs, connected: &[usize]) -> Result<Self, NodeError> {
+        let instruction = inputs.opt_str("instruction")?;
+        if let Some(text) = instruction {
+            check_placeholders(text, connected, MAX_IMAGES).map_err(|e| placeholder_error(&e))?;
+        }
+        Ok(Self {
+            instruction,
+            negative_prompt: inputs.opt_str("negative_prompt")?,
+            use_img_guidance: inputs.opt_bool("use_img_guidance")?,
+        })
+    }
+}
+
+fn required<T>(value: Option<T>, name: &str) -> Result<T, NodeError> {
+    value.ok_or_else(|| NodeError::input(name, "missing"))
 }
 
 impl NodeType for BuildPrompt {
@@ -85,16 +131,10 @@ impl NodeType for BuildPrompt {
     }
 
     fn validate(&self, inputs: &Inputs, ctx: &CheckContext) -> Result<(), NodeError> {
-        // A linked instruction is only known at run time (and checked there); a constant one is checked
-        // against the connected image_N sockets before anything runs.
-        if let Some(text) = inputs.opt_str("instruction")? {
-            let connected: Vec<usize> = (1..=MAX_IMAGES)
-                .filter(|&n| ctx.is_linked(&image_input_name(n)))
-                .collect();
-            placeholders::check_against_connected(text, &connected)
-                .map_err(|e| NodeError::input("instruction", e))?;
-        }
-        Ok(())
+        let connected: Vec<usize> = (1..=MAX_IMAGES)
+            .filter(|&n| ctx.is_linked(&image_input_name(n)))
+            .collect();
+        PromptArgs::parse(inputs, &connected).map(drop)
     }
 
     fn run<'a>(
@@ -103,30 +143,60 @@ impl NodeType for BuildPrompt {
         _ctx: NodeContext,
     ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
         Box::pin(async move {
-            let instruction = inputs.get_str("instruction")?;
             let mut connected = Vec::new();
-            let mut slots = Vec::new();
+            let mut images = Vec::new();
             for n in 1..=MAX_IMAGES {
                 if let Some(latent) = single_latent(&inputs, &image_input_name(n))? {
                     connected.push(n);
-                    slots.push((n, latent));
+                    images.push(latent);
                 }
             }
-            placeholders::check_against_connected(instruction, &connected)
-                .map_err(|e| NodeError::input("instruction", e).with_kind("PromptError"))?;
+            let args = PromptArgs::parse(&inputs, &connected)?;
             // Connected slots are exactly 1..=K now, so their order is the placeholder order.
-            let images: Vec<Latent> = slots.into_iter().map(|(_, l)| l).collect();
             let chain = inputs.opt_opaque::<ExampleValue>("examples")?;
-            let assembled =
-                few_shot::assemble(chain.as_ref().map(|c| c.0.as_ref()), instruction, images);
-            let prompt = PromptValue {
-                instruction: assembled.instruction,
-                images: assembled.images,
-                query_offset: assembled.query_offset,
-                negative_prompt: inputs.get_str("negative_prompt")?.to_string(),
-                use_img_guidance: inputs.get_bool("use_img_guidance")?,
-            };
-            Ok(NodeOutput::new(vec![Value::Opaque(Arc::new(prompt))]))
+            let assembled = few_shot::assemble(
+                chain.as_ref().map(|c| c.0.as_ref()),
+                required(args.instruction, "instruction")?,
+                images,
+            );
+            let instruction = Instruction::new(assembled.instruction)
+                .with_images(assembled.images)
+                .with_negative_prompt(required(args.negative_prompt, "negative_prompt")?)
+                .with_img_guidance(required(args.use_img_guidance, "use_img_guidance")?)
+                // use_input_image_size_as_output takes the query's first picture, not an example's.
+                .with_size_image(assembled.query_offset);
+            Ok(NodeOutput::new(vec![Value::Opaque(Arc::new(
+                InstructionValue(instruction),
+            ))]))
+        })
+    }
+}
+
+/// `FewShotExample`'s templates and words, parsed and checked once for `validate` and `run`.
+#[derive(Debug)]
+struct ExampleArgs {
+    instruction: String,
+    template: String,
+    query_template: String,
+}
+
+impl ExampleArgs {
+    fn parse(inputs: &Inputs) -> Result<Self, NodeError> {
+        let template = inputs
+            .opt_str("template")?
+            .unwrap_or(DEFAULT_EXAMPLE_TEMPLATE)
+            .to_string();
+        let query_template = inputs
+            .opt_str("query_template")?
+            .unwrap_or(DEFAULT_QUERY_TEMPLATE)
+            .to_string();
+        few_shot::check_example_template(&template).map_err(|e| NodeError::input("template", e))?;
+        few_shot::check_query_template(&query_template)
+            .map_err(|e| NodeError::input("query_template", e))?;
+        Ok(Self {
+            instruction: inputs.opt_str("instruction")?.unwrap_or("").to_string(),
+            template,
+            query_template,
         })
     }
 }
@@ -165,13 +235,7 @@ impl NodeType for FewShotExample {
     }
 
     fn validate(&self, inputs: &Inputs, _ctx: &CheckContext) -> Result<(), NodeError> {
-        if let Some(t) = inputs.opt_str("template")? {
-            few_shot::check_example_template(t).map_err(|e| NodeError::input("template", e))?;
-        }
-        if let Some(t) = inputs.opt_str("query_template")? {
-            few_shot::check_query_template(t).map_err(|e| NodeError::input("query_template", e))?;
-        }
-        Ok(())
+        ExampleArgs::parse(inputs).map(drop)
     }
 
     fn run<'a>(
@@ -180,6 +244,7 @@ impl NodeType for FewShotExample {
         _ctx: NodeContext,
     ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
         Box::pin(async move {
+            let args = ExampleArgs::parse(&inputs)?;
             let mut example_inputs = Vec::new();
             for name in ["input_image", "input_image_2", "input_image_3"] {
                 if let Some(latent) = single_latent(&inputs, name)? {
@@ -191,29 +256,17 @@ impl NodeType for FewShotExample {
             }
             let output = single_latent(&inputs, "output_image")?
                 .ok_or_else(|| NodeError::input("output_image", "missing"))?;
-            let template = inputs
-                .opt_str("template")?
-                .unwrap_or(DEFAULT_EXAMPLE_TEMPLATE)
-                .to_string();
-            let query_template = inputs
-                .opt_str("query_template")?
-                .unwrap_or(DEFAULT_QUERY_TEMPLATE)
-                .to_string();
-            few_shot::check_example_template(&template)
-                .map_err(|e| NodeError::input("template", e))?;
-            few_shot::check_query_template(&query_template)
-                .map_err(|e| NodeError::input("query_template", e))?;
             let example = Example {
                 inputs: example_inputs,
                 output,
-                instruction: inputs.opt_str("instruction")?.unwrap_or("").to_string(),
-                template,
+                instruction: args.instruction,
+                template: args.template,
             };
             let previous = inputs.opt_opaque::<ExampleValue>("previous")?;
             let chain = ExampleChain::extend(
                 previous.as_ref().map(|p| p.0.as_ref()),
                 example,
-                query_template,
+                args.query_template,
             );
             Ok(NodeOutput::new(vec![Value::opaque(ExampleValue(
                 Arc::new(chain),
@@ -249,5 +302,37 @@ mod tests {
         assert_eq!(optional[7], "image_8");
         assert_eq!(optional[8], "examples");
         assert_eq!(schema.outputs[0].type_name, OMNIGEN_PROMPT);
+    }
+
+    /// `BuildPrompt.validate` with a constant instruction and the given `image_N` slots linked.
+    fn check(instruction: &str, linked: &[usize]) -> Result<(), NodeError> {
+        let mut ctx = CheckContext::new("2", Default::default());
+        ctx.linked = linked.iter().map(|&n| image_input_name(n)).collect();
+        let inputs = Inputs::new().with("instruction", Value::String(instruction.into()));
+        BuildPrompt.validate(&inputs, &ctx)
+    }
+
+    #[test]
+    fn placeholders_are_checked_against_the_linked_image_slots() {
+        let message = |instruction: &str, linked: &[usize]| {
+            check(instruction, linked).expect_err(instruction).message
+        };
+        let err = message("<img><|image_1|></img> <img><|image_2|></img>", &[1]);
+        assert!(err.starts_with("input 'instruction'"), "{err}");
+        assert!(err.contains("nothing is connected to image_2"), "{err}");
+        let err = message("<img><|image_1|></img> make it blue", &[1, 2]);
+        assert!(
+            err.contains("image_2 is connected but the instruction never refers to it"),
+            "{err}"
+        );
+        let err = message("<|image_1|> <|image_3|>", &[1, 3]);
+        assert!(
+            err.contains("image_2 is not used but image_3 is; renumber"),
+            "{err}"
+        );
+        let err = message("<|image_9|>", &[]);
+        assert!(err.contains("<|image_9|> is out of range"), "{err}");
+        assert_eq!(check("<|image_2|> then <|image_1|>", &[1, 2]), Ok(()));
+        assert_eq!(check("a cat", &[]), Ok(()));
     }
 }

@@ -8,36 +8,88 @@ use omnigen_engine::{
     BoxFuture, CheckContext, Image, InputSpec, Inputs, NodeContext, NodeError, NodeOutput,
     NodeSchema, NodeType, Resource, Value,
 };
-use omnigen_model::{CfgMode, KvCacheMode, Prompt, SampleOptions, StepProgress};
+use omnigen_model::processor::ProcessorError;
+use omnigen_model::{
+    options::{MAX_OUTPUT_SIDE, OUTPUT_SIDE_MULTIPLE},
+    CfgMode, Error as ModelError, KvCacheMode, SampleOptions, StepProgress,
+};
 
-use super::values::{LatentValue, ModelValue, PromptValue, LATENT, OMNIGEN, OMNIGEN_PROMPT};
+use super::values::{InstructionValue, LatentValue, ModelValue, LATENT, OMNIGEN, OMNIGEN_PROMPT};
 use super::{model_error, seed_input, CATEGORY};
-
-/// Largest output side: the model's position table covers 192 × 192 patches of 16 pixels.
-pub const MAX_SIZE: i128 = 3072;
 
 /// The `OmniGenSample` node.
 #[derive(Debug, Clone, Default)]
 pub struct OmniGenSample;
 
-/// Checks a width or height: a multiple of 16 in `16..=3072`.
-pub fn check_size(name: &str, value: i128) -> Result<(), String> {
-    if !(16..=MAX_SIZE).contains(&value) || value % 16 != 0 {
-        return Err(format!(
-            "{name} {value} must be a multiple of 16 between 16 and {MAX_SIZE}"
-        ));
-    }
-    Ok(())
+/// `OmniGenSample`'s settings as the model's [`SampleOptions`], parsed once by the same code for
+/// `validate` (the constants; a linked setting keeps the model's default there and is checked at run
+/// time) and `run` (everything). The model's rules ([`SampleOptions::validate`]) are the checks; their
+/// errors name the input.
+#[derive(Debug, Clone, PartialEq)]
+struct SampleArgs {
+    options: SampleOptions,
 }
 
-fn parse_kv_cache(text: &str) -> Result<KvCacheMode, String> {
-    match text {
-        "reference" => Ok(KvCacheMode::Reference),
-        "exact" => Ok(KvCacheMode::Exact),
-        "off" => Ok(KvCacheMode::Off),
-        other => Err(format!(
-            "kv_cache '{other}' is not one of reference, exact, off"
-        )),
+impl SampleArgs {
+    fn parse(inputs: &Inputs) -> Result<Self, NodeError> {
+        let mut options = SampleOptions::default();
+        if inputs.contains("width") {
+            options.width = inputs.get_usize("width")?;
+        }
+        if inputs.contains("height") {
+            options.height = inputs.get_usize("height")?;
+        }
+        if let Some(on) = inputs.opt_bool("use_input_image_size_as_output")? {
+            options.use_input_image_size_as_output = on;
+        }
+        if inputs.contains("steps") {
+            options.steps = inputs.get_usize("steps")?;
+        }
+        if let Some(scale) = inputs.opt_float("guidance_scale")? {
+            options.guidance_scale = scale;
+        }
+        if let Some(scale) = inputs.opt_float("img_guidance_scale")? {
+            options.img_guidance_scale = scale;
+        }
+        if inputs.contains("seed") {
+            options.seed = inputs.get_u64("seed")?;
+        }
+        if let Some(kv) = inputs.opt_str("kv_cache")? {
+            options.kv_cache =
+                KvCacheMode::parse(kv).map_err(|e| NodeError::input("kv_cache", e))?;
+        }
+        if let Some(separate) = inputs.opt_bool("separate_cfg")? {
+            options.cfg = if separate {
+                CfgMode::Separate
+            } else {
+                CfgMode::Batched
+            };
+        }
+        options
+            .validate()
+            .map_err(|e| NodeError::input(e.field().name(), e))?;
+        Ok(Self { options })
+    }
+}
+
+/// A sampling failure of the model, pointed at the input that caused it when there is one.
+fn sample_error(err: &ModelError) -> NodeError {
+    match err {
+        ModelError::InvalidOption(e) => NodeError::input(e.field().name(), e),
+        ModelError::NoiseShape {
+            found,
+            expected,
+            height,
+            width,
+        } => NodeError::input(
+            "noise",
+            format!("has shape {found:?} but a {width}x{height} output needs {expected:?}"),
+        ),
+        ModelError::Processor(ProcessorError::InputSizeNeedsImage { .. }) => NodeError::input(
+            "use_input_image_size_as_output",
+            "is on but the prompt has no picture of its own (connect image_1 to BuildPrompt)",
+        ),
+        other => model_error("sampling", other),
     }
 }
 
@@ -46,9 +98,9 @@ impl NodeType for OmniGenSample {
         let size = |name: &str| {
             InputSpec::int(name)
                 .default_int(1024)
-                .min(16)
-                .max(MAX_SIZE as i64)
-                .step(16)
+                .min(OUTPUT_SIDE_MULTIPLE as i64)
+                .max(MAX_OUTPUT_SIDE as i64)
+                .step(OUTPUT_SIDE_MULTIPLE as i64)
                 .tooltip("Output size in pixels: a multiple of 16, at most 3072.")
         };
         NodeSchema::new("OmniGenSample")
@@ -86,7 +138,7 @@ impl NodeType for OmniGenSample {
             )
             .required(seed_input("Seed of the initial noise."))
             .required(
-                InputSpec::combo("kv_cache", ["reference", "exact", "off"])
+                InputSpec::combo("kv_cache", KvCacheMode::NAMES)
                     .default_value("reference")
                     .tooltip(
                         "reference = the official default (identical pictures, including its first-step quirk); \
@@ -106,20 +158,7 @@ impl NodeType for OmniGenSample {
     }
 
     fn validate(&self, inputs: &Inputs, _ctx: &CheckContext) -> Result<(), NodeError> {
-        for name in ["width", "height"] {
-            if let Some(v) = inputs.opt_int(name)? {
-                check_size(name, v).map_err(|e| NodeError::input(name, e))?;
-            }
-        }
-        if let Some(steps) = inputs.opt_int("steps")? {
-            if steps < 1 {
-                return Err(NodeError::input("steps", format!("{steps} must be at least 1")));
-            }
-        }
-        if let Some(kv) = inputs.opt_str("kv_cache")? {
-            parse_kv_cache(kv).map_err(|e| NodeError::input("kv_cache", e))?;
-        }
-        Ok(())
+        SampleArgs::parse(inputs).map(drop)
     }
 
     fn run<'a>(
@@ -128,64 +167,12 @@ impl NodeType for OmniGenSample {
         ctx: NodeContext,
     ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
         Box::pin(async move {
+            let SampleArgs { options } = SampleArgs::parse(&inputs)?;
             let model = inputs.get_opaque::<ModelValue>("model")?;
-            let prompt = inputs.get_opaque::<PromptValue>("prompt")?;
-            let (mut width, mut height) = (inputs.get_int("width")?, inputs.get_int("height")?);
-            check_size("width", width).map_err(|e| NodeError::input("width", e))?;
-            check_size("height", height).map_err(|e| NodeError::input("height", e))?;
-            if inputs.get_bool("use_input_image_size_as_output")? {
-                // The query's first picture: after few-shot examples, not the first example's.
-                let first = prompt.images.get(prompt.query_offset).ok_or_else(|| {
-                    NodeError::input(
-                        "use_input_image_size_as_output",
-                        "is on but the prompt has no picture of its own (connect image_1 to BuildPrompt)",
-                    )
-                })?;
-                let (h, w) = first.pixel_size();
-                (width, height) = (w as i128, h as i128);
-            }
-            let steps = inputs.get_usize("steps")?;
-            if steps < 1 {
-                return Err(NodeError::input("steps", "must be at least 1"));
-            }
-            let options = SampleOptions {
-                width: width as usize,
-                height: height as usize,
-                steps,
-                guidance_scale: inputs.get_float("guidance_scale")?,
-                img_guidance_scale: inputs.get_float("img_guidance_scale")?,
-                seed: inputs.get_u64("seed")?,
-                kv_cache: parse_kv_cache(inputs.get_str("kv_cache")?)
-                    .map_err(|e| NodeError::input("kv_cache", e))?,
-                cfg: if inputs.get_bool("separate_cfg")? {
-                    CfgMode::Separate
-                } else {
-                    CfgMode::Batched
-                },
-                use_input_image_size_as_output: false,
-            };
-            let noise = match inputs.opt_opaque::<LatentValue>("noise")? {
-                Some(n) => {
-                    let want = [1, 4, options.height / 8, options.width / 8];
-                    if n.0.tensor().dims() != want {
-                        return Err(NodeError::input(
-                            "noise",
-                            format!(
-                                "has shape {:?} but a {}x{} output needs {want:?}",
-                                n.0.tensor().dims(),
-                                options.width,
-                                options.height
-                            ),
-                        ));
-                    }
-                    Some(n.0.tensor().clone())
-                }
-                None => None,
-            };
-            let request = Prompt::new(prompt.instruction.clone())
-                .with_images(prompt.images.clone())
-                .with_negative_prompt(prompt.negative_prompt.clone())
-                .with_img_guidance(prompt.use_img_guidance);
+            let instruction = inputs.get_opaque::<InstructionValue>("prompt")?;
+            let noise = inputs
+                .opt_opaque::<LatentValue>("noise")?
+                .map(|n| n.0.tensor().clone());
             // One sampler at a time per device, so two never compete for its memory. The device comes
             // in through the `model` link, so it is locked at run time, with the engine's resource locks.
             let _device = ctx
@@ -201,11 +188,13 @@ impl NodeType for OmniGenSample {
                         Err(_) => ControlFlow::Break(()),
                     }
                 };
-                let result = model.model.sample(&request, &options, noise, &mut on_step);
+                let result = model
+                    .model
+                    .sample(&instruction.0, &options, noise, &mut on_step);
                 match result {
                     Ok(latent) => Ok(NodeOutput::new(vec![Value::opaque(LatentValue(latent))])),
                     Err(_) if ctx.is_cancelled() => Err(NodeError::cancelled()),
-                    Err(e) => Err(model_error("sampling", &e)),
+                    Err(e) => Err(sample_error(&e)),
                 }
             })
             .await
@@ -231,25 +220,88 @@ fn latent_preview(latent: &candle_core::Tensor) -> Result<Image, String> {
 mod tests {
     use super::*;
 
+    fn constants(pairs: &[(&str, Value)]) -> Inputs {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.clone()))
+            .collect()
+    }
+
     #[test]
     fn sizes_must_be_multiples_of_16_up_to_3072() {
-        assert!(check_size("width", 1024).is_ok());
-        assert!(check_size("width", 3072).is_ok());
+        let parse = |name: &str, v: i128| SampleArgs::parse(&constants(&[(name, Value::Int(v))]));
+        assert_eq!(parse("width", 1024).expect("ok").options.width, 1024);
+        assert!(parse("width", 3072).is_ok());
         assert_eq!(
-            check_size("width", 1000).unwrap_err(),
-            "width 1000 must be a multiple of 16 between 16 and 3072"
+            parse("width", 1000).unwrap_err().message,
+            "input 'width': width 1000 must be a multiple of 16 between 16 and 3072"
         );
-        assert!(check_size("height", 3088).is_err());
-        assert!(check_size("height", 0).is_err());
+        assert!(parse("height", 3088)
+            .unwrap_err()
+            .message
+            .starts_with("input 'height'"));
+        assert!(parse("height", 0).is_err());
+        assert!(parse("height", -16).is_err());
+        // The output takes an input picture's size: width/height are not used, so not checked.
+        let from_image = constants(&[
+            ("width", Value::Int(1000)),
+            ("use_input_image_size_as_output", Value::Bool(true)),
+        ]);
+        assert!(SampleArgs::parse(&from_image).is_ok());
     }
 
     #[test]
     fn kv_cache_modes_parse() {
-        assert!(matches!(
-            parse_kv_cache("reference"),
-            Ok(KvCacheMode::Reference)
+        let parse =
+            |text: &str| SampleArgs::parse(&constants(&[("kv_cache", Value::String(text.into()))]));
+        assert_eq!(
+            parse("reference").expect("ok").options.kv_cache,
+            KvCacheMode::Reference
+        );
+        assert_eq!(parse("off").expect("ok").options.kv_cache, KvCacheMode::Off);
+        assert!(parse("fast")
+            .unwrap_err()
+            .message
+            .starts_with("input 'kv_cache'"));
+    }
+
+    #[test]
+    fn steps_and_settings_become_the_model_options() {
+        let err = SampleArgs::parse(&constants(&[("steps", Value::Int(0))])).unwrap_err();
+        assert_eq!(err.message, "input 'steps': steps 0 must be at least 1");
+        let args = SampleArgs::parse(&constants(&[
+            ("steps", Value::Int(3)),
+            ("seed", Value::Int(7)),
+            ("separate_cfg", Value::Bool(false)),
+            ("guidance_scale", Value::Float(2.5)),
+        ]))
+        .expect("ok");
+        assert_eq!(args.options.steps, 3);
+        assert_eq!(args.options.seed, 7);
+        assert_eq!(args.options.cfg, CfgMode::Batched);
+        assert_eq!(args.options.guidance_scale, 2.5);
+    }
+
+    #[test]
+    fn model_errors_name_the_input() {
+        let noise = sample_error(&ModelError::NoiseShape {
+            found: vec![1, 4, 8, 8],
+            expected: vec![1, 4, 4, 4],
+            height: 32,
+            width: 32,
+        });
+        assert!(
+            noise
+                .message
+                .starts_with("input 'noise': has shape [1, 4, 8, 8]"),
+            "{}",
+            noise.message
+        );
+        let no_image = sample_error(&ModelError::Processor(
+            ProcessorError::InputSizeNeedsImage { prompt: 0 },
         ));
-        assert!(matches!(parse_kv_cache("off"), Ok(KvCacheMode::Off)));
-        assert!(parse_kv_cache("fast").is_err());
+        assert!(no_image
+            .message
+            .starts_with("input 'use_input_image_size_as_output'"));
     }
 }

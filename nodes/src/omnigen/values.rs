@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use omnigen_engine::OpaqueValue;
-use omnigen_model::{Latent, OmniGen, Vae};
+use omnigen_model::{Instruction, Latent, OmniGen, Vae};
 
 use super::few_shot::ExampleChain;
 
@@ -16,7 +16,7 @@ pub const OMNIGEN: &str = "OMNIGEN";
 pub const VAE: &str = "VAE";
 /// Socket type of a latent batch.
 pub const LATENT: &str = "LATENT";
-/// Socket type of a prompt ready for sampling.
+/// Socket type of an instruction ready for sampling (the name saved graphs use).
 pub const OMNIGEN_PROMPT: &str = "OMNIGEN_PROMPT";
 /// Socket type of a chain of few-shot examples.
 pub const OMNIGEN_EXAMPLE: &str = "OMNIGEN_EXAMPLE";
@@ -91,32 +91,21 @@ impl OpaqueValue for LatentValue {
     }
 }
 
-/// Everything the sampler needs besides the model: the full instruction (few-shot examples already
-/// folded in), the condition latents in placeholder order, and guidance settings.
+/// An OmniGen instruction ready for sampling: the full text (few-shot examples already folded in), the
+/// condition latents in placeholder order, the guidance settings and which picture sets the output size
+/// (the query's own first one, after any examples').
 #[derive(Debug, Clone)]
-pub struct PromptValue {
-    /// The instruction with `<|image_N|>` placeholders.
-    pub instruction: String,
-    /// Condition latents; `images[N-1]` is `<|image_N|>`.
-    pub images: Vec<Latent>,
-    /// Index in `images` of the query's first image (after few-shot examples), for
-    /// `use_input_image_size_as_output`.
-    pub query_offset: usize,
-    /// The negative prompt.
-    pub negative_prompt: String,
-    /// Whether the image-only guidance branch is used (when there are images).
-    pub use_img_guidance: bool,
-}
+pub struct InstructionValue(pub Instruction);
 
-impl OpaqueValue for PromptValue {
+impl OpaqueValue for InstructionValue {
     fn type_name(&self) -> &str {
         OMNIGEN_PROMPT
     }
     fn size_bytes(&self) -> usize {
-        self.instruction.len()
-            + self.negative_prompt.len()
-            + self
-                .images
+        let i = &self.0;
+        i.text.len()
+            + i.negative_prompt.as_ref().map_or(0, String::len)
+            + i.images
                 .iter()
                 .map(|l| l.tensor().elem_count() * 4)
                 .sum::<usize>()

@@ -15,7 +15,7 @@ use crate::sampler::{
 };
 use crate::scheduler::sigmas;
 use crate::transformer::Transformer;
-use crate::weights::{Layout, Weights};
+use crate::weights::Layout;
 
 /// Options of [`OmniGen::load`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -227,8 +227,8 @@ impl OmniGen {
         } else {
             Layout::Official
         };
-        let weights = Weights::open(&files.weights, layout, dtype, device)?;
-        let transformer = Transformer::new(&cfg, &weights.root())?;
+        let weights = crate::weights::open(&files.weights, layout, dtype, device)?;
+        let transformer = Transformer::new(&cfg, &weights)?;
         drop(weights); // unmap the checkpoint
         let processor = Processor::from_tokenizer_file(&files.tokenizer)?;
         Ok(Self {

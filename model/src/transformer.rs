@@ -12,7 +12,7 @@ use crate::final_layer::{unpatchify, FinalLayer};
 use crate::kv_cache::CacheUse;
 use crate::layer::Phi3Decoder;
 use crate::rope::LongRope;
-use crate::weights::Vb;
+use candle_nn::VarBuilder;
 
 /// A condition image's token span `[start, end)` in batch row `row` of `input_ids`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +62,7 @@ pub struct Transformer {
 
 impl Transformer {
     /// Builds the transformer from checkpoint weights (official names).
-    pub(crate) fn new(cfg: &OmniGenConfig, vb: &Vb) -> Result<Self> {
+    pub(crate) fn new(cfg: &OmniGenConfig, vb: &VarBuilder) -> Result<Self> {
         let (h, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.in_channels);
         Ok(Self {
             x_embedder: PatchEmbed::new(p, c, h, &vb.pp("x_embedder"))?,
@@ -97,8 +97,8 @@ impl Transformer {
         } else {
             crate::weights::Layout::Official
         };
-        let w = crate::weights::Weights::open(weights, layout, dtype, device)?;
-        Self::new(&cfg, &w.root())
+        let vb = crate::weights::open(weights, layout, dtype, device)?;
+        Self::new(&cfg, &vb)
     }
 
     /// Configuration.

@@ -17,7 +17,12 @@ pub struct PatchEmbed {
 }
 
 impl PatchEmbed {
-    pub(crate) fn new(patch: usize, in_channels: usize, hidden: usize, vb: &VarBuilder) -> Result<Self> {
+    pub(crate) fn new(
+        patch: usize,
+        in_channels: usize,
+        hidden: usize,
+        vb: &VarBuilder,
+    ) -> Result<Self> {
         let vb = vb.pp("proj");
         let w = vb.get(&[hidden, in_channels, patch, patch], "weight")?;
         let b = vb.get(&[hidden], "bias")?;

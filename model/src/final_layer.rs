@@ -15,7 +15,12 @@ pub struct FinalLayer {
 }
 
 impl FinalLayer {
-    pub(crate) fn new(hidden: usize, patch: usize, out_channels: usize, vb: &VarBuilder) -> Result<Self> {
+    pub(crate) fn new(
+        hidden: usize,
+        patch: usize,
+        out_channels: usize,
+        vb: &VarBuilder,
+    ) -> Result<Self> {
         Ok(Self {
             ada_ln: Linear::new(hidden, 2 * hidden, true, &vb.pp("adaLN_modulation").pp(1))?,
             linear: Linear::new(hidden, patch * patch * out_channels, true, &vb.pp("linear"))?,

@@ -48,7 +48,8 @@ impl Checkpoint {
             .map(|path| {
                 // SAFETY: the file is mapped read-only and never written by this process; a concurrent
                 // external truncation is the documented hazard of any memory map and is outside our control.
-                let tensors = unsafe { MmapedSafetensors::new(path) }.map_err(|e| refused(path, e))?;
+                let tensors =
+                    unsafe { MmapedSafetensors::new(path) }.map_err(|e| refused(path, e))?;
                 Ok(Shard {
                     path: path.clone(),
                     tensors,
@@ -274,3 +275,92 @@ fn release_pages(bytes: &[u8]) {
 
 #[cfg(not(unix))]
 fn release_pages(_bytes: &[u8]) {}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    /// Writes `tensors` (name, rows, cols; values counting up from a per-tensor base) to `dir/file`.
+    fn write(dir: &Path, file: &str, tensors: &[(&str, usize, usize)]) -> PathBuf {
+        let mut w = HashMap::new();
+        for (k, &(name, rows, cols)) in tensors.iter().enumerate() {
+            let base = 1000.0 * k as f32;
+            let v: Vec<f32> = (0..rows * cols).map(|i| base + i as f32).collect();
+            let t = Tensor::from_vec(v, (rows, cols), &Device::Cpu).expect("tensor");
+            w.insert(name.to_string(), t);
+        }
+        let path = dir.join(file);
+        candle_core::safetensors::save(&w, &path).expect("save");
+        path
+    }
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().and_then(|t| t.to_vec1()).expect("values")
+    }
+
+    #[test]
+    fn tensors_read_again_after_their_pages_were_released() -> Result<()> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Several pages each, and neighbours sharing pages.
+        let path = write(
+            dir.path(),
+            "m.safetensors",
+            &[("a", 3, 1001), ("b", 5, 999), ("c", 1, 7)],
+        );
+        let vb = Checkpoint::open(&[path], &[])?.into_var_builder(DType::F32, &Device::Cpu);
+        let first: Vec<Vec<f32>> = ["a", "b", "c"]
+            .iter()
+            .zip([(3, 1001), (5, 999), (1, 7)])
+            .map(|(n, s)| vb.get(s, n).map(|t| values(&t)))
+            .collect::<candle_core::Result<_>>()?;
+        for (n, s, v) in [
+            ("c", (1, 7), &first[2]),
+            ("a", (3, 1001), &first[0]),
+            ("b", (5, 999), &first[1]),
+        ] {
+            assert_eq!(&values(&vb.get(s, n)?), v, "{n} read twice");
+        }
+        assert_eq!(first[1][..3], [1000.0, 1001.0, 1002.0]);
+        Ok(())
+    }
+
+    #[test]
+    fn shards_and_row_fusion() -> Result<()> {
+        const QKV: &[RowFusion] = &[RowFusion {
+            fused: ".qkv",
+            parts: &[".q", ".k", ".v"],
+        }];
+        let dir = tempfile::tempdir().expect("temp dir");
+        let p1 = write(dir.path(), "1.safetensors", &[("l.q", 2, 3), ("l.k", 2, 3)]);
+        let p2 = write(dir.path(), "2.safetensors", &[("l.v", 2, 3)]);
+        let vb = Checkpoint::open(&[p1, p2], QKV)?.into_var_builder(DType::F32, &Device::Cpu);
+        assert!(vb.contains_tensor("l.qkv") && !vb.contains_tensor("m.qkv"));
+        let qkv = vb.get((6, 3), "l.qkv")?;
+        let rows: Vec<f32> = values(&qkv).into_iter().step_by(3).collect();
+        assert_eq!(rows, [0.0, 3.0, 1000.0, 1003.0, 0.0, 3.0]);
+        let err = Error::from(vb.get((6, 3), "m.qkv").expect_err("no blocks"));
+        assert!(
+            matches!(&err, Error::MissingTensor { name, .. } if name == "m.q` for `m.qkv"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("1.safetensors`, `"), "{err}");
+        let err = Error::from(vb.get((9, 3), "l.qkv").expect_err("wrong rows"));
+        assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_missing_file_is_an_io_error_naming_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("absent.safetensors");
+        let err = Checkpoint::open(std::slice::from_ref(&path), &[])
+            .err()
+            .expect("absent file");
+        assert!(
+            matches!(&err, Error::Io { path: p, .. } if *p == path),
+            "{err}"
+        );
+    }
+}

@@ -77,7 +77,8 @@ mod tests {
         let f = file_with(&bytes[..bytes.len() - 4]);
         let msg = size_mismatch(f.path()).expect("a diagnosis");
         assert!(
-            msg.contains("tensor `b` (shape [8]) ends at data byte 48") && msg.contains("truncated"),
+            msg.contains("tensor `b` (shape [8]) ends at data byte 48")
+                && msg.contains("truncated"),
             "{msg}"
         );
     }
@@ -93,6 +94,9 @@ mod tests {
     #[test]
     fn a_consistent_or_unreadable_file_has_no_diagnosis() {
         assert_eq!(size_mismatch(file_with(&two_tensors()).path()), None);
-        assert_eq!(size_mismatch(file_with(b"\x05\0\0\0\0\0\0\0{oops").path()), None);
+        assert_eq!(
+            size_mismatch(file_with(b"\x05\0\0\0\0\0\0\0{oops").path()),
+            None
+        );
     }
 }

@@ -27,7 +27,9 @@ pub(crate) fn from_candle(e: candle_core::Error) -> Error {
         candle_core::Error::WrappedContext { wrapped, context } => {
             match wrapped.downcast::<Error>() {
                 Ok(ours) => *ours,
-                Err(wrapped) => Error::Candle(candle_core::Error::WrappedContext { wrapped, context }),
+                Err(wrapped) => {
+                    Error::Candle(candle_core::Error::WrappedContext { wrapped, context })
+                }
             }
         }
         candle_core::Error::WithBacktrace { inner, backtrace } => match from_candle(*inner) {

@@ -25,7 +25,10 @@ const DIFFUSERS_FUSIONS: &[RowFusion] = &[RowFusion {
 const DIFFUSERS_PREFIXES: &[(&str, &str)] = &[
     ("pos_embed", "patch_embedding.pos_embed"),
     ("x_embedder.proj.", "patch_embedding.output_image_proj."),
-    ("input_x_embedder.proj.", "patch_embedding.input_image_proj."),
+    (
+        "input_x_embedder.proj.",
+        "patch_embedding.input_image_proj.",
+    ),
     ("time_token.mlp.0.", "time_token.linear_1."),
     ("time_token.mlp.2.", "time_token.linear_2."),
     ("t_embedder.mlp.0.", "t_embedder.linear_1."),

@@ -5,7 +5,7 @@ use candle_core::{DType, Tensor, D};
 use crate::cpu_kernels;
 use crate::error::Result;
 use crate::nn::Linear;
-use crate::weights::Vb;
+use candle_nn::VarBuilder;
 
 /// `self_attn` of one decoder layer.
 #[derive(Debug, Clone)]
@@ -48,7 +48,7 @@ pub(crate) enum LayerCache<'a> {
 }
 
 impl Attention {
-    pub(crate) fn new(hidden: usize, n_heads: usize, vb: &Vb) -> Result<Self> {
+    pub(crate) fn new(hidden: usize, n_heads: usize, vb: &VarBuilder) -> Result<Self> {
         Ok(Self {
             qkv_proj: Linear::new(hidden, 3 * hidden, false, &vb.pp("qkv_proj"))?,
             o_proj: Linear::new(hidden, hidden, false, &vb.pp("o_proj"))?,

@@ -6,7 +6,7 @@ use candle_core::{DType, Tensor};
 
 use crate::error::{Error, Result};
 use crate::nn::Linear;
-use crate::weights::Vb;
+use candle_nn::VarBuilder;
 
 /// `x_embedder` / `input_x_embedder`: Conv2d(in→C, kernel = stride = p).
 #[derive(Debug, Clone)]
@@ -17,7 +17,12 @@ pub struct PatchEmbed {
 }
 
 impl PatchEmbed {
-    pub(crate) fn new(patch: usize, in_channels: usize, hidden: usize, vb: &Vb) -> Result<Self> {
+    pub(crate) fn new(
+        patch: usize,
+        in_channels: usize,
+        hidden: usize,
+        vb: &VarBuilder,
+    ) -> Result<Self> {
         let vb = vb.pp("proj");
         let w = vb.get(&[hidden, in_channels, patch, patch], "weight")?;
         let b = vb.get(&[hidden], "bias")?;
@@ -57,7 +62,7 @@ pub struct PosEmbed {
 }
 
 impl PosEmbed {
-    pub(crate) fn new(max_size: usize, hidden: usize, vb: &Vb) -> Result<Self> {
+    pub(crate) fn new(max_size: usize, hidden: usize, vb: &VarBuilder) -> Result<Self> {
         let table = vb.get(&[1, max_size * max_size, hidden], "pos_embed")?;
         let table = table.reshape((max_size, max_size, hidden))?;
         Ok(Self { table, max_size })
@@ -95,7 +100,7 @@ pub struct TimestepEmbedder {
 pub const TIMESTEP_FREQ_DIM: usize = 256;
 
 impl TimestepEmbedder {
-    pub(crate) fn new(hidden: usize, vb: &Vb) -> Result<Self> {
+    pub(crate) fn new(hidden: usize, vb: &VarBuilder) -> Result<Self> {
         let half = TIMESTEP_FREQ_DIM / 2;
         // torch: exp(-ln(10000) * arange(0, half, f32) / half), all in f32.
         let neg_ln = -(10000f64.ln()) as f32;

@@ -106,7 +106,15 @@ pub enum Error {
     Processor(#[from] crate::processor::ProcessorError),
     /// A tensor operation failed.
     #[error(transparent)]
-    Candle(#[from] candle_core::Error),
+    Candle(candle_core::Error),
+}
+
+impl From<candle_core::Error> for Error {
+    /// A loading error that travelled through candle's `VarBuilder` comes back as itself
+    /// (`MissingTensor`, `ShapeMismatch`, ...); any other candle error becomes `Error::Candle`.
+    fn from(e: candle_core::Error) -> Self {
+        crate::weights::from_candle(e)
+    }
 }
 
 impl Error {

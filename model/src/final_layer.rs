@@ -4,7 +4,7 @@ use candle_core::{Tensor, D};
 
 use crate::error::Result;
 use crate::nn::{layer_norm_no_affine, Linear};
-use crate::weights::Vb;
+use candle_nn::VarBuilder;
 
 /// `final_layer`.
 #[derive(Debug, Clone)]
@@ -15,7 +15,12 @@ pub struct FinalLayer {
 }
 
 impl FinalLayer {
-    pub(crate) fn new(hidden: usize, patch: usize, out_channels: usize, vb: &Vb) -> Result<Self> {
+    pub(crate) fn new(
+        hidden: usize,
+        patch: usize,
+        out_channels: usize,
+        vb: &VarBuilder,
+    ) -> Result<Self> {
         Ok(Self {
             ada_ln: Linear::new(hidden, 2 * hidden, true, &vb.pp("adaLN_modulation").pp(1))?,
             linear: Linear::new(hidden, patch * patch * out_channels, true, &vb.pp("linear"))?,

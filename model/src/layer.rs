@@ -8,7 +8,7 @@ use crate::cpu_kernels;
 use crate::error::Result;
 use crate::kv_cache::CacheUse;
 use crate::nn::{Linear, RmsNorm};
-use crate::weights::Vb;
+use candle_nn::VarBuilder;
 
 /// `mlp`: `down_proj(up * silu(gate))` with `(gate, up) = gate_up_proj(x).chunk(2)`.
 #[derive(Debug, Clone)]
@@ -19,7 +19,7 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    pub(crate) fn new(cfg: &OmniGenConfig, vb: &Vb) -> Result<Self> {
+    pub(crate) fn new(cfg: &OmniGenConfig, vb: &VarBuilder) -> Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
         Ok(Self {
             gate_up_proj: Linear::new(h, 2 * i, false, &vb.pp("gate_up_proj"))?,
@@ -52,7 +52,7 @@ pub struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    pub(crate) fn new(cfg: &OmniGenConfig, vb: &Vb) -> Result<Self> {
+    pub(crate) fn new(cfg: &OmniGenConfig, vb: &VarBuilder) -> Result<Self> {
         let h = cfg.hidden_size;
         Ok(Self {
             self_attn: Attention::new(h, cfg.num_attention_heads, &vb.pp("self_attn"))?,
@@ -94,7 +94,7 @@ pub struct Phi3Decoder {
 }
 
 impl Phi3Decoder {
-    pub(crate) fn new(cfg: &OmniGenConfig, vb: &Vb) -> Result<Self> {
+    pub(crate) fn new(cfg: &OmniGenConfig, vb: &VarBuilder) -> Result<Self> {
         let embed_tokens = vb
             .pp("embed_tokens")
             .get(&[cfg.vocab_size, cfg.hidden_size], "weight")?;

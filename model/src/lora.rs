@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::nn::Linear;
 use crate::transformer::Transformer;
-use crate::weights::SafetensorsFile;
+use crate::weights::Checkpoint;
 
 #[derive(Debug, Deserialize)]
 struct AdapterConfig {
@@ -72,47 +72,32 @@ pub fn merge_lora(tr: &mut Transformer, dir: &Path, scale: f64) -> Result<usize>
         cfg.lora_alpha / cfg.r as f64
     } * scale;
 
-    let file = SafetensorsFile::open(&dir.join("adapter_model.safetensors"))?;
-    let mut modules: Vec<String> = file
+    let path = dir.join("adapter_model.safetensors");
+    let adapter = Checkpoint::open(std::slice::from_ref(&path), &[])?;
+    let mut modules: Vec<String> = adapter
         .names()
+        .iter()
         .filter_map(|n| n.strip_suffix(".lora_A.weight").map(str::to_string))
         .collect();
     modules.sort();
     if modules.is_empty() {
         return Err(Error::Safetensors {
-            path: file.path().to_path_buf(),
+            path,
             message: "no `*.lora_A.weight` tensors".into(),
         });
     }
+    // The factors are read in f32 on the CPU; only the product moves to the model's device.
+    let vb = adapter.into_var_builder(DType::F32, &Device::Cpu);
     let device = tr.device().clone();
     for key in &modules {
         let module = key.strip_prefix("base_model.model.").unwrap_or(key);
-        let a_name = format!("{key}.lora_A.weight");
-        let b_name = format!("{key}.lora_B.weight");
-        let load = |n: &str| -> Result<candle_core::Tensor> {
-            file.load(n, DType::F32, &Device::Cpu)?
-                .ok_or_else(|| Error::MissingTensor {
-                    name: n.to_string(),
-                    expected: vec![],
-                    source_desc: format!("`{}`", file.path().display()),
-                })
-        };
-        let (a, b) = (load(&a_name)?, load(&b_name)?);
         let linear = linear_mut(tr, module).ok_or_else(|| Error::Input(format!(
             "LoRA targets `{module}`, which is not a mergeable linear layer of OmniGen's transformer"
         )))?;
         let (out_dim, in_dim) = linear.weight().dims2()?;
-        let expect_a = [cfg.r, in_dim];
-        let expect_b = [out_dim, cfg.r];
-        for (name, t, expected) in [(&a_name, &a, &expect_a), (&b_name, &b, &expect_b)] {
-            if t.dims() != expected {
-                return Err(Error::ShapeMismatch {
-                    name: name.clone(),
-                    expected: expected.to_vec(),
-                    found: t.dims().to_vec(),
-                });
-            }
-        }
+        let vb = vb.pp(key);
+        let a = vb.get((cfg.r, in_dim), "lora_A.weight")?;
+        let b = vb.get((out_dim, cfg.r), "lora_B.weight")?;
         let delta = (b.matmul(&a)? * scaling)?.to_device(&device)?;
         linear.add_to_weight(&delta)?;
     }

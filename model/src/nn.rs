@@ -4,7 +4,7 @@
 use candle_core::{DType, Module, Tensor, D};
 
 use crate::error::Result;
-use crate::weights::Vb;
+use candle_nn::VarBuilder;
 
 /// A linear layer `y = x Wᵀ + b` whose weight can be swapped after loading (LoRA merging).
 #[derive(Debug, Clone)]
@@ -14,7 +14,7 @@ pub struct Linear {
 
 impl Linear {
     /// Loads `weight` `[out, in]` (and `bias` `[out]` when `bias` is true) under `vb`.
-    pub(crate) fn new(in_dim: usize, out_dim: usize, bias: bool, vb: &Vb) -> Result<Self> {
+    pub(crate) fn new(in_dim: usize, out_dim: usize, bias: bool, vb: &VarBuilder) -> Result<Self> {
         let w = vb.get(&[out_dim, in_dim], "weight")?;
         let b = if bias {
             Some(vb.get(&[out_dim], "bias")?)
@@ -60,7 +60,7 @@ pub struct RmsNorm {
 }
 
 impl RmsNorm {
-    pub(crate) fn new(dim: usize, eps: f64, vb: &Vb) -> Result<Self> {
+    pub(crate) fn new(dim: usize, eps: f64, vb: &VarBuilder) -> Result<Self> {
         Ok(Self {
             weight: vb.get(&[dim], "weight")?,
             eps,

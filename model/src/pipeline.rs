@@ -15,7 +15,7 @@ use crate::processor::{BatchRequest, InstructionInput, Processor};
 use crate::sampler::{sample_loop, BranchBatch, LoopInputs, LoopOptions, StepProgress};
 use crate::scheduler::sigmas;
 use crate::transformer::Transformer;
-use crate::weights::{Layout, Weights};
+use crate::weights::Layout;
 
 /// OmniGen: transformer, tokenizer/processor and configuration on one device and dtype.
 #[derive(Debug, Clone)]
@@ -51,8 +51,8 @@ impl OmniGen {
         } else {
             Layout::Official
         };
-        let weights = Weights::open(&files.weights, layout, dtype, device)?;
-        let transformer = Transformer::new(&cfg, &weights.root())?;
+        let weights = crate::weights::open(&files.weights, layout, dtype, device)?;
+        let transformer = Transformer::new(&cfg, &weights)?;
         drop(weights); // unmap the checkpoint
         let processor = Processor::from_tokenizer_file(&files.tokenizer)?;
         Ok(Self {

@@ -13,7 +13,7 @@ use crate::kv_cache::CacheUse;
 use crate::layer::Phi3Decoder;
 use crate::rope::LongRope;
 pub use crate::span::ImageSpan;
-use crate::weights::Vb;
+use candle_nn::VarBuilder;
 
 /// The explicit tensors of one forward call (what the official `OmniGen.forward` receives).
 #[derive(Debug, Clone, Copy)]
@@ -52,7 +52,7 @@ pub struct Transformer {
 
 impl Transformer {
     /// Builds the transformer from checkpoint weights (official names).
-    pub(crate) fn new(cfg: &OmniGenConfig, vb: &Vb) -> Result<Self> {
+    pub(crate) fn new(cfg: &OmniGenConfig, vb: &VarBuilder) -> Result<Self> {
         let (h, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.in_channels);
         Ok(Self {
             x_embedder: PatchEmbed::new(p, c, h, &vb.pp("x_embedder"))?,
@@ -87,8 +87,8 @@ impl Transformer {
         } else {
             crate::weights::Layout::Official
         };
-        let w = crate::weights::Weights::open(weights, layout, dtype, device)?;
-        Self::new(&cfg, &w.root())
+        let vb = crate::weights::open(weights, layout, dtype, device)?;
+        Self::new(&cfg, &vb)
     }
 
     /// Configuration.

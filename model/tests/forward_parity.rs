@@ -1,6 +1,6 @@
 //! One transformer forward against the official implementation (tiny model, float32 and bf16), including
-//! LongRoPE on both sides of the long/short switch, non-square outputs, LoRA merging, the diffusers layout
-//! and the KV cache (step 0 quirk and later steps).
+//! LongRoPE on both sides of the long/short switch, non-square outputs, LoRA merging, the diffusers layout, a
+//! sharded checkpoint and the KV cache (step 0 quirk and later steps).
 
 mod common;
 
@@ -130,6 +130,35 @@ fn lora_scale_zero_is_identity() -> TestResult {
     let (c, r) = case("t2i_batched")?;
     let out = run(model.transformer(), &c)?;
     assert_close("lora scale 0", &out, &get(&r, "fwd.t2i_batched.out")?, 1e-5)?;
+    Ok(())
+}
+
+#[test]
+fn sharded_checkpoint_gives_the_same_forward() -> TestResult {
+    // `tiny/model.safetensors` split into two shards, as `model-0000N-of-00002.safetensors`.
+    let dir = tempfile::tempdir()?;
+    let src = fixtures().join("tiny");
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(src.join(f), dir.path().join(f))?;
+    }
+    let mut names: Vec<(String, Tensor)> =
+        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu)?
+            .into_iter()
+            .collect();
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    let second = names.split_off(names.len() / 2);
+    for (k, part) in [names, second].into_iter().enumerate() {
+        let part: std::collections::HashMap<String, Tensor> = part.into_iter().collect();
+        let file = format!("model-{:05}-of-00002.safetensors", k + 1);
+        candle_core::safetensors::save(&part, dir.path().join(file))?;
+    }
+    let sharded = OmniGen::load_on(dir.path(), DType::F32, &Device::Cpu)?;
+    assert_eq!(sharded.files().weights.len(), 2);
+    let official = tiny(DType::F32)?;
+    let (c, _) = case("two_images_batched")?;
+    let a = run(official.transformer(), &c)?;
+    let b = run(sharded.transformer(), &c)?;
+    assert_close("sharded vs single file", &b, &a, 0.0)?;
     Ok(())
 }
 

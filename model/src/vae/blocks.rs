@@ -5,7 +5,7 @@ use candle_core::{Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, GroupNorm};
 
 use crate::error::Result;
-use crate::weights::Vb;
+use candle_nn::VarBuilder;
 
 const EPS: f64 = 1e-6;
 
@@ -15,7 +15,7 @@ pub(crate) fn conv(
     k: usize,
     stride: usize,
     padding: usize,
-    vb: &Vb,
+    vb: &VarBuilder,
 ) -> Result<Conv2d> {
     let w = vb.get(&[cout, cin, k, k], "weight")?;
     let b = vb.get(&[cout], "bias")?;
@@ -27,7 +27,7 @@ pub(crate) fn conv(
     Ok(Conv2d::new(w, Some(b), cfg))
 }
 
-pub(crate) fn group_norm(groups: usize, c: usize, vb: &Vb) -> Result<GroupNorm> {
+pub(crate) fn group_norm(groups: usize, c: usize, vb: &VarBuilder) -> Result<GroupNorm> {
     Ok(GroupNorm::new(
         vb.get(&[c], "weight")?,
         vb.get(&[c], "bias")?,
@@ -48,7 +48,7 @@ pub(crate) struct ResnetBlock {
 }
 
 impl ResnetBlock {
-    pub fn new(cin: usize, cout: usize, groups: usize, vb: &Vb) -> Result<Self> {
+    pub fn new(cin: usize, cout: usize, groups: usize, vb: &VarBuilder) -> Result<Self> {
         Ok(Self {
             norm1: group_norm(groups, cin, &vb.pp("norm1"))?,
             conv1: conv(cin, cout, 3, 1, 1, &vb.pp("conv1"))?,
@@ -88,9 +88,9 @@ pub(crate) struct AttentionBlock {
 }
 
 impl AttentionBlock {
-    pub fn new(c: usize, groups: usize, vb: &Vb) -> Result<Self> {
+    pub fn new(c: usize, groups: usize, vb: &VarBuilder) -> Result<Self> {
         // Newer diffusers names first, then the pre-0.14 names that some SDXL VAE files still use.
-        let names: [&str; 5] = if vb.contains("to_q.weight") {
+        let names: [&str; 5] = if vb.contains_tensor("to_q.weight") {
             ["group_norm", "to_q", "to_k", "to_v", "to_out.0"]
         } else {
             ["group_norm", "query", "key", "value", "proj_attn"]
@@ -137,7 +137,7 @@ pub(crate) struct MidBlock {
 }
 
 impl MidBlock {
-    pub fn new(c: usize, groups: usize, attention: bool, vb: &Vb) -> Result<Self> {
+    pub fn new(c: usize, groups: usize, attention: bool, vb: &VarBuilder) -> Result<Self> {
         Ok(Self {
             res0: ResnetBlock::new(c, c, groups, &vb.pp("resnets.0"))?,
             attn: if attention {
@@ -165,7 +165,7 @@ pub(crate) struct Downsample {
 }
 
 impl Downsample {
-    pub fn new(c: usize, vb: &Vb) -> Result<Self> {
+    pub fn new(c: usize, vb: &VarBuilder) -> Result<Self> {
         Ok(Self {
             conv: conv(c, c, 3, 2, 0, &vb.pp("conv"))?,
         })
@@ -184,7 +184,7 @@ pub(crate) struct Upsample {
 }
 
 impl Upsample {
-    pub fn new(c: usize, vb: &Vb) -> Result<Self> {
+    pub fn new(c: usize, vb: &VarBuilder) -> Result<Self> {
         Ok(Self {
             conv: conv(c, c, 3, 1, 1, &vb.pp("conv"))?,
         })

@@ -6,7 +6,7 @@ use candle_nn::{Conv2d, GroupNorm};
 use super::blocks::{conv, group_norm, Downsample, MidBlock, ResnetBlock, Upsample};
 use super::config::VaeConfig;
 use crate::error::Result;
-use crate::weights::Vb;
+use candle_nn::VarBuilder;
 
 #[derive(Debug, Clone)]
 struct Level {
@@ -26,7 +26,7 @@ pub(crate) struct Encoder {
 }
 
 impl Encoder {
-    pub fn new(cfg: &VaeConfig, vb: &Vb) -> Result<Self> {
+    pub fn new(cfg: &VaeConfig, vb: &VarBuilder) -> Result<Self> {
         let ch = &cfg.block_out_channels;
         let g = cfg.norm_num_groups;
         let mut levels = Vec::new();
@@ -84,7 +84,7 @@ pub(crate) struct Decoder {
 }
 
 impl Decoder {
-    pub fn new(cfg: &VaeConfig, vb: &Vb) -> Result<Self> {
+    pub fn new(cfg: &VaeConfig, vb: &VarBuilder) -> Result<Self> {
         let rev: Vec<usize> = cfg.block_out_channels.iter().rev().copied().collect();
         let g = cfg.norm_num_groups;
         let mut levels = Vec::new();
@@ -138,7 +138,7 @@ fn resnet_stack(
     cin: usize,
     cout: usize,
     groups: usize,
-    vb: &Vb,
+    vb: &VarBuilder,
 ) -> Result<Vec<ResnetBlock>> {
     (0..count)
         .map(|j| {

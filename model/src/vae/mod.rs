@@ -7,11 +7,11 @@ pub mod config;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::Conv2d;
+use candle_nn::{Conv2d, VarBuilder};
 
 use crate::error::{Error, Result};
 use crate::latent::Latent;
-use crate::weights::{Layout, Weights};
+use crate::weights::Layout;
 use blocks::conv;
 use coder::{Decoder, Encoder};
 pub use config::VaeConfig;
@@ -65,12 +65,11 @@ impl Vae {
             path: dir.to_path_buf(),
             missing: vec![VAE_WEIGHT_FILES[0].to_string()],
         })?;
-        let w = Weights::open(&[weights], Layout::Official, DType::F32, device)?;
-        Self::from_weights(cfg, &w)
+        let vb = crate::weights::open(&[weights], Layout::Official, DType::F32, device)?;
+        Self::new(cfg, &vb)
     }
 
-    pub(crate) fn from_weights(cfg: VaeConfig, w: &Weights) -> Result<Self> {
-        let vb = w.root();
+    fn new(cfg: VaeConfig, vb: &VarBuilder) -> Result<Self> {
         let l = cfg.latent_channels;
         Ok(Self {
             encoder: Encoder::new(&cfg, &vb.pp("encoder"))?,
@@ -85,7 +84,7 @@ impl Vae {
             } else {
                 None
             },
-            device: w.device().clone(),
+            device: vb.device().clone(),
             cfg,
         })
     }

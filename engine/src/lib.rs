@@ -17,6 +17,7 @@ pub mod plan;
 pub mod registry;
 mod run;
 pub mod schema;
+mod throttle;
 pub mod validate;
 pub mod value;
 pub mod watch;

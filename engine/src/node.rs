@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 
-use crate::event::{Event, EventSink};
+use crate::event::EventSink;
 use crate::schema::NodeSchema;
+use crate::throttle::ProgressThrottle;
 use crate::value::{downcast_opaque, Image, Mask, OpaqueValue, Value};
 
 /// A boxed, sendable future (what [`NodeType::run`] returns).
@@ -427,7 +428,7 @@ struct ContextInner {
     dirs: Arc<Dirs>,
     prompt: Arc<Json>,
     extra_data: Arc<Json>,
-    events: EventSink,
+    progress: ProgressThrottle,
     cancel: CancelToken,
 }
 
@@ -464,13 +465,18 @@ impl NodeContext {
     pub fn new(parts: NodeContextParts) -> Self {
         NodeContext {
             inner: Arc::new(ContextInner {
+                // First, while the ids are still here to clone.
+                progress: ProgressThrottle::new(
+                    parts.events,
+                    parts.prompt_id.clone(),
+                    parts.node_id.clone(),
+                ),
                 prompt_id: parts.prompt_id,
                 node_id: parts.node_id,
                 class_type: parts.class_type,
                 dirs: parts.dirs,
                 prompt: parts.prompt,
                 extra_data: parts.extra_data,
-                events: parts.events,
                 cancel: parts.cancel,
             }),
         }
@@ -531,13 +537,7 @@ impl NodeContext {
         max: u64,
         preview: Option<Arc<Image>>,
     ) -> Result<(), NodeError> {
-        self.inner.events.send(Event::Progress {
-            value,
-            max,
-            prompt_id: self.inner.prompt_id.clone(),
-            node: self.inner.node_id.clone(),
-            preview,
-        });
+        self.inner.progress.report(value, max, preview);
         self.check_cancelled()
     }
     /// Runs CPU-heavy work on tokio's blocking pool so other branches keep running. The closure gets a
@@ -560,6 +560,7 @@ impl NodeContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Event;
 
     #[test]
     fn getters_name_the_input_on_error() {

@@ -270,6 +270,8 @@ async fn a_progress_flood_is_coalesced_into_a_few_events() {
     std::fs::write(plugins.path().join(&manifest.wasm), &bytes).unwrap();
     std::fs::write(plugins.path().join("hostile.plugin.json"), manifest.to_json()).unwrap();
     let registry = Arc::new(Registry::new());
+    let out = tempfile::tempdir().unwrap();
+    registry.register(SaveRaw(out.path().to_path_buf()));
     let config = omnigen_plugins::PluginConfig {
         max_timeout: std::time::Duration::from_secs(60),
         ..common::test_config()
@@ -286,7 +288,10 @@ async fn a_progress_flood_is_coalesced_into_a_few_events() {
             }
         })
     };
-    let graph = json!({"1": {"class_type": "hostile/progress_flood", "inputs": {}}});
+    let graph = json!({
+        "1": {"class_type": "hostile/progress_flood", "inputs": {}},
+        "2": {"class_type": "TestSaveRaw", "inputs": {"images": ["1", 0], "name": "flood"}}
+    });
     let start = std::time::Instant::now();
     let report = executor
         .run(&request(graph), RunOptions::new(sink))

@@ -216,11 +216,18 @@ impl PartialEq for Image {
             return false;
         }
         match (&self.pixels, &other.pixels) {
-            (Pixels::Bytes { bytes: a, stored: sa, .. }, Pixels::Bytes { bytes: b, stored: sb, .. })
-                if sa == sb =>
-            {
-                a == b
-            }
+            (
+                Pixels::Bytes {
+                    bytes: a,
+                    stored: sa,
+                    ..
+                },
+                Pixels::Bytes {
+                    bytes: b,
+                    stored: sb,
+                    ..
+                },
+            ) if sa == sb => a == b,
             _ => self.data() == other.data(),
         }
     }

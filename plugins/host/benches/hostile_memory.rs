@@ -11,7 +11,30 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use omnigen_engine::{Event, EventSink, Executor, ExecutorConfig, PromptRequest, Registry, RunOptions};
+use omnigen_engine::{
+    BoxFuture, Event, EventSink, Executor, ExecutorConfig, InputSpec, Inputs, NodeContext,
+    NodeError, NodeOutput, NodeSchema, NodeType, PromptRequest, Registry, RunOptions,
+};
+
+/// An output node that takes an image and keeps nothing (graphs need an output to run).
+struct Sink;
+impl NodeType for Sink {
+    fn schema(&self) -> NodeSchema {
+        NodeSchema::new("Sink")
+            .required(InputSpec::socket("images", "IMAGE"))
+            .output_node()
+    }
+    fn run<'a>(
+        &'a self,
+        inputs: Inputs,
+        _: NodeContext,
+    ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+        Box::pin(async move {
+            let image = inputs.get_image("images")?;
+            Ok(NodeOutput::ui(json!({"bytes": image.size_bytes()})))
+        })
+    }
+}
 use omnigen_plugins::{
     guest, register_dir, sha256_hex, CallControl, LimitRequest, Limits, LoadedPlugin, Manifest,
     PixelFormat, PixelImage, PluginConfig, PluginRuntime, PluginValue, ABI_VERSION,
@@ -109,19 +132,30 @@ fn prepare(attack: &str, wasm: &Path) -> Box<dyn FnOnce() -> String> {
                     ),
                     Err(e) => {
                         let text = e.to_string();
-                        format!("{} bytes of error: {}", text.len(), &text[..text.len().min(90)])
+                        format!(
+                            "{} bytes of error: {}",
+                            text.len(),
+                            &text[..text.len().min(90)]
+                        )
                     }
                 }
             })
         }
         "progress_flood" => {
             let dir = tempfile::tempdir().unwrap();
-            install(dir.path(), "hostile", &hostile_bytes, LimitRequest::default());
+            install(
+                dir.path(),
+                "hostile",
+                &hostile_bytes,
+                LimitRequest::default(),
+            );
             let registry = Arc::new(Registry::new());
+            registry.register(Sink);
             let (host, _) = register_dir(&registry, dir.path(), &PluginConfig::default()).unwrap();
             let executor = Executor::new(registry, ExecutorConfig::default());
             Box::new(move || {
-                let (events, bytes) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+                let (events, bytes) =
+                    (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
                 let sink = {
                     let (events, bytes) = (Arc::clone(&events), Arc::clone(&bytes));
                     EventSink::from_fn(move |e: Event| {
@@ -132,11 +166,14 @@ fn prepare(attack: &str, wasm: &Path) -> Box<dyn FnOnce() -> String> {
                         }
                     })
                 };
-                let graph = json!({"prompt": {"1": {"class_type": "hostile/progress_flood", "inputs": {}}}});
+                let graph = json!({"prompt": {"1": {"class_type": "hostile/progress_flood", "inputs": {}},
+                                     "2": {"class_type": "Sink", "inputs": {"images": ["1", 0]}}}});
                 let request = PromptRequest::from_json(graph).unwrap();
                 let rt = tokio::runtime::Runtime::new().unwrap();
                 let start = Instant::now();
-                let report = rt.block_on(executor.run(&request, RunOptions::new(sink))).unwrap();
+                let report = rt
+                    .block_on(executor.run(&request, RunOptions::new(sink)))
+                    .unwrap();
                 drop((host, dir));
                 format!(
                     "{} in {:?}: {} progress events, {} bytes of JSON lines for 100,001 reports",
@@ -158,14 +195,21 @@ fn prepare(attack: &str, wasm: &Path) -> Box<dyn FnOnce() -> String> {
             std::os::unix::fs::symlink("/dev/zero", d.join("link.wasm")).unwrap();
             write("link", "link.wasm");
             std::os::unix::fs::symlink("/dev/zero", d.join("endless.plugin.json")).unwrap();
-            let status = std::process::Command::new("mkfifo").arg(d.join("pipe.wasm")).status().unwrap();
+            let status = std::process::Command::new("mkfifo")
+                .arg(d.join("pipe.wasm"))
+                .status()
+                .unwrap();
             assert!(status.success());
             write("pipe", "pipe.wasm");
-            std::fs::File::create(d.join("huge.wasm")).unwrap().set_len(8 << 30).unwrap();
+            std::fs::File::create(d.join("huge.wasm"))
+                .unwrap()
+                .set_len(8 << 30)
+                .unwrap();
             write("huge", "huge.wasm");
             Box::new(move || {
                 let start = Instant::now();
-                let (_host, report) = register_dir(&Registry::new(), &d, &PluginConfig::default()).unwrap();
+                let (_host, report) =
+                    register_dir(&Registry::new(), &d, &PluginConfig::default()).unwrap();
                 drop(dir);
                 format!("{} refused in {:?}", report.failed.len(), start.elapsed())
             })
@@ -174,12 +218,22 @@ fn prepare(attack: &str, wasm: &Path) -> Box<dyn FnOnce() -> String> {
             let bytes = std::fs::read(wasm.join("omnigen_plugin_describe_hang.wasm")).unwrap();
             let dir = tempfile::tempdir().unwrap();
             for i in 0..4 {
-                install(dir.path(), &format!("hang{i}"), &bytes, LimitRequest::default());
+                install(
+                    dir.path(),
+                    &format!("hang{i}"),
+                    &bytes,
+                    LimitRequest::default(),
+                );
             }
             Box::new(move || {
                 let start = Instant::now();
-                let (_host, report) = register_dir(&Registry::new(), dir.path(), &PluginConfig::default()).unwrap();
-                format!("{} failed, startup took {:?} (describe timeout 5 s each)", report.failed.len(), start.elapsed())
+                let (_host, report) =
+                    register_dir(&Registry::new(), dir.path(), &PluginConfig::default()).unwrap();
+                format!(
+                    "{} failed, startup took {:?} (describe timeout 5 s each)",
+                    report.failed.len(),
+                    start.elapsed()
+                )
             })
         }
         "largest_rgba_round_trip" => {
@@ -200,22 +254,44 @@ fn prepare(attack: &str, wasm: &Path) -> Box<dyn FnOnce() -> String> {
                     &Map::new(),
                     &CallControl::default(),
                 );
-                format!("{} in {:?} (256 MiB in, 256 MiB out)", if out.is_ok() { "ok" } else { "failed" }, start.elapsed())
+                format!(
+                    "{} in {:?} (256 MiB in, 256 MiB out)",
+                    if out.is_ok() { "ok" } else { "failed" },
+                    start.elapsed()
+                )
             })
         }
         "largest_gray_output" => {
             let dir = tempfile::tempdir().unwrap();
-            install(dir.path(), "hostile", &hostile_bytes, LimitRequest::default());
+            install(
+                dir.path(),
+                "hostile",
+                &hostile_bytes,
+                LimitRequest::default(),
+            );
             let registry = Arc::new(Registry::new());
+            registry.register(Sink);
             let (host, _) = register_dir(&registry, dir.path(), &big_config()).unwrap();
             let executor = Executor::new(registry, ExecutorConfig::default());
             Box::new(move || {
-                let graph = json!({"prompt": {"1": {"class_type": "hostile/huge_gray", "inputs": {}}}});
+                let graph = json!({"prompt": {"1": {"class_type": "hostile/huge_gray", "inputs": {}},
+                                     "2": {"class_type": "Sink", "inputs": {"images": ["1", 0]}}}});
                 let request = PromptRequest::from_json(graph).unwrap();
                 let rt = tokio::runtime::Runtime::new().unwrap();
-                let report = rt.block_on(executor.run(&request, RunOptions::new(EventSink::none()))).unwrap();
+                let report = rt
+                    .block_on(executor.run(&request, RunOptions::new(EventSink::none())))
+                    .unwrap();
                 drop((host, dir));
-                format!("{} (8192x8192 gray into the engine)", if report.is_success() { "ok" } else { "failed" })
+                format!(
+                    "{} (8192x8192 gray into the engine, held as {})",
+                    if report.is_success() { "ok" } else { "failed" },
+                    report
+                        .ui_outputs
+                        .values()
+                        .next()
+                        .map(|v| v.to_string())
+                        .unwrap_or_default()
+                )
             })
         }
         other => panic!("unknown attack {other}"),
@@ -235,13 +311,19 @@ fn main() {
         println!("{attack}\t{before}\t{peak}\t{outcome}");
         return;
     }
-    println!("{:<26} {:>10} {:>10}  outcome", "attack", "RSS MiB", "peak MiB");
+    println!(
+        "{:<26} {:>10} {:>10}  outcome",
+        "attack", "RSS MiB", "peak MiB"
+    );
     let me = std::env::current_exe().unwrap();
     for attack in ATTACKS {
         let start = Instant::now();
         let out = std::process::Command::new(&me)
             .arg(format!("--attack={attack}"))
-            .env("OMNIGEN_GUEST_TARGET_DIR", wasm.parent().unwrap().parent().unwrap())
+            .env(
+                "OMNIGEN_GUEST_TARGET_DIR",
+                wasm.parent().unwrap().parent().unwrap(),
+            )
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
@@ -258,7 +340,10 @@ fn main() {
                 start.elapsed().max(Duration::ZERO)
             );
         } else {
-            println!("{attack:<26} failed: {}", String::from_utf8_lossy(&out.stderr));
+            println!(
+                "{attack:<26} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 }

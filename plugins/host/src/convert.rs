@@ -78,7 +78,11 @@ pub fn stack_images(frames: Vec<PixelImage>) -> Result<Image, String> {
     }
     let batch = frames.len();
     let data = if batch == 1 {
-        frames.into_iter().next().map(|f| f.data).unwrap_or_default()
+        frames
+            .into_iter()
+            .next()
+            .map(|f| f.data)
+            .unwrap_or_default()
     } else {
         frames.iter().flat_map(|f| f.data.iter().copied()).collect()
     };

@@ -141,15 +141,21 @@ fn check_node(n: wit::NodeDescriptor) -> Result<NodeDescriptor, String> {
     let mut input_names = HashSet::from([PIN_INPUT.to_string()]);
     let inputs = check_ports(&id, "inputs", n.inputs, &mut input_names)?;
     let outputs = check_ports(&id, "outputs", n.outputs, &mut HashSet::new())?;
-    let params = parse_schema(&n.params_schema)
-        .map_err(|e| format!("node `{id}`: {}", text::one_line(&e, text::MAX_MESSAGE_BYTES)))?;
+    let params = parse_schema(&n.params_schema).map_err(|e| {
+        format!(
+            "node `{id}`: {}",
+            text::one_line(&e, text::MAX_MESSAGE_BYTES)
+        )
+    })?;
     let mut params = params;
     for p in &mut params {
         p.description = text::multi_line(&p.description, MAX_TEXT);
         let values: Vec<&str> = match &p.kind {
-            ParamKind::Choice { choices, default } => {
-                choices.iter().map(String::as_str).chain([default.as_str()]).collect()
-            }
+            ParamKind::Choice { choices, default } => choices
+                .iter()
+                .map(String::as_str)
+                .chain([default.as_str()])
+                .collect(),
             _ => Vec::new(),
         };
         if values.iter().any(|v| text::needs_escaping(v)) {

@@ -80,10 +80,11 @@ impl Manifest {
 
     /// Parses and checks the manifest `bytes` read from `path`.
     pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Manifest, LoadError> {
-        let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| LoadError::Manifest {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let manifest: Manifest =
+            serde_json::from_slice(bytes).map_err(|e| LoadError::Manifest {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
         manifest.check().map_err(|message| LoadError::Manifest {
             path: path.to_path_buf(),
             message,

@@ -268,7 +268,11 @@ async fn a_progress_flood_is_coalesced_into_a_few_events() {
         },
     );
     std::fs::write(plugins.path().join(&manifest.wasm), &bytes).unwrap();
-    std::fs::write(plugins.path().join("hostile.plugin.json"), manifest.to_json()).unwrap();
+    std::fs::write(
+        plugins.path().join("hostile.plugin.json"),
+        manifest.to_json(),
+    )
+    .unwrap();
     let registry = Arc::new(Registry::new());
     let out = tempfile::tempdir().unwrap();
     registry.register(SaveRaw(out.path().to_path_buf()));
@@ -276,7 +280,8 @@ async fn a_progress_flood_is_coalesced_into_a_few_events() {
         max_timeout: std::time::Duration::from_secs(60),
         ..common::test_config()
     };
-    let (_host, report) = omnigen_plugins::register_dir(&registry, plugins.path(), &config).unwrap();
+    let (_host, report) =
+        omnigen_plugins::register_dir(&registry, plugins.path(), &config).unwrap();
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     let executor = Executor::new(registry, ExecutorConfig::default());
     let events = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -307,5 +312,9 @@ async fn a_progress_flood_is_coalesced_into_a_few_events() {
         "{} progress events in {took:?} (bound {bound})",
         events.len()
     );
-    assert_eq!(events.last(), Some(&(1000, 1000)), "the last report arrives");
+    assert_eq!(
+        events.last(),
+        Some(&(1000, 1000)),
+        "the last report arrives"
+    );
 }

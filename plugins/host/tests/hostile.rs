@@ -252,7 +252,10 @@ fn huge_log_lines_are_kept_as_small_copies_within_a_byte_budget() {
         .expect("log_huge returns normally");
     let kept: usize = out.log.iter().map(|l| l.message.len()).sum();
     assert!(!out.log.is_empty());
-    assert!(kept <= limits.max_log_bytes + '…'.len_utf8(), "{kept} bytes kept");
+    assert!(
+        kept <= limits.max_log_bytes + '…'.len_utf8(),
+        "{kept} bytes kept"
+    );
     assert_eq!(out.log.len() as u64 + out.dropped_logs, 40);
     for line in &out.log {
         assert!(line.message.len() <= limits.max_log_message_bytes + '…'.len_utf8());
@@ -274,7 +277,10 @@ fn huge_and_escape_laden_failure_messages_are_bounded_and_cleaned() {
     assert!(text.len() < 5000, "{} bytes", text.len());
     assert!(text.ends_with('…'), "the cut is marked");
     assert_printable(&text);
-    assert!(text.contains("\\u{1b}]0;pwned"), "escapes stay visible: {text}");
+    assert!(
+        text.contains("\\u{1b}]0;pwned"),
+        "escapes stay visible: {text}"
+    );
 
     let err = run_hostile("fail_escapes");
     let text = err.to_string();
@@ -290,7 +296,10 @@ fn huge_and_escape_laden_failure_messages_are_bounded_and_cleaned() {
 #[test]
 fn undeclared_output_names_are_bounded_and_cleaned() {
     let err = run_hostile("bad_output_name");
-    assert!(matches!(err.failure, RunFailure::InvalidOutput(_)), "{err:?}");
+    assert!(
+        matches!(err.failure, RunFailure::InvalidOutput(_)),
+        "{err:?}"
+    );
     let text = err.to_string();
     assert!(text.len() < 1024, "{} bytes", text.len());
     assert_printable(&text);
@@ -313,7 +322,12 @@ fn a_result_over_the_copy_budget_is_reported_as_that_limit() {
     let mut config = common::test_config();
     config.default_limits.max_output_pixels = 1 << 20;
     let runtime = omnigen_plugins::PluginRuntime::new(config).expect("runtime");
-    let plugin = common::load_with(&runtime, "hostile", "omnigen_plugin_hostile", Default::default());
+    let plugin = common::load_with(
+        &runtime,
+        "hostile",
+        "omnigen_plugin_hostile",
+        Default::default(),
+    );
     assert_eq!(plugin.limits().copy_budget_bytes(), 20 << 20);
     let err = plugin
         .run("big_text", vec![], &Map::new(), &CallControl::default())
@@ -337,8 +351,14 @@ fn a_panic_in_describe_reports_the_panic_message() {
     )
     .unwrap_err();
     let text = err.to_string();
-    assert!(text.starts_with("plugin `describe_panic`: describe() failed: crashed"), "{text}");
-    assert!(text.contains("deliberate panic while describing a node"), "{text}");
+    assert!(
+        text.starts_with("plugin `describe_panic`: describe() failed: crashed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("deliberate panic while describing a node"),
+        "{text}"
+    );
     assert!(!text.contains("wasi:cli"), "{text}");
     assert_healthy();
 }

@@ -81,16 +81,29 @@ fn devices_pipes_outside_files_and_huge_components_are_refused_without_reading_t
     for name in ["zero_direct", "zero_climb"] {
         let err = failure_of(&report, &format!("{name}.plugin.json"));
         assert!(matches!(err, LoadError::Manifest { .. }), "{err}");
-        assert!(err.to_string().contains("must be a `.wasm` file name in the manifest's directory"));
+        assert!(err
+            .to_string()
+            .contains("must be a `.wasm` file name in the manifest's directory"));
     }
     let err = failure_of(&report, "plugin `zero_link`");
-    assert!(err.to_string().contains("resolves to /dev/zero, outside the plugin folder"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("resolves to /dev/zero, outside the plugin folder"),
+        "{err}"
+    );
     let err = failure_of(&report, "plugin `pipe`");
-    assert!(err.to_string().contains("is a named pipe (FIFO), not a regular file"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("is a named pipe (FIFO), not a regular file"),
+        "{err}"
+    );
     let err = failure_of(&report, "pipe_manifest.plugin.json");
     assert!(err.to_string().contains("named pipe (FIFO)"), "{err}");
     let err = failure_of(&report, "endless.plugin.json");
-    assert!(err.to_string().contains("outside the plugin folder"), "{err}");
+    assert!(
+        err.to_string().contains("outside the plugin folder"),
+        "{err}"
+    );
     let err = failure_of(&report, "plugin `huge`");
     assert!(
         err.to_string()
@@ -110,7 +123,11 @@ fn the_component_size_limit_is_configurable() {
     let (report, _) = load_within(dir.path(), config, Duration::from_secs(60));
     assert!(report.added.is_empty());
     let err = failure_of(&report, "plugin `color`");
-    assert!(err.to_string().contains("more than the limit of 1024 bytes"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("more than the limit of 1024 bytes"),
+        "{err}"
+    );
 }
 
 #[test]

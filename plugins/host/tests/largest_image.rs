@@ -33,9 +33,17 @@ fn big_config() -> PluginConfig {
 #[test]
 fn an_8192_square_rgba_image_goes_in_and_comes_back_out() {
     let runtime = PluginRuntime::new(big_config()).expect("runtime");
-    let probe = common::load_with(&runtime, "probe", "omnigen_plugin_probe", LimitRequest::default());
+    let probe = common::load_with(
+        &runtime,
+        "probe",
+        "omnigen_plugin_probe",
+        LimitRequest::default(),
+    );
     let side = 8192u32;
-    assert_eq!(u64::from(side) * u64::from(side), probe.limits().max_output_pixels);
+    assert_eq!(
+        u64::from(side) * u64::from(side),
+        probe.limits().max_output_pixels
+    );
     let mut data = vec![0x5a; (side * side * 4) as usize];
     data[0] = 1;
     *data.last_mut().unwrap() = 2;
@@ -53,7 +61,10 @@ fn an_8192_square_rgba_image_goes_in_and_comes_back_out() {
             &CallControl::default(),
         )
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(out.values, vec![("image".to_string(), PluginValue::Image(image))]);
+    assert_eq!(
+        out.values,
+        vec![("image".to_string(), PluginValue::Image(image))]
+    );
 }
 
 /// Reports how the image it receives is held: dims, whether as bytes, and its size in memory.
@@ -72,7 +83,8 @@ impl NodeType for Inspect {
         Box::pin(async move {
             let image = inputs.get_image("images")?;
             let (b, h, w, c) = image.dims();
-            *self.0.lock().unwrap() = Some((b, h, w, c, image.bytes().is_some(), image.size_bytes()));
+            *self.0.lock().unwrap() =
+                Some((b, h, w, c, image.bytes().is_some(), image.size_bytes()));
             Ok(NodeOutput::ui(json!({})))
         })
     }

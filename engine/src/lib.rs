@@ -18,6 +18,7 @@ pub mod registry;
 pub mod resource;
 mod run;
 pub mod schema;
+mod throttle;
 pub mod validate;
 pub mod value;
 pub mod watch;

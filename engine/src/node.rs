@@ -9,11 +9,12 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 
-use crate::event::{Event, EventSink};
+use crate::event::EventSink;
 use crate::graph::NodeId;
-use crate::resource::{Resource, ResourceGuard, ResourceLocks};
 use crate::outputs::{ui_listing, SavedFile};
+use crate::resource::{Resource, ResourceGuard, ResourceLocks};
 use crate::schema::NodeSchema;
+use crate::throttle::ProgressThrottle;
 use crate::value::{downcast_opaque, Image, Mask, OpaqueValue, Value};
 
 /// A boxed, sendable future (what [`NodeType::run`] returns).
@@ -467,7 +468,7 @@ struct ContextInner {
     dirs: Arc<Dirs>,
     prompt: Arc<Json>,
     extra_data: Arc<Json>,
-    events: EventSink,
+    progress: ProgressThrottle,
     cancel: CancelToken,
     resources: ResourceLocks,
     held: Option<Resource>,
@@ -511,13 +512,18 @@ impl NodeContext {
     pub fn new(parts: NodeContextParts) -> Self {
         NodeContext {
             inner: Arc::new(ContextInner {
+                // First, while the ids are still here to clone.
+                progress: ProgressThrottle::new(
+                    parts.events,
+                    parts.prompt_id.clone(),
+                    parts.node_id.clone(),
+                ),
                 prompt_id: parts.prompt_id,
                 node_id: parts.node_id,
                 class_type: parts.class_type,
                 dirs: parts.dirs,
                 prompt: parts.prompt,
                 extra_data: parts.extra_data,
-                events: parts.events,
                 cancel: parts.cancel,
                 resources: parts.resources,
                 held: parts.held,
@@ -580,13 +586,7 @@ impl NodeContext {
         max: u64,
         preview: Option<Arc<Image>>,
     ) -> Result<(), NodeError> {
-        self.inner.events.send(Event::Progress {
-            value,
-            max,
-            prompt_id: self.inner.prompt_id.clone(),
-            node: self.inner.node_id.clone(),
-            preview,
-        });
+        self.inner.progress.report(value, max, preview);
         self.check_cancelled()
     }
     /// Waits until `resource` is free and holds it until the guard is dropped: a resource known only at
@@ -620,6 +620,7 @@ impl NodeContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Event;
 
     #[test]
     fn getters_name_the_input_on_error() {

@@ -6,7 +6,7 @@
 
 use std::any::Any;
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// A value passed between nodes.
 #[derive(Debug, Clone)]
@@ -61,7 +61,7 @@ impl Value {
             + match self {
                 Value::Int(_) | Value::Float(_) | Value::Bool(_) => 0,
                 Value::String(s) => s.len(),
-                Value::Image(i) => i.data.len() * 4,
+                Value::Image(i) => i.size_bytes(),
                 Value::Mask(m) => m.data.len() * 4,
                 Value::Json(j) => json_size(j),
                 Value::List(l) => l.iter().map(Value::size_bytes).sum(),
@@ -182,24 +182,78 @@ pub enum ValueError {
 
 /// A batch of images in ComfyUI's layout: `[batch, height, width, channels]`, row-major, `f32` values in
 /// `0.0..=1.0`. Channels are 3 (RGB) or 4 (RGBA); 1 (grey) is accepted for completeness.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// An image made from 8-bit data ([`Image::from_bytes`], [`Image::from_gray_bytes`]) keeps those bytes,
+/// a quarter of the float size (a twelfth for grey shown as RGB), and makes the `f32` values only when a
+/// node first asks for them ([`Image::data`]); nodes that read bytes ([`Image::bytes`]) never pay for
+/// floats.
+#[derive(Debug, Clone)]
 pub struct Image {
     batch: usize,
     height: usize,
     width: usize,
     channels: usize,
-    data: Vec<f32>,
+    pixels: Pixels,
+}
+
+/// How an image's values are held.
+#[derive(Debug, Clone)]
+enum Pixels {
+    /// The `f32` values themselves.
+    Float(Vec<f32>),
+    /// 8-bit values with `stored` channels per pixel (the image's own count, or 1 for grey shown as
+    /// RGB), and the `f32` values once someone asked for them.
+    Bytes {
+        bytes: Vec<u8>,
+        stored: usize,
+        float: OnceLock<Vec<f32>>,
+    },
+}
+
+impl PartialEq for Image {
+    fn eq(&self, other: &Self) -> bool {
+        if self.dims() != other.dims() {
+            return false;
+        }
+        match (&self.pixels, &other.pixels) {
+            (
+                Pixels::Bytes {
+                    bytes: a,
+                    stored: sa,
+                    ..
+                },
+                Pixels::Bytes {
+                    bytes: b,
+                    stored: sb,
+                    ..
+                },
+            ) if sa == sb => a == b,
+            _ => self.data() == other.data(),
+        }
+    }
+}
+
+/// 8-bit values as floats in `0..=1`, each repeated `repeat` times (grey shown as RGB).
+fn expand(bytes: &[u8], repeat: usize) -> Vec<f32> {
+    let float = |v: u8| f32::from(v) / 255.0;
+    if repeat == 1 {
+        return bytes.iter().copied().map(float).collect();
+    }
+    let mut data = Vec::with_capacity(bytes.len() * repeat);
+    for &v in bytes {
+        data.extend(std::iter::repeat_n(float(v), repeat));
+    }
+    data
 }
 
 impl Image {
-    /// Builds an image batch, checking that `data.len() == batch*height*width*channels`.
-    pub fn new(
+    fn check_dims(
         batch: usize,
         height: usize,
         width: usize,
         channels: usize,
-        data: Vec<f32>,
-    ) -> Result<Self, ValueError> {
+        len: usize,
+    ) -> Result<(), ValueError> {
         let dims = format!("[{batch}, {height}, {width}, {channels}]");
         if batch == 0 || height == 0 || width == 0 {
             return Err(ValueError::BadDims {
@@ -221,20 +275,77 @@ impl Image {
                 dims: dims.clone(),
                 why: "too large",
             })?;
-        if data.len() != expected {
+        if len != expected {
             return Err(ValueError::SizeMismatch {
                 what: "image",
                 dims,
                 expected,
-                actual: data.len(),
+                actual: len,
             });
         }
+        Ok(())
+    }
+
+    /// Builds an image batch, checking that `data.len() == batch*height*width*channels`.
+    pub fn new(
+        batch: usize,
+        height: usize,
+        width: usize,
+        channels: usize,
+        data: Vec<f32>,
+    ) -> Result<Self, ValueError> {
+        Self::check_dims(batch, height, width, channels, data.len())?;
         Ok(Image {
             batch,
             height,
             width,
             channels,
-            data,
+            pixels: Pixels::Float(data),
+        })
+    }
+
+    /// Builds an image batch from 8-bit values (`v / 255` each), checking that
+    /// `bytes.len() == batch*height*width*channels`. The bytes are kept as they are.
+    pub fn from_bytes(
+        batch: usize,
+        height: usize,
+        width: usize,
+        channels: usize,
+        bytes: Vec<u8>,
+    ) -> Result<Self, ValueError> {
+        Self::check_dims(batch, height, width, channels, bytes.len())?;
+        Ok(Image {
+            batch,
+            height,
+            width,
+            channels,
+            pixels: Pixels::Bytes {
+                bytes,
+                stored: channels,
+                float: OnceLock::new(),
+            },
+        })
+    }
+
+    /// Builds an RGB image batch from 8-bit grey values (one byte per pixel, repeated over the three
+    /// channels), checking that `bytes.len() == batch*height*width`. Keeps one byte per pixel.
+    pub fn from_gray_bytes(
+        batch: usize,
+        height: usize,
+        width: usize,
+        bytes: Vec<u8>,
+    ) -> Result<Self, ValueError> {
+        Self::check_dims(batch, height, width, 1, bytes.len())?;
+        Ok(Image {
+            batch,
+            height,
+            width,
+            channels: 3,
+            pixels: Pixels::Bytes {
+                bytes,
+                stored: 1,
+                float: OnceLock::new(),
+            },
         })
     }
 
@@ -275,18 +386,51 @@ impl Image {
     pub fn channels(&self) -> usize {
         self.channels
     }
-    /// All values, `[B,H,W,C]` row-major.
+    /// All values, `[B,H,W,C]` row-major (made from the 8-bit values on first use, then kept).
     pub fn data(&self) -> &[f32] {
-        &self.data
+        match &self.pixels {
+            Pixels::Float(data) => data,
+            Pixels::Bytes {
+                bytes,
+                stored,
+                float,
+            } => float.get_or_init(|| expand(bytes, self.channels / stored)),
+        }
     }
     /// Consumes the image, returning its values.
     pub fn into_data(self) -> Vec<f32> {
-        self.data
+        match self.pixels {
+            Pixels::Float(data) => data,
+            Pixels::Bytes {
+                bytes,
+                stored,
+                float,
+            } => float
+                .into_inner()
+                .unwrap_or_else(|| expand(&bytes, self.channels / stored)),
+        }
+    }
+    /// The 8-bit values of the batch and their channels per pixel (1 for grey shown as RGB), if the
+    /// image was made from bytes.
+    pub fn bytes(&self) -> Option<(&[u8], usize)> {
+        match &self.pixels {
+            Pixels::Float(_) => None,
+            Pixels::Bytes { bytes, stored, .. } => Some((bytes, *stored)),
+        }
+    }
+    /// Bytes of memory the pixel values take now.
+    pub fn size_bytes(&self) -> usize {
+        match &self.pixels {
+            Pixels::Float(data) => data.len() * 4,
+            Pixels::Bytes { bytes, float, .. } => {
+                bytes.len() + float.get().map_or(0, |f| f.len() * 4)
+            }
+        }
     }
     /// The values of image `index` of the batch (`[H,W,C]`), if it exists.
     pub fn frame(&self, index: usize) -> Option<&[f32]> {
         let len = self.height * self.width * self.channels;
-        self.data.get(index * len..(index + 1) * len)
+        self.data().get(index * len..(index + 1) * len)
     }
     /// The channel values of one pixel, if it exists.
     pub fn pixel(&self, index: usize, y: usize, x: usize) -> Option<&[f32]> {
@@ -294,7 +438,7 @@ impl Image {
             return None;
         }
         let start = ((index * self.height + y) * self.width + x) * self.channels;
-        self.data.get(start..start + self.channels)
+        self.data().get(start..start + self.channels)
     }
 }
 
@@ -407,6 +551,25 @@ mod tests {
         assert_eq!(img.pixel(1, 1, 0), Some(&[18.0, 19.0, 20.0][..]));
         assert_eq!(img.frame(1).map(|f| f[0]), Some(12.0));
         assert_eq!(img.pixel(2, 0, 0), None);
+    }
+
+    #[test]
+    fn byte_images_keep_their_bytes_and_make_floats_on_demand() {
+        let img = Image::from_bytes(1, 1, 2, 3, vec![0, 51, 255, 0, 0, 0]).unwrap();
+        assert_eq!(img.size_bytes(), 6);
+        assert_eq!(img.bytes(), Some((&[0, 51, 255, 0, 0, 0][..], 3)));
+        assert_eq!(img.pixel(0, 0, 0), Some(&[0.0, 0.2, 1.0][..]));
+        assert_eq!(img.size_bytes(), 6 + 6 * 4);
+        let floats = Image::new(1, 1, 2, 3, vec![0.0, 0.2, 1.0, 0.0, 0.0, 0.0]).unwrap();
+        assert_eq!(img, floats);
+        assert_eq!(img.clone().into_data(), floats.into_data());
+        assert!(Image::from_bytes(1, 1, 2, 3, vec![0; 5]).is_err());
+
+        let gray = Image::from_gray_bytes(1, 1, 2, vec![0, 255]).unwrap();
+        assert_eq!(gray.dims(), (1, 1, 2, 3));
+        assert_eq!(gray.size_bytes(), 2);
+        assert_eq!(gray.data(), &[0.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
+        assert_ne!(gray, Image::from_bytes(1, 1, 2, 3, vec![0; 6]).unwrap());
     }
 
     #[test]

@@ -16,19 +16,38 @@ fn to_f32(v: u8) -> f32 {
     f32::from(v) / 255.0
 }
 
-/// Image `index` of an engine batch as an 8-bit plugin image.
+/// Image `index` of an engine batch as an 8-bit plugin image. An image that holds 8-bit values
+/// (a plugin's output, say) gives them directly, without a detour through floats.
 pub fn image_frame(image: &Image, index: usize) -> Result<PixelImage, String> {
-    let (_, h, w, c) = image.dims();
+    let (batch, h, w, c) = image.dims();
     let format = PixelFormat::from_channels(c)
         .ok_or_else(|| format!("images with {c} channels are not supported"))?;
-    let frame = image
-        .frame(index)
-        .ok_or_else(|| format!("batch has no image {index}"))?;
+    if index >= batch {
+        return Err(format!("batch has no image {index}"));
+    }
+    let data = match image.bytes() {
+        Some((bytes, stored)) => {
+            let len = h * w * stored;
+            let frame = &bytes[index * len..(index + 1) * len];
+            if stored == c {
+                frame.to_vec()
+            } else {
+                // Grey shown as RGB.
+                frame.iter().flat_map(|&v| [v, v, v]).collect()
+            }
+        }
+        None => {
+            let frame = image
+                .frame(index)
+                .ok_or_else(|| format!("batch has no image {index}"))?;
+            frame.iter().copied().map(to_u8).collect()
+        }
+    };
     Ok(PixelImage {
         width: u32::try_from(w).map_err(|_| "image too wide".to_string())?,
         height: u32::try_from(h).map_err(|_| "image too tall".to_string())?,
         format,
-        data: frame.iter().copied().map(to_u8).collect(),
+        data,
     })
 }
 
@@ -45,8 +64,9 @@ pub fn mask_frame(mask: &Mask, index: usize) -> Result<PixelMask, String> {
     })
 }
 
-/// Stacks plugin images into one engine batch. Gray images become 3-channel grey, so that
-/// downstream nodes expecting RGB accept them.
+/// Stacks plugin images into one engine batch, keeping their 8-bit values (a single image's
+/// buffer is moved, not copied). Gray images become 3-channel grey, so that downstream nodes
+/// expecting RGB accept them, but keep one byte per pixel until a node asks for floats.
 pub fn stack_images(frames: Vec<PixelImage>) -> Result<Image, String> {
     let first = frames.first().ok_or("no images to stack")?;
     let (w, h, format) = (first.width, first.height, first.format);
@@ -56,23 +76,22 @@ pub fn stack_images(frames: Vec<PixelImage>) -> Result<Image, String> {
     {
         return Err("the images of one batch differ in size or format".into());
     }
-    let channels = if format == PixelFormat::Gray8 {
-        3
+    let batch = frames.len();
+    let data = if batch == 1 {
+        frames
+            .into_iter()
+            .next()
+            .map(|f| f.data)
+            .unwrap_or_default()
     } else {
-        format.channels() as usize
+        frames.iter().flat_map(|f| f.data.iter().copied()).collect()
     };
-    let mut data = Vec::with_capacity(frames.len() * w as usize * h as usize * channels);
-    for frame in &frames {
-        if format == PixelFormat::Gray8 {
-            for &v in &frame.data {
-                let f = to_f32(v);
-                data.extend_from_slice(&[f, f, f]);
-            }
-        } else {
-            data.extend(frame.data.iter().copied().map(to_f32));
-        }
+    let (h, w) = (h as usize, w as usize);
+    match format {
+        PixelFormat::Gray8 => Image::from_gray_bytes(batch, h, w, data),
+        other => Image::from_bytes(batch, h, w, other.channels() as usize, data),
     }
-    Image::new(frames.len(), h as usize, w as usize, channels, data).map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())
 }
 
 /// Stacks plugin masks into one engine batch.
@@ -198,6 +217,33 @@ mod tests {
         let image = stack_images(vec![gray]).unwrap();
         assert_eq!(image.dims(), (1, 1, 2, 3));
         assert_eq!(image.data(), &[0.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn plugin_images_stay_8_bit_and_go_back_without_floats() {
+        let rgba = PixelImage {
+            width: 1,
+            height: 2,
+            format: PixelFormat::Rgba8,
+            data: vec![1, 2, 3, 4, 5, 6, 7, 8],
+        };
+        let image = stack_images(vec![rgba.clone()]).unwrap();
+        assert_eq!(image.size_bytes(), 8, "no floats made");
+        assert_eq!(image_frame(&image, 0).unwrap(), rgba);
+        assert_eq!(image.size_bytes(), 8, "still no floats");
+
+        let gray = PixelImage {
+            width: 2,
+            height: 1,
+            format: PixelFormat::Gray8,
+            data: vec![9, 200],
+        };
+        let image = stack_images(vec![gray.clone(), gray]).unwrap();
+        assert_eq!((image.dims(), image.size_bytes()), ((2, 1, 2, 3), 4));
+        let frame = image_frame(&image, 1).unwrap();
+        assert_eq!(frame.format, PixelFormat::Rgb8);
+        assert_eq!(frame.data, vec![9, 9, 9, 200, 200, 200]);
+        assert!(image_frame(&image, 2).is_err());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 use std::collections::HashSet;
 
 use crate::bindings::v0_1::omnigen::plugin::types as wit;
-use crate::params::{parse_schema, ParamSpec};
+use crate::params::{parse_schema, ParamKind, ParamSpec};
+use crate::text;
 use crate::values::PortKind;
 
 /// A typed port of a node.
@@ -58,6 +59,11 @@ impl PluginInfo {
     }
 }
 
+/// The optional widget the host adds to every plugin node: it pins the plugin's sha256 (full or a
+/// prefix of at least 8 hex digits). Empty means "whatever version is installed". A plugin may not
+/// declare an input or parameter of this name.
+pub const PIN_INPUT: &str = "plugin_sha256";
+
 const MAX_NODES: usize = 256;
 const MAX_PORTS: usize = 64;
 const MAX_TEXT: usize = 4096;
@@ -69,12 +75,21 @@ fn is_identifier(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
+/// A name or description from the plugin: refused if too long, control characters escaped (it is
+/// shown in catalogues, menus and terminals).
 fn short_text(what: &str, s: String) -> Result<String, String> {
     if s.len() > MAX_TEXT {
         Err(format!("{what} is {} bytes (at most {MAX_TEXT})", s.len()))
+    } else if what.contains("description") {
+        Ok(text::multi_line(&s, MAX_TEXT))
     } else {
-        Ok(s)
+        Ok(text::one_line(&s, MAX_TEXT))
     }
+}
+
+/// A name the plugin declared, quoted in an error: bounded and escaped.
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", text::one_line(name, text::MAX_NAME_BYTES))
 }
 
 fn check_ports(
@@ -94,8 +109,8 @@ fn check_ports(
         .map(|p| {
             if !is_identifier(&p.name) {
                 return Err(format!(
-                    "node `{node}`: {side} port name {:?} is not an identifier",
-                    p.name
+                    "node `{node}`: {side} port name {} is not an identifier",
+                    quoted(&p.name)
                 ));
             }
             if !taken.insert(p.name.clone()) {
@@ -117,22 +132,46 @@ fn check_ports(
 fn check_node(n: wit::NodeDescriptor) -> Result<NodeDescriptor, String> {
     if !is_identifier(&n.id) {
         return Err(format!(
-            "node id {:?} is not an identifier (letters, digits, _ and -)",
-            n.id
+            "node id {} is not an identifier (letters, digits, _ and -)",
+            quoted(&n.id)
         ));
     }
     let id = n.id;
     // The pin widget is added to every plugin node by the host.
-    let mut input_names = HashSet::from([crate::node::PIN_INPUT.to_string()]);
+    let mut input_names = HashSet::from([PIN_INPUT.to_string()]);
     let inputs = check_ports(&id, "inputs", n.inputs, &mut input_names)?;
     let outputs = check_ports(&id, "outputs", n.outputs, &mut HashSet::new())?;
-    let params = parse_schema(&n.params_schema).map_err(|e| format!("node `{id}`: {e}"))?;
+    let params = parse_schema(&n.params_schema).map_err(|e| {
+        format!(
+            "node `{id}`: {}",
+            text::one_line(&e, text::MAX_MESSAGE_BYTES)
+        )
+    })?;
+    let mut params = params;
+    for p in &mut params {
+        p.description = text::multi_line(&p.description, MAX_TEXT);
+        let values: Vec<&str> = match &p.kind {
+            ParamKind::Choice { choices, default } => choices
+                .iter()
+                .map(String::as_str)
+                .chain([default.as_str()])
+                .collect(),
+            _ => Vec::new(),
+        };
+        if values.iter().any(|v| text::needs_escaping(v)) {
+            // Choices are matched against graph values, so they cannot be escaped: refuse them.
+            return Err(format!(
+                "node `{id}`: parameter {}: choices may not contain control characters",
+                quoted(&p.name)
+            ));
+        }
+    }
     for p in &params {
         // Parameters and inputs share one namespace in the graph format.
         if !is_identifier(&p.name) || !input_names.insert(p.name.clone()) {
             return Err(format!(
-                "node `{id}`: parameter `{}` is not an identifier or clashes with an input",
-                p.name
+                "node `{id}`: parameter {} is not an identifier or clashes with an input",
+                quoted(&p.name)
             ));
         }
     }

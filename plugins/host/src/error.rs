@@ -64,6 +64,9 @@ pub enum RunFailure {
     Forbidden(String),
     /// The plugin called the log import more often than allowed.
     LogFlood(u64),
+    /// One crossing from the plugin to the host (the call's result, or one log message) held
+    /// more bytes than the copy budget.
+    CopyBudget(u64),
     /// The plugin trapped (panic, `unreachable`, bad memory access, …).
     Crashed(String),
     /// The plugin returned values that do not match its declared outputs.
@@ -90,6 +93,12 @@ impl std::fmt::Display for RunFailure {
                 "called `{import}`, which the sandbox does not provide (plugins get no filesystem, network, environment, clock or randomness)"
             ),
             RunFailure::LogFlood(n) => write!(f, "stopped after {n} log calls (log flood)"),
+            RunFailure::CopyBudget(limit) => write!(
+                f,
+                "tried to copy more than {} MiB to the host in one go (the copy budget: the largest legal image plus {} MiB)",
+                limit >> 20,
+                crate::limits::COPY_SLACK_BYTES >> 20
+            ),
             RunFailure::Crashed(m) => write!(f, "crashed: {m}"),
             RunFailure::InvalidOutput(m) => write!(f, "returned invalid output: {m}"),
             RunFailure::Reported(m) => write!(f, "{m}"),

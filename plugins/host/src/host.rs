@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use omnigen_engine::Registry;
@@ -38,29 +39,78 @@ impl ReloadReport {
     }
 }
 
-/// Identity of what is on disk for one manifest, to skip unchanged plugins on reload.
+/// Identity of what is on disk for one manifest, to skip unchanged plugins on reload: the hashes
+/// of the manifest and component bytes, or why they could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct DiskState {
     manifest: String,
     wasm: String,
 }
 
-fn disk_state(manifest_path: &Path) -> Option<DiskState> {
-    let manifest_bytes = std::fs::read(manifest_path).ok()?;
-    let wasm = serde_json::from_slice::<Manifest>(&manifest_bytes)
-        .ok()
-        .and_then(|m| std::fs::read(m.wasm_path(manifest_path)).ok())
-        .map(|b| sha256_hex(&b))
-        .unwrap_or_default();
-    Some(DiskState {
+/// One manifest as found on disk: its state, and the checked manifest with its component bytes
+/// (or why they could not be had). Nothing is read before the manifest is checked, and nothing
+/// that is not a regular file of bounded size inside the plugin folder is read at all.
+struct OnDisk {
+    state: DiskState,
+    files: Result<(Manifest, Vec<u8>), LoadError>,
+}
+
+fn read_on_disk(manifest_path: &Path, max_wasm_bytes: u64) -> OnDisk {
+    let unreadable = |e: &LoadError| format!("unreadable: {e}");
+    let manifest_bytes = match Manifest::read_bytes(manifest_path) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            return OnDisk {
+                state: DiskState {
+                    manifest: unreadable(&e),
+                    wasm: String::new(),
+                },
+                files: Err(e),
+            }
+        }
+    };
+    let mut state = DiskState {
         manifest: sha256_hex(&manifest_bytes),
-        wasm,
-    })
+        wasm: String::new(),
+    };
+    let files = Manifest::parse(manifest_path, &manifest_bytes).and_then(|manifest| {
+        let wasm = manifest.read_wasm(manifest_path, max_wasm_bytes)?;
+        Ok((manifest, wasm))
+    });
+    state.wasm = match &files {
+        Ok((_, wasm)) => sha256_hex(wasm),
+        Err(e) => unreadable(e),
+    };
+    OnDisk { state, files }
+}
+
+/// Runs `load` on every item, at most `workers` at a time, and returns the results in order.
+fn load_concurrently<T: Sync, R: Send>(
+    items: &[T],
+    workers: usize,
+    load: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..workers.clamp(1, items.len().max(1)) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                let result = load(item);
+                *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+            });
+        }
+    });
+    results
+        .into_iter()
+        .filter_map(|r| r.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .collect()
 }
 
 struct Entry {
     plugin: Option<Arc<LoadedPlugin>>,
-    state: Option<DiskState>,
+    state: DiskState,
     class_types: Vec<String>,
 }
 
@@ -69,6 +119,8 @@ pub struct PluginHost {
     runtime: PluginRuntime,
     dirs: Vec<PathBuf>,
     entries: Mutex<BTreeMap<PathBuf, Entry>>,
+    /// Held for a whole reload, so that two reloads do not interleave.
+    reloading: Mutex<()>,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -138,6 +190,7 @@ impl PluginHost {
             runtime,
             dirs,
             entries: Mutex::new(BTreeMap::new()),
+            reloading: Mutex::new(()),
         }
     }
 
@@ -171,8 +224,11 @@ impl PluginHost {
 
     /// Rescans the directories: loads new and changed plugins, unregisters removed ones, keeps
     /// the previous build of any plugin whose new build fails. Compilation happens here, on the
-    /// caller's thread; running graphs keep the build they started with.
+    /// caller's thread and a few helpers (plugins load concurrently, so a plugin whose
+    /// `describe()` hangs costs one timeout, not one per plugin); running graphs keep the build
+    /// they started with.
     pub fn reload(&self, registry: &Registry) -> ReloadReport {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let mut report = ReloadReport::default();
         let mut manifests = Vec::new();
         for dir in &self.dirs {
@@ -181,35 +237,56 @@ impl PluginHost {
                 Err(e) => report.failed.push(e),
             }
         }
-        let mut entries = self.lock();
 
         // Removed manifests: unregister their nodes.
-        let gone: Vec<PathBuf> = entries
-            .keys()
-            .filter(|p| !manifests.contains(p))
-            .cloned()
-            .collect();
-        for path in gone {
-            if let Some(entry) = entries.remove(&path) {
-                for ct in &entry.class_types {
-                    registry.unregister(ct);
-                }
-                report.changed_class_types.extend(entry.class_types);
-                if let Some(p) = entry.plugin {
-                    report.removed.push(p.name().to_string());
+        let changed: Vec<(PathBuf, OnDisk)> = {
+            let mut entries = self.lock();
+            let gone: Vec<PathBuf> = entries
+                .keys()
+                .filter(|p| !manifests.contains(p))
+                .cloned()
+                .collect();
+            for path in gone {
+                if let Some(entry) = entries.remove(&path) {
+                    for ct in &entry.class_types {
+                        registry.unregister(ct);
+                    }
+                    report.changed_class_types.extend(entry.class_types);
+                    if let Some(p) = entry.plugin {
+                        report.removed.push(p.name().to_string());
+                    }
                 }
             }
-        }
+            let max_wasm = self.runtime.config().max_wasm_bytes;
+            manifests
+                .into_iter()
+                .map(|path| {
+                    let on_disk = read_on_disk(&path, max_wasm);
+                    (path, on_disk)
+                })
+                // Unchanged (or unchanged and still broken): nothing to do.
+                .filter(|(path, on_disk)| {
+                    entries.get(path).is_none_or(|e| e.state != on_disk.state)
+                })
+                .collect()
+        };
 
-        for path in manifests {
-            let state = disk_state(&path);
-            if let Some(entry) = entries.get(&path) {
-                if entry.state == state {
-                    continue; // unchanged (or unchanged and still broken)
+        // Compile and describe without holding the entries (others may list plugins meanwhile).
+        let loaded = load_concurrently(
+            &changed,
+            self.runtime.config().concurrent_loads(),
+            |(path, on_disk)| match &on_disk.files {
+                Err(e) => Err(e.clone()),
+                Ok((manifest, bytes)) => {
+                    LoadedPlugin::from_bytes(&self.runtime, manifest.clone(), path, bytes)
                 }
-            }
-            let previous_state = state.clone();
-            let loaded = LoadedPlugin::load(&self.runtime, &path).and_then(|p| {
+            },
+        );
+
+        let mut entries = self.lock();
+        for ((path, on_disk), loaded) in changed.into_iter().zip(loaded) {
+            let previous_state = on_disk.state;
+            let loaded = loaded.and_then(|p| {
                 let clash = entries.iter().find(|(other, e)| {
                     **other != path && e.plugin.as_ref().is_some_and(|q| q.name() == p.name())
                 });
@@ -230,7 +307,7 @@ impl PluginHost {
                     report.failed.push(e);
                     let entry = entries.entry(path).or_insert(Entry {
                         plugin: None,
-                        state: None,
+                        state: previous_state.clone(),
                         class_types: Vec::new(),
                     });
                     entry.state = previous_state; // do not retry until the files change again
@@ -331,7 +408,12 @@ pub fn install(
         path: path.to_path_buf(),
         message: e.to_string(),
     };
-    let bytes = std::fs::read(wasm).map_err(|e| io(wasm, e))?;
+    let bytes = crate::files::read_bounded(wasm, runtime.config().max_wasm_bytes).map_err(|e| {
+        LoadError::Io {
+            path: wasm.to_path_buf(),
+            message: e.to_string(),
+        }
+    })?;
     let probe = Manifest {
         name: "install".into(),
         version: String::new(),

@@ -8,6 +8,13 @@ use serde::{Deserialize, Serialize};
 /// The smallest memory budget granted: a Rust guest starts with about 1.1 MiB of linear memory.
 pub const MIN_MEMORY_BYTES: u64 = 16 << 20;
 
+/// What a call may copy out besides its largest legal image: names, text and JSON values, the
+/// result's own structure (see [`Limits::copy_budget_bytes`]).
+pub const COPY_SLACK_BYTES: u64 = 16 << 20;
+
+/// Bytes per pixel of the widest image format (RGBA).
+const MAX_BYTES_PER_PIXEL: u64 = 4;
+
 /// Limits applied to every call of one plugin. Defaults are safe for image work on a desktop.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
@@ -19,12 +26,26 @@ pub struct Limits {
     pub max_log_messages: usize,
     /// Longest kept log message in bytes; longer ones are truncated.
     pub max_log_message_bytes: usize,
+    /// Bytes of log text kept per call, all messages together; further messages are dropped.
+    pub max_log_bytes: usize,
     /// Calls to the log import after which the call is stopped as a log flood.
     pub log_flood_calls: u64,
     /// Largest text or JSON value a plugin may return, in bytes.
     pub max_text_bytes: usize,
-    /// Largest image or mask a plugin may return, in pixels.
+    /// Largest image or mask a plugin may receive or return, in pixels.
     pub max_output_pixels: u64,
+}
+
+impl Limits {
+    /// The most bytes one crossing from the plugin to the host may copy: a call's result, or the
+    /// arguments of one `log` call. It is wasmtime's per-call "hostcall fuel", derived from the
+    /// image limit so that the largest legal image (RGBA, [`Limits::max_output_pixels`]) fits,
+    /// plus [`COPY_SLACK_BYTES`] for everything else.
+    pub fn copy_budget_bytes(&self) -> u64 {
+        self.max_output_pixels
+            .saturating_mul(MAX_BYTES_PER_PIXEL)
+            .saturating_add(COPY_SLACK_BYTES)
+    }
 }
 
 impl Default for Limits {
@@ -34,6 +55,7 @@ impl Default for Limits {
             timeout: Duration::from_secs(30),
             max_log_messages: 200,
             max_log_message_bytes: 4096,
+            max_log_bytes: 64 << 10,
             log_flood_calls: 10_000,
             max_text_bytes: 1 << 20,
             max_output_pixels: 64 << 20,
@@ -66,6 +88,8 @@ pub struct PluginConfig {
     pub cache_dir: Option<PathBuf>,
     /// Plugin calls that may run at the same time (pool slots).
     pub max_concurrent_calls: u32,
+    /// Largest component file loaded; larger ones are refused before they are read.
+    pub max_wasm_bytes: u64,
 }
 
 impl Default for PluginConfig {
@@ -76,11 +100,18 @@ impl Default for PluginConfig {
             max_timeout: Duration::from_secs(600),
             cache_dir: None,
             max_concurrent_calls: 16,
+            max_wasm_bytes: 64 << 20,
         }
     }
 }
 
 impl PluginConfig {
+    /// How many plugins load at the same time: a plugin whose `describe()` hangs then costs one
+    /// timeout, not one per plugin after it. Leaves half the pool slots to running graphs.
+    pub fn concurrent_loads(&self) -> usize {
+        (self.max_concurrent_calls / 2).clamp(1, 8) as usize
+    }
+
     /// The limits for a plugin that asks for `request`, clamped to this configuration's caps.
     pub fn limits_for(&self, request: &LimitRequest) -> Limits {
         let mut limits = self.default_limits.clone();

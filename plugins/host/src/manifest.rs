@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::bindings::ABI_VERSION;
 use crate::error::LoadError;
+use crate::files;
 use crate::limits::LimitRequest;
 
 /// The file-name suffix that marks a manifest in a plugins directory.
@@ -61,21 +62,47 @@ pub fn abi_compatible(abi: &str) -> bool {
 }
 
 impl Manifest {
-    /// Reads and checks the manifest at `path`.
+    /// Reads and checks the manifest at `path` (a regular file inside its folder, at most 64 KiB).
     pub fn read(path: &Path) -> Result<Manifest, LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|e| LoadError::Io {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| LoadError::Manifest {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        Self::parse(path, &Self::read_bytes(path)?)
+    }
+
+    /// The bytes of the manifest at `path`: a regular file inside its folder once symlinks are
+    /// resolved, at most 64 KiB, refused before reading otherwise.
+    pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, LoadError> {
+        files::read_in_folder(files::folder_of(path), path, files::MAX_MANIFEST_BYTES).map_err(
+            |e| LoadError::Io {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            },
+        )
+    }
+
+    /// Parses and checks the manifest `bytes` read from `path`.
+    pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Manifest, LoadError> {
+        let manifest: Manifest =
+            serde_json::from_slice(bytes).map_err(|e| LoadError::Manifest {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
         manifest.check().map_err(|message| LoadError::Manifest {
             path: path.to_path_buf(),
             message,
         })?;
         Ok(manifest)
+    }
+
+    /// Reads this (checked) manifest's component, for a manifest at `manifest_path`: a regular
+    /// file inside the manifest's folder once symlinks are resolved, at most `max_bytes` long,
+    /// refused before reading otherwise.
+    pub fn read_wasm(&self, manifest_path: &Path, max_bytes: u64) -> Result<Vec<u8>, LoadError> {
+        let path = self.wasm_path(manifest_path);
+        files::read_in_folder(files::folder_of(manifest_path), &path, max_bytes).map_err(|e| {
+            LoadError::Invalid {
+                plugin: self.name.clone(),
+                message: format!("component {}: {e}", path.display()),
+            }
+        })
     }
 
     /// Checks the fields that need more than their type.
@@ -107,10 +134,7 @@ impl Manifest {
 
     /// The path of the component file for a manifest at `manifest_path`.
     pub fn wasm_path(&self, manifest_path: &Path) -> PathBuf {
-        manifest_path
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join(&self.wasm)
+        files::folder_of(manifest_path).join(&self.wasm)
     }
 
     /// Serializes the manifest (pretty JSON, trailing newline).

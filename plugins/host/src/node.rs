@@ -11,16 +11,12 @@ use omnigen_engine::{
 use serde_json::{Map, Value as Json};
 
 use crate::convert::{batch_of, to_engine, to_plugin};
-use crate::descriptor::NodeDescriptor;
+use crate::descriptor::{NodeDescriptor, PIN_INPUT};
 use crate::error::{RunError, RunFailure};
 use crate::params::ParamKind;
 use crate::plugin::{CallControl, LoadedPlugin};
 use crate::store::CancelFlag;
 use crate::values::{PluginValue, PortKind};
-
-/// The optional widget on every plugin node that pins the plugin's sha256 (full or a prefix of
-/// at least 8 hex digits). Empty means "whatever version is installed".
-pub const PIN_INPUT: &str = "plugin_sha256";
 
 /// The class_type of node `node_id` of plugin `plugin`: `"<plugin>/<node_id>"`.
 pub fn class_type(plugin: &str, node_id: &str) -> String {
@@ -133,6 +129,7 @@ fn node_error(e: RunError) -> NodeError {
         RunFailure::StackOverflow => "PluginStackOverflow",
         RunFailure::Forbidden(_) => "PluginSandboxViolation",
         RunFailure::LogFlood(_) => "PluginLogFlood",
+        RunFailure::CopyBudget(_) => "PluginCopyBudget",
         RunFailure::Crashed(_) => "PluginCrashed",
         RunFailure::InvalidOutput(_) => "PluginInvalidOutput",
         RunFailure::Reported(_) => "PluginError",

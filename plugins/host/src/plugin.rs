@@ -19,6 +19,7 @@ use crate::manifest::{sha256_hex, Manifest};
 use crate::params::build_params;
 use crate::runtime::PluginRuntime;
 use crate::store::{new_store, CancelFlag, HostStop, LogLine, ProgressFn, RunState};
+use crate::text;
 use crate::validate::{check_inputs, check_outputs};
 use crate::values::PluginValue;
 
@@ -77,11 +78,7 @@ impl LoadedPlugin {
     /// Loads the plugin described by the manifest at `manifest_path`.
     pub fn load(runtime: &PluginRuntime, manifest_path: &Path) -> Result<Self, LoadError> {
         let manifest = Manifest::read(manifest_path)?;
-        let wasm_path = manifest.wasm_path(manifest_path);
-        let bytes = std::fs::read(&wasm_path).map_err(|e| LoadError::Io {
-            path: wasm_path.clone(),
-            message: e.to_string(),
-        })?;
+        let bytes = manifest.read_wasm(manifest_path, runtime.config().max_wasm_bytes)?;
         Self::from_bytes(runtime, manifest, manifest_path, &bytes)
     }
 
@@ -154,6 +151,7 @@ impl LoadedPlugin {
         };
         plugin.info = plugin.describe()?;
         if check_name && plugin.info.name != name {
+            // `info.name` was cleaned by `check_info`.
             return Err(invalid(
                 &name,
                 format!(
@@ -180,9 +178,14 @@ impl LoadedPlugin {
             .instantiate(&mut store)
             .and_then(|p| p.omnigen_plugin_node().call_describe(&mut store))
             .map_err(|e| {
+                // The plugin's last words (a panic message) say why.
+                let last_log = match store.data().log_lines().last() {
+                    Some(line) => format!(" (last log: {})", line.message),
+                    None => String::new(),
+                };
                 invalid(
                     &self.name,
-                    format!("describe() failed: {}", classify(e, &limits)),
+                    format!("describe() failed: {}{last_log}", classify(e, &limits)),
                 )
             })?;
         check_info(info).map_err(|e| invalid(&self.name, format!("describe(): {e}")))
@@ -338,16 +341,23 @@ fn check_exports(
     }
 }
 
+/// A failure the plugin reported, its message bounded and on one line (it reaches terminals).
 fn reported_failure(e: wit::NodeError) -> RunFailure {
+    let clean = |m: &str| text::one_line(m, text::MAX_MESSAGE_BYTES);
     match e {
-        wit::NodeError::InvalidInput(m) => RunFailure::Reported(format!("invalid input: {m}")),
+        wit::NodeError::InvalidInput(m) => {
+            RunFailure::Reported(format!("invalid input: {}", clean(&m)))
+        }
         wit::NodeError::InvalidParams(m) => {
-            RunFailure::Reported(format!("invalid parameters: {m}"))
+            RunFailure::Reported(format!("invalid parameters: {}", clean(&m)))
         }
         wit::NodeError::Cancelled => RunFailure::Cancelled,
-        wit::NodeError::Failed(m) => RunFailure::Reported(m),
+        wit::NodeError::Failed(m) => RunFailure::Reported(clean(&m)),
     }
 }
+
+/// How wasmtime words a result or log message larger than the hostcall fuel (the copy budget).
+const COPY_BUDGET_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
 
 /// Turns a wasmtime error into a failure a user can act on.
 fn classify(e: wasmtime::Error, limits: &Limits) -> RunFailure {
@@ -368,13 +378,17 @@ fn classify(e: wasmtime::Error, limits: &Limits) -> RunFailure {
             other => RunFailure::Crashed(format!("{other}")),
         };
     }
-    let text = format!("{e:#}");
-    if let Some(rest) = text.split("unknown import: `").nth(1) {
-        let import = rest.split('`').next().unwrap_or(rest);
-        return RunFailure::Forbidden(import.to_string());
+    // wasmtime's text may quote the plugin (import names, function names in backtraces).
+    let message = format!("{e:#}");
+    if message.contains(COPY_BUDGET_EXHAUSTED) {
+        return RunFailure::CopyBudget(limits.copy_budget_bytes());
     }
-    if text.contains("maximum concurrent") || text.contains("pooling allocator") {
+    if let Some(rest) = message.split("unknown import: `").nth(1) {
+        let import = rest.split('`').next().unwrap_or(rest);
+        return RunFailure::Forbidden(text::one_line(import, text::MAX_NAME_BYTES));
+    }
+    if message.contains("maximum concurrent") || message.contains("pooling allocator") {
         return RunFailure::Busy;
     }
-    RunFailure::Crashed(text)
+    RunFailure::Crashed(text::multi_line(&message, text::MAX_MESSAGE_BYTES))
 }

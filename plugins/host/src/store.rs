@@ -9,13 +9,14 @@ use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 
 use crate::bindings::v0_1::omnigen::plugin::{host, types};
 use crate::limits::Limits;
+use crate::text;
 
 /// A log line a plugin wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
     /// Severity.
     pub level: LogLevel,
-    /// Message (truncated to the plugin's limit).
+    /// Message: truncated to the plugin's limit, control characters escaped.
     pub message: String,
 }
 
@@ -94,6 +95,7 @@ pub struct RunState {
     limits: Limits,
     memory_used: u64,
     log: Vec<LogLine>,
+    log_bytes: usize,
     log_calls: u64,
     dropped_logs: u64,
     progress: Option<ProgressFn>,
@@ -113,6 +115,7 @@ impl RunState {
             limits,
             memory_used: 0,
             log: Vec::new(),
+            log_bytes: 0,
             log_calls: 0,
             dropped_logs: 0,
             progress,
@@ -146,8 +149,12 @@ pub(crate) fn new_store(
     progress: Option<ProgressFn>,
     cancel: CancelFlag,
 ) -> Store<RunState> {
+    let copy_budget = usize::try_from(limits.copy_budget_bytes()).unwrap_or(usize::MAX);
     let mut store = Store::new(engine, RunState::new(plugin, limits, progress, cancel));
     store.limiter(|s: &mut RunState| s as &mut dyn ResourceLimiter);
+    // What one result or one `log` call may copy out of the plugin: set from the image limit, so
+    // the largest legal image passes and a bigger result is reported as this limit.
+    store.set_hostcall_fuel(copy_budget);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|ctx| {
         let state = ctx.data();
@@ -160,18 +167,6 @@ pub(crate) fn new_store(
         Ok(UpdateDeadline::Continue(1))
     });
     store
-}
-
-fn truncate_utf8(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push('…');
-    }
-    s
 }
 
 impl ResourceLimiter for RunState {
@@ -208,7 +203,9 @@ impl host::Host for RunState {
         if self.log_calls > self.limits.log_flood_calls {
             return Err(HostStop::LogFlood.into());
         }
-        if self.log.len() >= self.limits.max_log_messages {
+        if self.log.len() >= self.limits.max_log_messages
+            || self.log_bytes >= self.limits.max_log_bytes
+        {
             self.dropped_logs += 1;
             return Ok(());
         }
@@ -219,7 +216,10 @@ impl host::Host for RunState {
             host::LogLevel::Warn => LogLevel::Warn,
             host::LogLevel::Error => LogLevel::Error,
         };
-        let message = truncate_utf8(message, self.limits.max_log_message_bytes);
+        // A fresh, right-sized copy: the plugin's (possibly huge) string is freed right here.
+        let room = self.limits.max_log_bytes - self.log_bytes;
+        let message = text::one_line(&message, self.limits.max_log_message_bytes.min(room));
+        self.log_bytes += message.len();
         match level {
             LogLevel::Error => tracing::warn!(plugin = %self.plugin, "{message}"),
             LogLevel::Warn | LogLevel::Info => tracing::info!(plugin = %self.plugin, "{message}"),
@@ -248,16 +248,5 @@ impl host::Host for RunState {
             self.cancel.cancel();
         }
         Ok(go_on)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn truncation_keeps_utf8_boundaries() {
-        assert_eq!(truncate_utf8("héllo".into(), 2), "h…");
-        assert_eq!(truncate_utf8("short".into(), 10), "short");
     }
 }

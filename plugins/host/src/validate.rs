@@ -7,6 +7,7 @@ use std::collections::HashSet;
 
 use crate::descriptor::{NodeDescriptor, PortSpec};
 use crate::limits::Limits;
+use crate::text;
 use crate::values::PluginValue;
 
 /// Checks that an image or mask's byte count matches its dimensions, without overflow.
@@ -109,12 +110,13 @@ pub fn check_inputs(
         if !seen.insert(name.as_str()) {
             return Err(format!("input `{name}` given twice"));
         }
-        let unlimited = Limits {
-            max_output_pixels: u64::MAX,
+        // Images in are held to the same size limit as images out (one limit, one copy budget);
+        // text in comes from the graph, not from the plugin.
+        let text_unlimited = Limits {
             max_text_bytes: usize::MAX,
             ..limits.clone()
         };
-        check_value(port, value, &unlimited, "input")?;
+        check_value(port, value, &text_unlimited, "input")?;
     }
     if let Some(missing) = node
         .inputs
@@ -143,8 +145,14 @@ pub fn check_outputs(
             .outputs
             .iter()
             .position(|p| p.name == name)
-            .ok_or_else(|| format!("output `{}` is not declared", name.escape_debug()))?;
+            .ok_or_else(|| {
+                format!(
+                    "output `{}` is not declared",
+                    text::one_line(&name, text::MAX_NAME_BYTES)
+                )
+            })?;
         if slots[index].is_some() {
+            // A declared name: checked at load, safe to print.
             return Err(format!("output `{name}` returned twice"));
         }
         check_value(&node.outputs[index], &value, limits, "output")?;

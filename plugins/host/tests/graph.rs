@@ -253,3 +253,68 @@ async fn plugin_outputs_feed_builtin_typed_inputs() {
     assert!(report.is_success(), "{:?}", report.status);
     assert!(f.out.path().join("from_{plugin}.raw").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_progress_flood_is_coalesced_into_a_few_events() {
+    // The hostile plugin gets a long timeout here: 100,000 progress calls take a while unoptimised.
+    let plugins = tempfile::tempdir().unwrap();
+    let bytes = common::wasm("omnigen_plugin_hostile");
+    let manifest = common::manifest_for(
+        "hostile",
+        &bytes,
+        omnigen_plugins::LimitRequest {
+            timeout_ms: Some(60_000),
+            ..Default::default()
+        },
+    );
+    std::fs::write(plugins.path().join(&manifest.wasm), &bytes).unwrap();
+    std::fs::write(
+        plugins.path().join("hostile.plugin.json"),
+        manifest.to_json(),
+    )
+    .unwrap();
+    let registry = Arc::new(Registry::new());
+    let out = tempfile::tempdir().unwrap();
+    registry.register(SaveRaw(out.path().to_path_buf()));
+    let config = omnigen_plugins::PluginConfig {
+        max_timeout: std::time::Duration::from_secs(60),
+        ..common::test_config()
+    };
+    let (_host, report) =
+        omnigen_plugins::register_dir(&registry, plugins.path(), &config).unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let executor = Executor::new(registry, ExecutorConfig::default());
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = {
+        let events = Arc::clone(&events);
+        EventSink::from_fn(move |e| {
+            if let omnigen_engine::Event::Progress { value, max, .. } = e {
+                events.lock().unwrap().push((value, max));
+            }
+        })
+    };
+    let graph = json!({
+        "1": {"class_type": "hostile/progress_flood", "inputs": {}},
+        "2": {"class_type": "TestSaveRaw", "inputs": {"images": ["1", 0], "name": "flood"}}
+    });
+    let start = std::time::Instant::now();
+    let report = executor
+        .run(&request(graph), RunOptions::new(sink))
+        .await
+        .unwrap();
+    let took = start.elapsed();
+    assert!(report.is_success(), "{:?}", report.status);
+    let events = events.lock().unwrap().clone();
+    // 100,001 reports: at most one event per 50 ms, plus the first and the last.
+    let bound = took.as_millis() as usize / 50 + 2;
+    assert!(
+        events.len() <= bound,
+        "{} progress events in {took:?} (bound {bound})",
+        events.len()
+    );
+    assert_eq!(
+        events.last(),
+        Some(&(1000, 1000)),
+        "the last report arrives"
+    );
+}

@@ -235,3 +235,130 @@ fn a_call_never_sees_the_memory_of_an_earlier_call() {
         );
     }
 }
+
+/// Asserts that `text` is safe to print: no control character but the newlines of a backtrace.
+fn assert_printable(text: &str) {
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "control characters reached the message: {text:?}"
+    );
+}
+
+#[test]
+fn huge_log_lines_are_kept_as_small_copies_within_a_byte_budget() {
+    let limits = hostile().limits().clone();
+    let out = hostile()
+        .run("log_huge", vec![], &Map::new(), &CallControl::default())
+        .expect("log_huge returns normally");
+    let kept: usize = out.log.iter().map(|l| l.message.len()).sum();
+    assert!(!out.log.is_empty());
+    assert!(
+        kept <= limits.max_log_bytes + '…'.len_utf8(),
+        "{kept} bytes kept"
+    );
+    assert_eq!(out.log.len() as u64 + out.dropped_logs, 40);
+    for line in &out.log {
+        assert!(line.message.len() <= limits.max_log_message_bytes + '…'.len_utf8());
+        // A right-sized copy, not the plugin's 8 MiB buffer cut short.
+        assert!(
+            line.message.capacity() <= limits.max_log_message_bytes + 8,
+            "a kept line holds {} bytes",
+            line.message.capacity()
+        );
+    }
+    assert_healthy();
+}
+
+#[test]
+fn huge_and_escape_laden_failure_messages_are_bounded_and_cleaned() {
+    let err = run_hostile("fail_huge");
+    let text = err.to_string();
+    assert!(matches!(err.failure, RunFailure::Reported(_)), "{err:?}");
+    assert!(text.len() < 5000, "{} bytes", text.len());
+    assert!(text.ends_with('…'), "the cut is marked");
+    assert_printable(&text);
+    assert!(
+        text.contains("\\u{1b}]0;pwned"),
+        "escapes stay visible: {text}"
+    );
+
+    let err = run_hostile("fail_escapes");
+    let text = err.to_string();
+    assert_printable(&text);
+    assert!(text.starts_with("plugin `hostile` node `fail_escapes`: invalid input: "));
+    assert!(text.contains("\\u{1b}[2J\\u{d}\\u{a}"), "{text}");
+    for line in &err.log_tail {
+        assert_printable(line);
+        assert!(line.contains("\\u{1b}[32m"), "{line}");
+    }
+}
+
+#[test]
+fn undeclared_output_names_are_bounded_and_cleaned() {
+    let err = run_hostile("bad_output_name");
+    assert!(
+        matches!(err.failure, RunFailure::InvalidOutput(_)),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.len() < 1024, "{} bytes", text.len());
+    assert_printable(&text);
+    assert!(text.contains("is not declared"), "{text}");
+}
+
+#[test]
+fn a_big_result_within_the_copy_budget_is_checked_as_an_output() {
+    // 24 MiB is within the default copy budget (272 MiB): it crosses, then fails the checks.
+    let err = run_hostile("big_text");
+    match &err.failure {
+        RunFailure::InvalidOutput(m) => assert!(m.contains("should be image, got text"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_result_over_the_copy_budget_is_reported_as_that_limit() {
+    // With 1 Mi pixels as the image limit, the copy budget is 4 MiB + 16 MiB: 24 MiB of text is over.
+    let mut config = common::test_config();
+    config.default_limits.max_output_pixels = 1 << 20;
+    let runtime = omnigen_plugins::PluginRuntime::new(config).expect("runtime");
+    let plugin = common::load_with(
+        &runtime,
+        "hostile",
+        "omnigen_plugin_hostile",
+        Default::default(),
+    );
+    assert_eq!(plugin.limits().copy_budget_bytes(), 20 << 20);
+    let err = plugin
+        .run("big_text", vec![], &Map::new(), &CallControl::default())
+        .unwrap_err();
+    assert_eq!(err.failure, RunFailure::CopyBudget(20 << 20));
+    assert!(
+        err.to_string()
+            .contains("tried to copy more than 20 MiB to the host in one go (the copy budget"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_panic_in_describe_reports_the_panic_message() {
+    let bytes = common::wasm("omnigen_plugin_describe_panic");
+    let err = LoadedPlugin::from_bytes(
+        common::runtime(),
+        common::manifest_for("describe_panic", &bytes, Default::default()),
+        std::path::Path::new("describe_panic.plugin.json"),
+        &bytes,
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("plugin `describe_panic`: describe() failed: crashed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("deliberate panic while describing a node"),
+        "{text}"
+    );
+    assert!(!text.contains("wasi:cli"), "{text}");
+    assert_healthy();
+}

@@ -163,7 +163,65 @@ hostile_node!(Fails, "fails", |ctx, inputs| {
     Err(NodeError::Failed("this node always fails politely".into()))
 });
 
+hostile_node!(LogHuge, "log_huge", |ctx, inputs| {
+    // A few huge lines: the host must keep a small copy of each, not the plugin's allocation.
+    let line = "x".repeat(8 << 20);
+    for _ in 0..40 {
+        ctx.log(LogLevel::Info, &line);
+    }
+    Ok(Outputs::new().image("image", tiny()))
+});
+
+hostile_node!(ProgressFlood, "progress_flood", |ctx, inputs| {
+    // Far more progress reports than anyone can read; the engine must coalesce them.
+    let steps = 100_000u32;
+    for i in 0..steps {
+        if !ctx.progress(i as f32 / steps as f32) {
+            return Err(NodeError::Cancelled);
+        }
+    }
+    ctx.checkpoint(1.0)?;
+    Ok(Outputs::new().image("image", tiny()))
+});
+
+/// Terminal escapes: set the window title, clear the screen, fake a success line.
+const ESCAPES: &str = "\u{1b}]0;pwned\u{7}\u{1b}[2J\r\n\u{1b}[32m✓ all done\u{1b}[0m";
+
+hostile_node!(FailHuge, "fail_huge", |ctx, inputs| {
+    let mut message = ESCAPES.repeat(4);
+    message.push_str(&"y".repeat(16 << 20));
+    Err(NodeError::Failed(message))
+});
+
+hostile_node!(FailEscapes, "fail_escapes", |ctx, inputs| {
+    ctx.log(LogLevel::Error, ESCAPES);
+    Err(NodeError::InvalidInput(ESCAPES.to_string()))
+});
+
+hostile_node!(BadOutputName, "bad_output_name", |ctx, inputs| {
+    let name = format!("{ESCAPES}{}", "z".repeat(1 << 20));
+    Ok(Outputs::new().image(&name, tiny()))
+});
+
+hostile_node!(BigText, "big_text", |ctx, inputs| {
+    // 24 MiB of text on an image port: over the text limit, and over a small copy budget.
+    Ok(Outputs::new().text("image", "t".repeat(24 << 20)))
+});
+
+hostile_node!(HugeGray, "huge_gray", |ctx, inputs| {
+    // The largest legal gray image: 8192 x 8192 = 64 Mi pixels, exactly the host's limit.
+    let side = 8192u32;
+    let image = Image {
+        width: side,
+        height: side,
+        format: PixelFormat::Gray8,
+        data: vec![128; (side * side) as usize],
+    };
+    Ok(Outputs::new().image("image", image))
+});
+
 omnigen_plugin_sdk::plugin!(name: "hostile", version: "0.1.0", nodes: [
     Spin, Hog, Recurse, Panic, Trap, BadSize, OverflowDims, Oversized, WrongType, MissingOutput,
     ExtraOutput, DuplicateOutput, ReadFile, Connect, ReadEnv, ReadClock, LogSpam, IgnoreCancel, Fails,
+    LogHuge, ProgressFlood, FailHuge, FailEscapes, BadOutputName, BigText, HugeGray,
 ]);

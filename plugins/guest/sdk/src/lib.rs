@@ -79,6 +79,8 @@ macro_rules! plugin {
 
         impl $crate::bindings::exports::omnigen::plugin::node::Guest for __OmnigenPlugin {
             fn describe() -> $crate::PluginInfo {
+                // A panic in a node's `spec()` must reach the host log too, not WASI stderr.
+                $crate::__private::install_panic_hook();
                 $crate::PluginInfo {
                     name: ::std::string::String::from($name),
                     version: ::std::string::String::from($version),

@@ -63,10 +63,20 @@ pub fn manifest_for(name: &str, bytes: &[u8], limits: LimitRequest) -> Manifest 
 
 /// Loads guest plugin `stem` under `name` with the test runtime.
 pub fn load(name: &str, stem: &str) -> LoadedPlugin {
+    load_with(runtime(), name, stem, LimitRequest::default())
+}
+
+/// Loads guest plugin `stem` under `name` with `runtime`, asking for `limits`.
+pub fn load_with(
+    runtime: &PluginRuntime,
+    name: &str,
+    stem: &str,
+    limits: LimitRequest,
+) -> LoadedPlugin {
     let bytes = wasm(stem);
     LoadedPlugin::from_bytes(
-        runtime(),
-        manifest_for(name, &bytes, LimitRequest::default()),
+        runtime,
+        manifest_for(name, &bytes, limits),
         Path::new("test.plugin.json"),
         &bytes,
     )

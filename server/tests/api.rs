@@ -290,7 +290,7 @@ async fn history_lists_pages_deletes_and_survives_a_restart() {
     let s = TestServer::start(dir.path()).await;
     assert_eq!(
         s.server.as_ref().unwrap().recovery().requeued,
-        [blocker.clone()]
+        std::slice::from_ref(&blocker)
     );
     let (_, h) = s.get(&format!("/history/{}", ids[0])).await;
     assert_eq!(h[&ids[0]]["outputs"]["2"]["value"][0], "0");

@@ -1,0 +1,78 @@
+//! What the server is started with.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::queue::HistoryLimits;
+
+/// ComfyUI's default port.
+pub const DEFAULT_PORT: u16 = 8188;
+
+/// ComfyUI's default upload limit (`--max-upload-size`), also the `POST /prompt` body limit.
+pub const DEFAULT_MAX_BODY: usize = 100 * 1024 * 1024;
+
+/// The folders nodes and `/view` work with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Folders {
+    /// Uploads and LoadImage's files (`type=input`).
+    pub input: PathBuf,
+    /// Saved results (`type=output`).
+    pub output: PathBuf,
+    /// Previews (`type=temp`).
+    pub temp: PathBuf,
+}
+
+impl Folders {
+    /// `input/`, `output/` and `temp/` inside `data_dir`.
+    pub fn inside(data_dir: &Path) -> Self {
+        Folders {
+            input: data_dir.join("input"),
+            output: data_dir.join("output"),
+            temp: data_dir.join("temp"),
+        }
+    }
+}
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address and port to listen on (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Where the queue database (and, by default, the folders) live.
+    pub data_dir: PathBuf,
+    /// The input/output/temp folders.
+    pub folders: Folders,
+    /// The access token; required unless listening on a loopback address.
+    pub token: Option<String>,
+    /// Extra host names accepted in the `Host` header (besides loopback names and the listen address).
+    pub allowed_hosts: Vec<String>,
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+    /// How much history to keep.
+    pub history: HistoryLimits,
+    /// How often history is pruned (off the execution path).
+    pub prune_every: Duration,
+}
+
+impl ServerConfig {
+    /// Defaults: `127.0.0.1:8188`, folders inside `data_dir`, no token, ComfyUI's 100 MB body limit.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        ServerConfig {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT),
+            folders: Folders::inside(&data_dir),
+            data_dir,
+            token: None,
+            allowed_hosts: Vec::new(),
+            max_body_bytes: DEFAULT_MAX_BODY,
+            history: HistoryLimits::default(),
+            prune_every: Duration::from_secs(60),
+        }
+    }
+
+    /// The queue database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("queue.sqlite3")
+    }
+}

@@ -1,0 +1,237 @@
+//! Every use of the engine's API in the server lives here: parsing and validating a submitted prompt,
+//! running a queued job through the one executor (whose cache lives across prompts), turning events
+//! into WebSocket messages, and the node catalogue. The rest of the server sees JSON and its own types.
+
+use std::sync::Arc;
+
+use omnigen_engine::{
+    Event, EventSink, Executor, ExecutorConfig, PromptRequest, RunOptions, RunStatus,
+};
+use serde_json::{json, Map, Value as Json};
+
+use crate::queue::{Job, JobResult, JobState};
+
+pub use omnigen_engine::{new_prompt_id, now_ms, CancelToken, Dirs, Registry};
+
+/// A submitted prompt that validated: what the queue stores.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// The graph, as submitted.
+    pub prompt: Json,
+    /// `extra_data` with `client_id` copied in.
+    pub extra_data: Json,
+    /// The client whose socket gets the events.
+    pub client_id: Option<String>,
+    /// The prompt id the client chose, if any.
+    pub prompt_id: Option<String>,
+    /// `partial_execution_targets`.
+    pub targets: Option<Vec<String>>,
+    /// The outputs that will run (ComfyUI's `outputs_to_execute`).
+    pub outputs: Vec<String>,
+    /// Errors of outputs that were dropped while the rest runs (`{}` when none).
+    pub node_errors: Json,
+}
+
+/// Who a message is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    /// Every connected socket.
+    Everyone,
+    /// The socket of this client id only.
+    Client(String),
+    /// Nobody (a prompt queued without a client id gets no per-node events, as in ComfyUI).
+    Nobody,
+}
+
+/// How a job's run ended, ready for the queue.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// The final state.
+    pub state: JobState,
+    /// Outputs and status messages for history.
+    pub result: JobResult,
+}
+
+/// The engine as the server uses it: one executor (one cache) over an open registry.
+pub struct Engine {
+    executor: Executor,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine over `registry`, handing `dirs` to nodes.
+    pub fn new(registry: Arc<Registry>, dirs: Dirs) -> Self {
+        Engine {
+            executor: Executor::new(
+                registry,
+                ExecutorConfig {
+                    dirs,
+                    ..ExecutorConfig::default()
+                },
+            ),
+        }
+    }
+
+    /// Parses and validates a `POST /prompt` body. `Err` is ComfyUI's 400 body.
+    pub fn accept(&self, body: Json) -> Result<Accepted, Json> {
+        let request = PromptRequest::from_json(body).map_err(|e| e.to_comfy_json())?;
+        let validated = self.executor.validate(&request).map_err(|r| r.to_json())?;
+        Ok(Accepted {
+            prompt: request.prompt.raw().clone(),
+            extra_data: request.extra_data.clone(),
+            client_id: request.client_id.clone(),
+            prompt_id: request.prompt_id.clone(),
+            targets: request
+                .partial_execution_targets
+                .as_ref()
+                .map(|t| t.iter().map(|n| n.0.clone()).collect()),
+            outputs: validated.outputs.iter().map(|n| n.0.clone()).collect(),
+            node_errors: validated.node_errors_json(),
+        })
+    }
+
+    /// Runs a queued job to its end, sending each event to `send` with its audience, and recording
+    /// ComfyUI's status messages for history. The graph is validated again (the catalogue may have
+    /// changed since it was queued, or the server restarted).
+    pub async fn run(
+        &self,
+        job: &Job,
+        cancel: CancelToken,
+        send: impl Fn(Audience, Json) + Send + Sync + 'static,
+    ) -> Finished {
+        let audience = match &job.client_id {
+            Some(id) => Audience::Client(id.clone()),
+            None => Audience::Nobody,
+        };
+        let recorder = Arc::new(std::sync::Mutex::new(Vec::<Json>::new()));
+        let messages = Arc::clone(&recorder);
+        let send = Arc::new(send);
+        let relay = Arc::clone(&send);
+        let to = audience.clone();
+        let sink = EventSink::from_fn(move |event: Event| {
+            if records_in_history(&event) {
+                let mut m = messages.lock().unwrap_or_else(|p| p.into_inner());
+                m.push(json!([event.type_name(), event.to_json()["data"]]));
+            }
+            // ComfyUI broadcasts interruptions; everything else goes to the prompt's client.
+            let who = match event {
+                Event::ExecutionInterrupted { .. } => Audience::Everyone,
+                _ => to.clone(),
+            };
+            relay(who, event.to_json());
+        });
+
+        let request = match PromptRequest::from_json(request_json(job)) {
+            Ok(r) => r,
+            Err(e) => return self.refused(job, &audience, &*send, e.to_comfy_json()),
+        };
+        let options = RunOptions::new(sink)
+            .prompt_id(job.id.clone())
+            .cancel(cancel);
+        let report = match self.executor.run(&request, options).await {
+            Ok(report) => report,
+            Err(validation) => return self.refused(job, &audience, &*send, validation.to_json()),
+        };
+        let state = match report.status {
+            RunStatus::Success => JobState::Completed,
+            RunStatus::Failed(_) => JobState::Failed,
+            RunStatus::Interrupted { .. } => JobState::Interrupted,
+        };
+        let outputs: Map<String, Json> = report
+            .ui_outputs
+            .into_iter()
+            .map(|(id, ui)| (id.0, ui))
+            .collect();
+        let messages = std::mem::take(&mut *recorder.lock().unwrap_or_else(|p| p.into_inner()));
+        Finished {
+            state,
+            result: JobResult {
+                outputs: Json::Object(outputs),
+                messages: Json::Array(messages),
+            },
+        }
+    }
+
+    /// A job whose graph no longer validates: an `execution_error` to its client, then "done".
+    fn refused(
+        &self,
+        job: &Job,
+        audience: &Audience,
+        send: &dyn Fn(Audience, Json),
+        error: Json,
+    ) -> Finished {
+        let data = json!({
+            "prompt_id": job.id,
+            "node_id": "",
+            "node_type": "",
+            "executed": [],
+            "exception_message": format!("the prompt no longer validates: {}", error["error"]["message"].as_str().unwrap_or("")),
+            "exception_type": "validation",
+            "traceback": [error.to_string()],
+            "current_inputs": {},
+            "current_outputs": [],
+            "timestamp": now_ms(),
+        });
+        send(
+            audience.clone(),
+            json!({"type": "execution_error", "data": data}),
+        );
+        send(
+            audience.clone(),
+            json!({"type": "executing", "data": {"node": null, "prompt_id": job.id}}),
+        );
+        Finished {
+            state: JobState::Failed,
+            result: JobResult {
+                outputs: json!({}),
+                messages: json!([["execution_error", data]]),
+            },
+        }
+    }
+
+    /// `GET /object_info`.
+    pub fn object_info(&self) -> Json {
+        self.executor.registry().object_info()
+    }
+
+    /// `GET /object_info/{class}` (`{}` when unknown).
+    pub fn object_info_for(&self, class_type: &str) -> Json {
+        self.executor.registry().object_info_for(class_type)
+    }
+
+    /// Drops every cached output (`POST /free` with `free_memory`).
+    pub fn free_memory(&self) {
+        self.executor.clear_cache();
+    }
+}
+
+/// The messages ComfyUI keeps in a history entry's `status.messages`.
+fn records_in_history(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::ExecutionStart { .. }
+            | Event::ExecutionCached { .. }
+            | Event::ExecutionSuccess { .. }
+            | Event::ExecutionError(_)
+            | Event::ExecutionInterrupted { .. }
+    )
+}
+
+/// The stored job as the `POST /prompt` wrapper the engine parses.
+fn request_json(job: &Job) -> Json {
+    let mut m = Map::new();
+    m.insert("prompt".into(), job.prompt.clone());
+    m.insert("extra_data".into(), job.extra_data.clone());
+    if let Some(id) = &job.client_id {
+        m.insert("client_id".into(), json!(id));
+    }
+    if let Some(t) = &job.targets {
+        m.insert("partial_execution_targets".into(), json!(t));
+    }
+    Json::Object(m)
+}

@@ -1,0 +1,52 @@
+//! The HTTP routes, one small handler each, every one served both bare and under `/api` as ComfyUI does.
+
+mod files;
+mod history;
+mod info;
+mod prompt;
+mod queue;
+mod ws;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, MethodRouter};
+use axum::Router;
+
+use crate::security::{self, Guard};
+use crate::state::AppState;
+
+type Shared = Arc<AppState>;
+
+/// The whole application: routes, body limit and the security guard.
+pub fn router(state: Shared, guard: Arc<Guard>) -> Router {
+    let routes: [(&str, MethodRouter<Shared>); 16] = [
+        ("/prompt", get(prompt::status).post(prompt::submit)),
+        ("/queue", get(queue::list).post(queue::change)),
+        ("/interrupt", post(queue::interrupt)),
+        ("/free", post(queue::free)),
+        ("/history", get(history::list).post(history::change)),
+        ("/history/{prompt_id}", get(history::one)),
+        ("/object_info", get(info::object_info)),
+        ("/object_info/{class}", get(info::object_info_for)),
+        ("/system_stats", get(info::system_stats)),
+        ("/features", get(info::features)),
+        ("/embeddings", get(info::embeddings)),
+        ("/extensions", get(info::extensions)),
+        ("/users", get(info::users)),
+        ("/view", get(files::view)),
+        ("/upload/image", post(files::upload_image)),
+        ("/ws", get(ws::connect)),
+    ];
+    let mut router = Router::new();
+    for (path, handler) in routes {
+        router = router
+            .route(path, handler.clone())
+            .route(&format!("/api{path}"), handler);
+    }
+    let limit = state.config.max_body_bytes;
+    router
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(guard, security::guard))
+}

@@ -1,0 +1,284 @@
+//! A real server on a loopback port with small test nodes, and client helpers.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use omnigen_engine::{
+    BoxFuture, InputSpec, Inputs, NodeContext, NodeError, NodeOutput, NodeSchema, NodeType,
+    Registry, Value,
+};
+use omnigen_server::{RunningServer, ServerConfig};
+use serde_json::{json, Value as Json};
+use tokio_tungstenite::tungstenite::Message;
+
+/// How many times each test node ran.
+#[derive(Default, Clone)]
+pub struct Runs(pub Arc<AtomicUsize>);
+
+impl Runs {
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+    fn record(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// `Const {value: INT} -> INT`.
+struct Const(Runs);
+impl NodeType for Const {
+    fn schema(&self) -> NodeSchema {
+        NodeSchema::new("Const")
+            .required(InputSpec::int("value").default_int(0))
+            .output("INT")
+    }
+    fn run<'a>(
+        &'a self,
+        inputs: Inputs,
+        _ctx: NodeContext,
+    ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+        Box::pin(async move {
+            self.0.record();
+            Ok(NodeOutput::new(vec![Value::Int(inputs.get_int("value")?)]))
+        })
+    }
+}
+
+/// `Show {value: INT}`: an output node whose UI is `{"value": [v]}`.
+struct Show(Runs);
+impl NodeType for Show {
+    fn schema(&self) -> NodeSchema {
+        NodeSchema::new("Show")
+            .output_node()
+            .required(InputSpec::socket("value", "INT"))
+    }
+    fn run<'a>(
+        &'a self,
+        inputs: Inputs,
+        _ctx: NodeContext,
+    ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+        Box::pin(async move {
+            self.0.record();
+            let v = inputs.get_int("value")?;
+            Ok(NodeOutput::ui(json!({"value": [v.to_string()]})))
+        })
+    }
+}
+
+/// `Slow {steps: INT, ms: INT}`: an output node that reports progress every `ms` for `steps` steps.
+struct Slow;
+impl NodeType for Slow {
+    fn schema(&self) -> NodeSchema {
+        NodeSchema::new("Slow")
+            .output_node()
+            .required(InputSpec::int("steps").default_int(10).min(1).max(100_000))
+            .required(InputSpec::int("ms").default_int(10).min(0).max(10_000))
+    }
+    fn run<'a>(
+        &'a self,
+        inputs: Inputs,
+        ctx: NodeContext,
+    ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+        Box::pin(async move {
+            let steps = inputs.get_u64("steps")?;
+            let ms = inputs.get_u64("ms")?;
+            for step in 0..steps {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                ctx.progress(step + 1, steps)?;
+            }
+            Ok(NodeOutput::ui(json!({"steps": [steps.to_string()]})))
+        })
+    }
+}
+
+/// A registry of the test nodes, and their run counters.
+pub fn registry() -> (Arc<Registry>, Runs, Runs) {
+    let registry = Arc::new(Registry::new());
+    let consts = Runs::default();
+    let shows = Runs::default();
+    registry.register(Const(consts.clone()));
+    registry.register(Show(shows.clone()));
+    registry.register(Slow);
+    (registry, consts, shows)
+}
+
+/// A started server and a client for it.
+pub struct TestServer {
+    pub server: Option<RunningServer>,
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub consts: Runs,
+    pub shows: Runs,
+}
+
+impl TestServer {
+    pub async fn start(data_dir: &Path) -> Self {
+        Self::start_with(ServerConfig::new(data_dir)).await
+    }
+
+    pub async fn start_with(mut config: ServerConfig) -> Self {
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let (registry, consts, shows) = registry();
+        let server = omnigen_server::start(config, registry)
+            .await
+            .expect("server starts");
+        TestServer {
+            addr: server.local_addr(),
+            server: Some(server),
+            http: reqwest::Client::new(),
+            consts,
+            shows,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Json) {
+        let r = self.http.get(self.url(path)).send().await.unwrap();
+        status_json(r).await
+    }
+
+    pub async fn post(&self, path: &str, body: Json) -> (u16, Json) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        status_json(r).await
+    }
+
+    /// Queues a graph; returns the prompt id.
+    pub async fn queue(&self, body: Json) -> String {
+        let (status, answer) = self.post("/prompt", body).await;
+        assert_eq!(status, 200, "{answer}");
+        answer["prompt_id"].as_str().unwrap().to_string()
+    }
+
+    /// Waits until the prompt is in history; returns its entry.
+    pub async fn finished(&self, id: &str) -> Json {
+        for _ in 0..500 {
+            let (_, h) = self.get(&format!("/history/{id}")).await;
+            if let Some(entry) = h.get(id) {
+                return entry.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("prompt {id} did not finish");
+    }
+
+    /// Waits until the prompt is running.
+    pub async fn running(&self, id: &str) {
+        for _ in 0..500 {
+            let (_, q) = self.get("/queue").await;
+            if q["queue_running"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|item| item[1] == id)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("prompt {id} did not start");
+    }
+
+    pub async fn socket(&self, client_id: &str) -> Socket {
+        let url = format!("ws://{}/ws?clientId={client_id}", self.addr);
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("socket connects");
+        Socket(ws)
+    }
+}
+
+pub async fn status_json(r: reqwest::Response) -> (u16, Json) {
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Json::String(text)),
+    )
+}
+
+/// `Const(value) -> Show`, for client `client`.
+pub fn graph(value: i64, client: &str) -> Json {
+    json!({
+        "prompt": {
+            "1": {"class_type": "Const", "inputs": {"value": value}},
+            "2": {"class_type": "Show", "inputs": {"value": ["1", 0]}}
+        },
+        "client_id": client
+    })
+}
+
+/// One `Slow` node running `steps` × `ms`.
+pub fn slow(steps: u64, ms: u64) -> Json {
+    json!({"prompt": {"1": {"class_type": "Slow", "inputs": {"steps": steps, "ms": ms}}}})
+}
+
+pub struct Socket(
+    pub tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+);
+
+impl Socket {
+    /// The next text message, or `None` if nothing comes within `wait`.
+    pub async fn next_within(&mut self, wait: Duration) -> Option<Json> {
+        use futures_util::StreamExt;
+        loop {
+            match tokio::time::timeout(wait, self.0.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(t.as_str()).ok(),
+                Ok(Some(Ok(_))) => continue,
+                _ => return None,
+            }
+        }
+    }
+
+    pub async fn next(&mut self) -> Json {
+        self.next_within(Duration::from_secs(10))
+            .await
+            .expect("a message")
+    }
+
+    /// Messages up to and including `executing {node: null}` of `prompt_id`.
+    pub async fn until_done(&mut self, prompt_id: &str) -> Vec<Json> {
+        let mut seen = Vec::new();
+        loop {
+            let m = self.next().await;
+            let done = m["type"] == "executing"
+                && m["data"]["node"].is_null()
+                && m["data"]["prompt_id"] == prompt_id;
+            seen.push(m);
+            if done {
+                return seen;
+            }
+        }
+    }
+
+    pub async fn send(&mut self, text: &str) {
+        use futures_util::SinkExt;
+        self.0.send(Message::Text(text.into())).await.unwrap();
+    }
+}
+
+pub fn types(messages: &[Json]) -> Vec<&str> {
+    messages
+        .iter()
+        .map(|m| m["type"].as_str().unwrap_or("?"))
+        .collect()
+}

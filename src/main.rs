@@ -15,6 +15,7 @@ mod plugins;
 mod progress;
 mod reporter;
 mod run_cmd;
+mod serve_cmd;
 mod session;
 mod test_nodes;
 mod validate_cmd;
@@ -51,5 +52,6 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Validate(args) => validate_cmd::run(args),
         Command::Nodes(args) => nodes_cmd::run(args),
         Command::Watch(args) => watch_cmd::run(args, Interrupt::install()).await,
+        Command::Serve(args) => serve_cmd::run(args).await,
     }
 }

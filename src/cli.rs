@@ -26,6 +26,8 @@ pub enum Command {
     Nodes(NodesArgs),
     /// Re-run a graph every time its file is saved, re-executing only what changed.
     Watch(WatchArgs),
+    /// Serve ComfyUI's HTTP + WebSocket API with a durable queue (see docs/server.md).
+    Serve(crate::serve_cmd::ServeArgs),
 }
 
 /// Where nodes read inputs and write outputs.

@@ -16,6 +16,7 @@ mod plugins;
 mod progress;
 mod reporter;
 mod run_cmd;
+mod serve_cmd;
 mod session;
 mod terminal_text;
 mod test_nodes;
@@ -53,5 +54,6 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Validate(args) => validate_cmd::run(args),
         Command::Nodes(args) => nodes_cmd::run(args),
         Command::Watch(args) => watch_cmd::run(args, Interrupt::install()).await,
+        Command::Serve(args) => serve_cmd::run(args).await,
     }
 }

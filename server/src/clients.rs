@@ -70,6 +70,9 @@ impl Clients {
 
     /// Sends a JSON message to its audience.
     pub fn send(&self, audience: &Audience, message: &Json) {
+        if *audience == Audience::Nobody {
+            return;
+        }
         let frame = Frame::Text(Arc::from(message.to_string()));
         let mut map = self.lock();
         match audience {

@@ -193,6 +193,13 @@ async fn the_cache_lives_across_prompts() {
     let changed = s.queue(graph(6, "c")).await;
     s.finished(&changed).await;
     assert_eq!((s.consts.count(), s.shows.count()), (2, 2));
+
+    // `/free` drops the cache: the same graph runs again.
+    let (status, _) = s.post("/api/free", json!({"free_memory": true})).await;
+    assert_eq!(status, 200);
+    let freed = s.queue(graph(6, "c")).await;
+    s.finished(&freed).await;
+    assert_eq!((s.consts.count(), s.shows.count()), (3, 3));
     s.stop().await;
 }
 

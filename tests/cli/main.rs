@@ -5,6 +5,7 @@ mod interrupt;
 mod nodes;
 mod plugins;
 mod run;
+mod serve;
 mod support;
 mod validate;
 mod watch;

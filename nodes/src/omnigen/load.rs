@@ -160,7 +160,9 @@ impl NodeType for LoadOmniGen {
         if let Some(model) = inputs.opt_str("model")? {
             let in_model = |e: &dyn std::fmt::Display| NodeError::input("model", e);
             match hub::classify(model).map_err(|e| in_model(&e))? {
-                ModelSource::Folder(folder) => hub::check_folder(&folder).map_err(|e| in_model(&e))?,
+                ModelSource::Folder(folder) => {
+                    hub::check_folder(&folder).map_err(|e| in_model(&e))?
+                }
                 ModelSource::Hub(repo) => {
                     // Offline and not cached can be told before anything runs; otherwise the run downloads.
                     if self.hub.offline && self.hub.cached_folder(&repo).is_none() {

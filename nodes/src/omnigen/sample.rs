@@ -113,7 +113,10 @@ impl NodeType for OmniGenSample {
         }
         if let Some(steps) = inputs.opt_int("steps")? {
             if steps < 1 {
-                return Err(NodeError::input("steps", format!("{steps} must be at least 1")));
+                return Err(NodeError::input(
+                    "steps",
+                    format!("{steps} must be at least 1"),
+                ));
             }
         }
         if let Some(kv) = inputs.opt_str("kv_cache")? {
@@ -188,9 +191,7 @@ impl NodeType for OmniGenSample {
                 .with_img_guidance(prompt.use_img_guidance);
             // One sampler at a time per device, so two never compete for its memory. The device comes
             // in through the `model` link, so it is locked at run time, with the engine's resource locks.
-            let _device = ctx
-                .lock_resource(Resource::new(&model.device_name))
-                .await;
+            let _device = ctx.lock_resource(Resource::new(&model.device_name)).await;
             ctx.run_blocking(move |ctx| {
                 ctx.check_cancelled()?;
                 let mut on_step = |p: StepProgress<'_>| {

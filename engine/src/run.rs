@@ -432,7 +432,10 @@ impl<'e> Run<'e> {
                 .ok_or_else(|| {
                     NodeError::input(
                         &link.input,
-                        format!("no value from node {} slot {}", plan[link.source].id, link.slot),
+                        format!(
+                            "no value from node {} slot {}",
+                            plan[link.source].id, link.slot
+                        ),
                     )
                 })?;
             inputs.insert(link.input.clone(), value);

@@ -297,21 +297,30 @@ struct Locker {
 }
 impl omnigen_engine::NodeType for Locker {
     fn schema(&self) -> omnigen_engine::NodeSchema {
-        let name = if self.exclusive { "ExclusiveLocker" } else { "Locker" };
+        let name = if self.exclusive {
+            "ExclusiveLocker"
+        } else {
+            "Locker"
+        };
         omnigen_engine::NodeSchema::new(name)
             .required(omnigen_engine::InputSpec::string("device"))
             .required(omnigen_engine::InputSpec::int("value"))
             .output("INT")
     }
-    fn exclusive_resource(&self, inputs: &omnigen_engine::Inputs) -> Option<omnigen_engine::Resource> {
+    fn exclusive_resource(
+        &self,
+        inputs: &omnigen_engine::Inputs,
+    ) -> Option<omnigen_engine::Resource> {
         let device = inputs.get_str("device").ok()?;
-        self.exclusive.then(|| omnigen_engine::Resource::new(device))
+        self.exclusive
+            .then(|| omnigen_engine::Resource::new(device))
     }
     fn run<'a>(
         &'a self,
         inputs: omnigen_engine::Inputs,
         ctx: omnigen_engine::NodeContext,
-    ) -> omnigen_engine::BoxFuture<'a, Result<omnigen_engine::NodeOutput, omnigen_engine::NodeError>> {
+    ) -> omnigen_engine::BoxFuture<'a, Result<omnigen_engine::NodeOutput, omnigen_engine::NodeError>>
+    {
         use std::sync::atomic::Ordering::SeqCst;
         Box::pin(async move {
             let device = inputs.get_str("device")?.to_string();
@@ -338,9 +347,9 @@ impl omnigen_engine::NodeType for Locker {
             self.stats.total.fetch_sub(1, SeqCst);
             *self.stats.running.lock().unwrap().get_mut(&device).unwrap() -= 1;
             drop(guard);
-            Ok(omnigen_engine::NodeOutput::new(vec![omnigen_engine::Value::Int(
-                inputs.get_int("value")?,
-            )]))
+            Ok(omnigen_engine::NodeOutput::new(vec![
+                omnigen_engine::Value::Int(inputs.get_int("value")?),
+            ]))
         })
     }
 }
@@ -422,7 +431,10 @@ async fn run_time_locks_and_exclusive_resources_share_one_lock_table() {
     assert!(report.is_success(), "{:?}", report.status);
     assert_eq!(report.executed.len(), 8);
     assert_eq!(stats.peak.lock().unwrap()["gpu"], 1);
-    assert_eq!(stats.peak_total.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        stats.peak_total.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
 }
 
 #[tokio::test]

@@ -323,7 +323,11 @@ fn literal_errors(class: &str, input: &str, literal: Json) -> Vec<ValidationErro
     }
     match check(prompt) {
         Ok(_) => Vec::new(),
-        Err(r) => r.node_errors.get("n").map(|e| e.errors.clone()).unwrap_or_default(),
+        Err(r) => r
+            .node_errors
+            .get("n")
+            .map(|e| e.errors.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -386,7 +390,8 @@ fn unwrapped_arrays_that_are_not_links_are_bad_links_for_every_input_type() {
         let e = literal_errors(class, input, json!(["img", "0"]));
         assert_eq!(kinds(&e), ["bad_linked_input"], "{class}.{input}");
         assert!(
-            e[0].details.ends_with("is not a link: the output index must be a number"),
+            e[0].details
+                .ends_with("is not a link: the output index must be a number"),
             "{}",
             e[0].details
         );
@@ -442,7 +447,10 @@ fn a_literal_on_a_socket_is_reported_with_every_other_error() {
         error_types(&r, "2"),
         ["invalid_input_type", "invalid_input_type"]
     );
-    assert_eq!(r.node_errors["2"].errors[0].extra_info["input_name"], "images");
+    assert_eq!(
+        r.node_errors["2"].errors[0].extra_info["input_name"],
+        "images"
+    );
     assert_eq!(
         r.node_errors["2"].errors[1].extra_info["input_name"],
         "filename_prefix"
@@ -455,7 +463,11 @@ fn the_any_type_takes_every_literal_as_json() {
         let v = check(json!({"s": {"class_type": "Sink", "inputs": {"value": literal.clone()}}}))
             .unwrap();
         assert_eq!(
-            v.nodes["s"].constant_inputs().get("value").unwrap().summary(),
+            v.nodes["s"]
+                .constant_inputs()
+                .get("value")
+                .unwrap()
+                .summary(),
             literal
         );
     }
@@ -464,11 +476,22 @@ fn the_any_type_takes_every_literal_as_json() {
 #[test]
 fn union_sockets_take_a_literal_as_their_first_primitive_member_that_accepts_it() {
     assert_eq!(coerced("Union", "value", json!("3")), json!(3));
-    assert_eq!(coerced("Union", "value", json!(2.5)), json!(2), "INT comes first and truncates");
-    assert_eq!(coerced("Union", "value", json!("2.5")), json!(2.5), "int('2.5') fails, float() takes it");
+    assert_eq!(
+        coerced("Union", "value", json!(2.5)),
+        json!(2),
+        "INT comes first and truncates"
+    );
+    assert_eq!(
+        coerced("Union", "value", json!("2.5")),
+        json!(2.5),
+        "int('2.5') fails, float() takes it"
+    );
     let e = literal_errors("Union", "value", json!("x"));
     assert_eq!(kinds(&e), ["invalid_input_type"]);
-    assert_eq!(e[0].message, "Failed to convert an input value to a INT,FLOAT value");
+    assert_eq!(
+        e[0].message,
+        "Failed to convert an input value to a INT,FLOAT value"
+    );
     let e = literal_errors("Union", "value", json!(-1));
     assert_eq!(kinds(&e), ["value_smaller_than_min"]);
     let e = literal_errors("Union", "media", json!("x"));
@@ -492,13 +515,20 @@ fn int_literals_follow_python_int() {
     ] {
         let e = literal_errors("Const", "value", bad.clone());
         assert_eq!(kinds(&e), ["invalid_input_type"], "{bad}");
-        assert_eq!(e[0].message, "Failed to convert an input value to a INT value");
+        assert_eq!(
+            e[0].message,
+            "Failed to convert an input value to a INT value"
+        );
         // As in ComfyUI, a wrapped value is reported unwrapped.
         let received = bad.get("__value__").unwrap_or(&bad);
         assert_eq!(&e[0].extra_info["received_value"], received);
     }
     let e = literal_errors("Const", "value", json!("-5000"));
-    assert_eq!(kinds(&e), ["value_smaller_than_min"], "a converted string is range-checked");
+    assert_eq!(
+        kinds(&e),
+        ["value_smaller_than_min"],
+        "a converted string is range-checked"
+    );
 }
 
 #[test]
@@ -506,10 +536,18 @@ fn float_literals_follow_python_float() {
     assert_eq!(coerced("External", "scale", json!(" 0.25 ")), json!(0.25));
     assert_eq!(coerced("External", "scale", json!(1)), json!(1.0));
     assert_eq!(coerced("External", "scale", json!(false)), json!(0.0));
-    for bad in [json!("half"), json!(null), json!({"a": 1}), json!({"__value__": [0.5]})] {
+    for bad in [
+        json!("half"),
+        json!(null),
+        json!({"a": 1}),
+        json!({"__value__": [0.5]}),
+    ] {
         let e = literal_errors("External", "scale", bad.clone());
         assert_eq!(kinds(&e), ["invalid_input_type"], "{bad}");
-        assert_eq!(e[0].message, "Failed to convert an input value to a FLOAT value");
+        assert_eq!(
+            e[0].message,
+            "Failed to convert an input value to a FLOAT value"
+        );
     }
     let e = literal_errors("External", "scale", json!("2"));
     assert_eq!(kinds(&e), ["value_bigger_than_max"]);
@@ -519,12 +557,19 @@ fn float_literals_follow_python_float() {
 fn string_literals_take_text_numbers_and_booleans_only() {
     assert_eq!(coerced("External", "name", json!(5)), json!("5"));
     assert_eq!(coerced("External", "name", json!(2.5)), json!("2.5"));
-    assert_eq!(coerced("External", "name", json!(true)), json!("True"), "Python's str(True)");
+    assert_eq!(
+        coerced("External", "name", json!(true)),
+        json!("True"),
+        "Python's str(True)"
+    );
     // Python's str() would print a repr of these; a graph that sends them is wrong, so they are refused.
     for bad in [json!(null), json!({"a": 1}), json!({"__value__": ["a"]})] {
         let e = literal_errors("External", "name", bad.clone());
         assert_eq!(kinds(&e), ["invalid_input_type"], "{bad}");
-        assert_eq!(e[0].message, "Failed to convert an input value to a STRING value");
+        assert_eq!(
+            e[0].message,
+            "Failed to convert an input value to a STRING value"
+        );
     }
 }
 
@@ -533,17 +578,32 @@ fn boolean_literals_take_booleans_numbers_and_true_false_strings() {
     assert_eq!(coerced("External", "flag", json!(0)), json!(false));
     assert_eq!(coerced("External", "flag", json!(2.5)), json!(true));
     assert_eq!(coerced("External", "flag", json!("TRUE")), json!(true));
-    for bad in [json!("yes"), json!(""), json!(null), json!({"a": 1}), json!({"__value__": [true]})] {
+    for bad in [
+        json!("yes"),
+        json!(""),
+        json!(null),
+        json!({"a": 1}),
+        json!({"__value__": [true]}),
+    ] {
         let e = literal_errors("External", "flag", bad.clone());
         assert_eq!(kinds(&e), ["invalid_input_type"], "{bad}");
-        assert_eq!(e[0].message, "Failed to convert an input value to a BOOLEAN value");
+        assert_eq!(
+            e[0].message,
+            "Failed to convert an input value to a BOOLEAN value"
+        );
     }
 }
 
 #[test]
 fn combo_literals_must_be_options() {
     assert_eq!(coerced("External", "mode", json!("b")), json!("b"));
-    for bad in [json!("c"), json!(null), json!({"a": 1}), json!({"__value__": ["a"]}), json!(1)] {
+    for bad in [
+        json!("c"),
+        json!(null),
+        json!({"a": 1}),
+        json!({"__value__": ["a"]}),
+        json!(1),
+    ] {
         let e = literal_errors("External", "mode", bad.clone());
         assert_eq!(kinds(&e), ["value_not_in_list"], "{bad}");
         assert_eq!(e[0].message, "Value not in list");

@@ -27,6 +27,11 @@ pub struct LoadImage {
 }
 
 impl LoadImage {
+    /// A `LoadImage` with the given path and size policy.
+    pub fn new(config: IoConfig) -> Self {
+        Self { config }
+    }
+
     /// Resolves a file name to a path, refusing escapes from the directory.
     /// `"name.png [output]"` reads from the output directory, as in ComfyUI.
     fn resolve(&self, dirs: &Dirs, name: &str) -> Result<PathBuf, NodeError> {

@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use common::*;
 use omnigen_engine::{
-    drive, drive_with, BoxFuture, DriveEnd, Executor, ExecutorConfig, GraphWatcher, InputSpec,
-    InputValue, Inputs, NodeContext, NodeError, NodeOutput, NodeSchema, NodeType, RunOptions,
-    RunStatus, Value, WatchConfig, WatchEvent, WatchHooks, WatchOutcome, WatchProblem,
-    WatchedGraph,
+    drive, drive_with, BoxFuture, DriveEnd, Executor, ExecutorConfig, GraphWatcher, InputValue,
+    Inputs, NodeContext, NodeError, NodeOutput, NodeSchema, NodeType, RunOptions, RunStatus, Value,
+    WatchConfig, WatchEvent, WatchHooks, WatchOutcome, WatchProblem, WatchedGraph,
 };
 use serde_json::json;
 use std::ops::ControlFlow;

@@ -68,7 +68,10 @@ fn an_8192_square_rgba_image_goes_in_and_comes_back_out() {
 }
 
 /// Reports how the image it receives is held: dims, whether as bytes, and its size in memory.
-struct Inspect(Arc<Mutex<Option<(usize, usize, usize, usize, bool, usize)>>>);
+/// `(batch, height, width, channels, held as bytes, size in memory)` of the image seen.
+type Seen = Arc<Mutex<Option<(usize, usize, usize, usize, bool, usize)>>>;
+
+struct Inspect(Seen);
 impl NodeType for Inspect {
     fn schema(&self) -> NodeSchema {
         NodeSchema::new("TestInspect")

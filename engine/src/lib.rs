@@ -31,8 +31,8 @@ pub use node::{
     BoxFuture, CancelToken, CheckContext, Dirs, Fingerprint, Inputs, NodeContext, NodeContextParts,
     NodeError, NodeOutput, NodeType,
 };
-pub use plan::{LinkedInput, Plan, PlannedNode};
 pub use outputs::{SavedFile, SavedKind};
+pub use plan::{LinkedInput, Plan, PlannedNode};
 pub use registry::{RegisteredNode, Registry, RegistryError};
 pub use resource::{Resource, ResourceGuard, ResourceLocks};
 pub use schema::{

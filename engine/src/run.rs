@@ -26,6 +26,9 @@ use crate::schema::HiddenKind;
 use crate::validate::{NodeErrors, ValidatedPrompt};
 use crate::value::Value;
 
+/// A cached output node's UI data and the files it saved, re-sent as `executed` on a cache hit.
+type CachedUi = (Json, Vec<SavedFile>);
+
 /// Per-run options.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -367,11 +370,11 @@ impl<'e> Run<'e> {
         plan: &Plan,
         outputs: &[usize],
         sigs: &[Signature],
-    ) -> (Vec<NodeState>, NodeResults, Vec<Option<(Json, Vec<SavedFile>)>>) {
+    ) -> (Vec<NodeState>, NodeResults, Vec<Option<CachedUi>>) {
         let n = plan.len();
         let mut state = vec![NodeState::NotNeeded; n];
         let mut results: NodeResults = vec![None; n];
-        let mut cached_ui: Vec<Option<(Json, Vec<SavedFile>)>> = vec![None; n];
+        let mut cached_ui: Vec<Option<CachedUi>> = vec![None; n];
         let mut cache = self.env.cache();
         let mut stack: Vec<usize> = outputs.to_vec();
         while let Some(i) = stack.pop() {

@@ -175,9 +175,7 @@ impl NodeType for OmniGenSample {
                 .map(|n| n.0.tensor().clone());
             // One sampler at a time per device, so two never compete for its memory. The device comes
             // in through the `model` link, so it is locked at run time, with the engine's resource locks.
-            let _device = ctx
-                .lock_resource(Resource::new(&model.device_name))
-                .await;
+            let _device = ctx.lock_resource(Resource::new(&model.device_name)).await;
             ctx.run_blocking(move |ctx| {
                 ctx.check_cancelled()?;
                 let mut on_step = |p: StepProgress<'_>| {

@@ -19,6 +19,7 @@ pub mod resource;
 mod run;
 pub mod schema;
 mod throttle;
+pub use throttle::{PROGRESS_BURST, PROGRESS_INTERVAL};
 pub mod validate;
 pub mod value;
 pub mod watch;

@@ -1,13 +1,18 @@
-//! Progress coalescing: a node reports progress as often as it likes, but at most one `progress`
-//! event per [`PROGRESS_INTERVAL`] leaves it, plus always the last one.
+//! Progress coalescing: a node reports progress as often as it likes, but beyond a burst of
+//! [`PROGRESS_BURST`] events at most one `progress` event per [`PROGRESS_INTERVAL`] leaves it, plus
+//! always the last one.
 //!
 //! A tight loop calling `ctx.progress` (a plugin, or a fast built-in node) would otherwise turn every
-//! call into an event, a flushed JSON line and a WebSocket frame. Rules, per node:
+//! call into an event, a flushed JSON line and a WebSocket frame. An ordinary node (a sampler's 50
+//! steps, each with its preview) is never thinned: the burst covers a short run, and a node slower
+//! than one step per interval earns its credit back as fast as it spends it. Rules, per node (a
+//! token bucket):
 //! - the first report goes out at once;
 //! - a report that completes the node (`value == max`) goes out at once, unless it repeats the last
 //!   one sent;
-//! - any other report goes out if [`PROGRESS_INTERVAL`] passed since the last event, and is held
-//!   back otherwise, replacing the report held before it;
+//! - any other report goes out if the node has credit: it starts with [`PROGRESS_BURST`] events and
+//!   earns one back per [`PROGRESS_INTERVAL`], up to the burst; otherwise it is held back, replacing
+//!   the report held before it;
 //! - a held-back preview image is never lost while it is the newest: it rides on the next event
 //!   that has none;
 //! - whatever is still held back when the node's context goes away is sent then, so the last
@@ -19,8 +24,12 @@ use std::time::{Duration, Instant};
 use crate::event::{Event, EventSink};
 use crate::value::Image;
 
-/// The shortest time between two `progress` events of one node (the final one excepted).
+/// Once a node's burst is spent, the shortest time between two of its `progress` events (the final
+/// one excepted).
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How many `progress` events a node may send back to back before [`PROGRESS_INTERVAL`] applies.
+pub const PROGRESS_BURST: u32 = 64;
 
 /// One progress report of a node.
 #[derive(Debug, Clone)]
@@ -35,6 +44,8 @@ struct Report {
 struct State {
     /// When the last event went out, and its `(value, max)`.
     last_sent: Option<(Instant, u64, u64)>,
+    /// Events the node may still send at once, as of `last_sent` (a fraction is credit being earned).
+    credit: f64,
     /// The newest report not sent yet.
     held: Option<Report>,
 }
@@ -42,31 +53,36 @@ struct State {
 impl State {
     /// Decides about `report` arriving at `now`: returns what to send now, if anything.
     fn admit(&mut self, now: Instant, mut report: Report) -> Option<Report> {
+        let repeats_last_sent = self
+            .last_sent
+            .is_some_and(|(_, v, m)| (v, m) == (report.value, report.max));
+        if repeats_last_sent && report.preview.is_none() {
+            // Nothing new to say (and what is held back stays held).
+            return None;
+        }
         if report.preview.is_none() {
             // The newest preview not yet sent travels with the newest report.
             report.preview = self.held.take().and_then(|held| held.preview);
         }
-        let due = match self.last_sent {
-            None => true,
+        let burst = f64::from(PROGRESS_BURST);
+        let (due, credit) = match self.last_sent {
+            None => (true, burst),
             Some((at, value, max)) => {
+                let earned = now.duration_since(at).as_secs_f64() / PROGRESS_INTERVAL.as_secs_f64();
+                let credit = (self.credit + earned).min(burst);
                 let is_final = report.max > 0 && report.value >= report.max;
+                // (A repeat reaching here brings a new preview.)
                 let repeat = (value, max) == (report.value, report.max);
-                (is_final && !repeat) || now.duration_since(at) >= PROGRESS_INTERVAL
+                ((is_final && !repeat) || credit >= 1.0, credit)
             }
         };
         if due {
             self.held = None;
             self.last_sent = Some((now, report.value, report.max));
+            self.credit = (credit - 1.0).max(0.0);
             Some(report)
         } else {
-            let repeat = self
-                .last_sent
-                .is_some_and(|(_, v, m)| (v, m) == (report.value, report.max));
-            // Holding back an exact repeat of what was sent, without a new preview, would only
-            // send it twice later.
-            if !(repeat && report.preview.is_none()) {
-                self.held = Some(report);
-            }
+            self.held = Some(report);
             None
         }
     }
@@ -168,18 +184,39 @@ mod tests {
         Some(Arc::new(Image::filled(1, 1, 1, &[0.5, 0.5, 0.5]).unwrap()))
     }
 
+    /// Spends a fresh throttle's whole burst at `at` (reports `0..PROGRESS_BURST` of 1,000,000).
+    fn spend_burst(t: &ProgressThrottle, at: Instant) {
+        for i in 0..u64::from(PROGRESS_BURST) {
+            t.report_at(at, i, 1_000_000, None);
+        }
+    }
+
     #[test]
-    fn a_flood_becomes_the_first_and_the_last_event() {
+    fn a_short_run_is_never_thinned() {
+        let (t, sent) = throttle();
+        let start = Instant::now();
+        for i in 1..=50u64 {
+            t.report_at(start + Duration::from_micros(i), i, 50, None);
+        }
+        drop(t);
+        let want: Vec<_> = (1..=50u64).map(|i| (i, 50, false)).collect();
+        assert_eq!(*sent.lock().unwrap(), want);
+    }
+
+    #[test]
+    fn a_flood_becomes_the_burst_and_the_last_event() {
         let (t, sent) = throttle();
         let start = Instant::now();
         for i in 0..=100_000u64 {
             t.report_at(start + Duration::from_nanos(i), i, 100_000, None);
         }
         drop(t);
-        assert_eq!(
-            *sent.lock().unwrap(),
-            [(0, 100_000, false), (100_000, 100_000, false)]
-        );
+        let sent = sent.lock().unwrap();
+        let mut want: Vec<_> = (0..u64::from(PROGRESS_BURST))
+            .map(|i| (i, 100_000, false))
+            .collect();
+        want.push((100_000, 100_000, false));
+        assert_eq!(*sent, want);
     }
 
     #[test]
@@ -187,17 +224,37 @@ mod tests {
         let (t, sent) = throttle();
         let start = Instant::now();
         let ms = |n| start + Duration::from_millis(n);
-        t.report_at(ms(0), 1, 10, None); // first: sent
-        t.report_at(ms(10), 2, 10, None); // held
-        t.report_at(ms(49), 3, 10, None); // held, replaces 2
-        t.report_at(ms(50), 4, 10, None); // interval passed: sent
-        t.report_at(ms(60), 5, 10, None); // held until the end
-        assert_eq!(sent.lock().unwrap().len(), 2);
+        spend_burst(&t, ms(0));
+        let burst = PROGRESS_BURST as usize;
+        t.report_at(ms(10), 100, 1_000_000, None); // no credit: held
+        t.report_at(ms(49), 101, 1_000_000, None); // held, replaces 100
+        t.report_at(ms(50), 102, 1_000_000, None); // one interval earned one event: sent
+        t.report_at(ms(60), 103, 1_000_000, None); // held until the end
+        assert_eq!(sent.lock().unwrap().len(), burst + 1);
         drop(t);
         assert_eq!(
-            *sent.lock().unwrap(),
-            [(1, 10, false), (4, 10, false), (5, 10, false)]
+            sent.lock().unwrap()[burst..],
+            [(102, 1_000_000, false), (103, 1_000_000, false)]
         );
+    }
+
+    #[test]
+    fn credit_comes_back_with_time_up_to_the_burst() {
+        let (t, sent) = throttle();
+        let start = Instant::now();
+        spend_burst(&t, start);
+        // Ten intervals later, ten reports at once go out and the eleventh waits.
+        let later = start + PROGRESS_INTERVAL * 10;
+        for i in 0..11u64 {
+            t.report_at(later, 1_000 + i, 1_000_000, None);
+        }
+        assert_eq!(sent.lock().unwrap().len(), PROGRESS_BURST as usize + 10);
+        // A long pause refills the burst, never more.
+        let much_later = later + PROGRESS_INTERVAL * 10 * PROGRESS_BURST;
+        for i in 0..u64::from(PROGRESS_BURST) + 1 {
+            t.report_at(much_later, 10_000 + i, 1_000_000, None);
+        }
+        assert_eq!(sent.lock().unwrap().len(), 2 * PROGRESS_BURST as usize + 10);
     }
 
     #[test]
@@ -205,11 +262,13 @@ mod tests {
         let (t, sent) = throttle();
         let start = Instant::now();
         let ms = |n| start + Duration::from_millis(n);
-        t.report_at(ms(0), 1, 3, None);
-        t.report_at(ms(1), 2, 3, preview()); // held back with its preview
-        t.report_at(ms(2), 3, 3, None); // final: sent, carrying the preview
+        spend_burst(&t, ms(0));
+        t.report_at(ms(1), 500, 1_000_000, preview()); // no credit: held back with its preview
+        t.report_at(ms(2), 1_000_000, 1_000_000, None); // final: sent, carrying the preview
         drop(t);
-        assert_eq!(*sent.lock().unwrap(), [(1, 3, false), (3, 3, true)]);
+        let sent = sent.lock().unwrap();
+        assert_eq!(sent.len(), PROGRESS_BURST as usize + 1);
+        assert_eq!(sent.last(), Some(&(1_000_000, 1_000_000, true)));
     }
 
     #[test]

@@ -646,19 +646,13 @@ async fn blocking_work_reports_progress_and_returns() {
         report.ui_outputs[&NodeId::from("s")],
         json!({"value": [10]})
     );
-    let ticks: Vec<(u64, u64)> = events
+    let ticks = events
         .lock()
         .unwrap()
         .iter()
-        .filter_map(|e| match e {
-            Event::Progress { value, max, .. } => Some((*value, *max)),
-            _ => None,
-        })
-        .collect();
-    // Five quick reports are coalesced (at most one per 50 ms): the first and the last get through.
-    assert!((2..=5).contains(&ticks.len()), "{ticks:?}");
-    assert_eq!(ticks.first(), Some(&(1, 5)));
-    assert_eq!(ticks.last(), Some(&(5, 5)));
+        .filter(|e| e.type_name() == "progress")
+        .count();
+    assert_eq!(ticks, 5);
 }
 
 #[tokio::test]

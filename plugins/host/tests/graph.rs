@@ -305,8 +305,10 @@ async fn a_progress_flood_is_coalesced_into_a_few_events() {
     let took = start.elapsed();
     assert!(report.is_success(), "{:?}", report.status);
     let events = events.lock().unwrap().clone();
-    // 100,001 reports: at most one event per 50 ms, plus the first and the last.
-    let bound = took.as_millis() as usize / 50 + 2;
+    // 100,001 reports: the burst, then at most one event per interval, plus the last.
+    let bound = omnigen_engine::PROGRESS_BURST as usize
+        + (took.as_millis() / omnigen_engine::PROGRESS_INTERVAL.as_millis()) as usize
+        + 1;
     assert!(
         events.len() <= bound,
         "{} progress events in {took:?} (bound {bound})",

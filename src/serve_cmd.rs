@@ -1,60 +1,18 @@
 //! `omnigen serve`: the ComfyUI-compatible HTTP + WebSocket server (the `omnigen-server` crate) over the
 //! same catalogue `run` uses. See `docs/server.md`.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Args;
-use omnigen_server::{Folders, HistoryLimits, ServerConfig, DEFAULT_PORT};
+use omnigen_server::{Folders, HistoryLimits, ServerConfig};
 
 use crate::catalogue::{self, io_config};
-use crate::cli::{CatalogueArgs, DirArgs};
+use crate::cli::{DirArgs, ServeArgs};
 use crate::outcome::Failure;
 
 /// The environment variable read when `--token` is not given.
 pub const TOKEN_ENV: &str = "OMNIGEN_TOKEN";
-
-/// Arguments of `omnigen serve`.
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Address to listen on. Anything but a loopback address needs a token.
-    #[arg(long, value_name = "ADDR", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
-    pub listen: IpAddr,
-    /// Port to listen on (0 picks a free one).
-    #[arg(long, default_value_t = DEFAULT_PORT)]
-    pub port: u16,
-    /// Where the queue database lives, and the input/output/temp folders unless given.
-    #[arg(long, value_name = "DIR", default_value = "omnigen-data")]
-    pub data_dir: PathBuf,
-    /// Uploads and LoadImage's files (default: DATA_DIR/input).
-    #[arg(long, value_name = "DIR")]
-    pub input_dir: Option<PathBuf>,
-    /// Saved results (default: DATA_DIR/output).
-    #[arg(long, value_name = "DIR")]
-    pub output_dir: Option<PathBuf>,
-    /// Previews (default: DATA_DIR/temp).
-    #[arg(long, value_name = "DIR")]
-    pub temp_dir: Option<PathBuf>,
-    /// Access token clients must send (`Authorization: Bearer TOKEN`); default: $OMNIGEN_TOKEN.
-    #[arg(long, value_name = "TOKEN")]
-    pub token: Option<String>,
-    /// Accept this name in the Host header (e.g. the machine's DNS name); may be repeated.
-    #[arg(long = "allow-host", value_name = "NAME")]
-    pub allowed_hosts: Vec<String>,
-    /// Keep at most this many finished prompts in history.
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
-    pub history_max_items: usize,
-    /// Forget finished prompts older than this many days.
-    #[arg(long, value_name = "DAYS", default_value_t = 30)]
-    pub history_max_age_days: u64,
-    /// Largest image width/height LoadImage accepts (guards against decompression bombs).
-    #[arg(long, value_name = "PIXELS", default_value_t = 8192)]
-    pub max_image_size: u32,
-    #[command(flatten)]
-    pub catalogue: CatalogueArgs,
-}
 
 impl ServeArgs {
     fn folders(&self) -> Folders {

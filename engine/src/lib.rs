@@ -8,6 +8,7 @@
 
 pub mod cache;
 pub mod coerce;
+pub mod dirs;
 pub mod event;
 pub mod execute;
 pub mod graph;

@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde_json::Value as Json;
 
+pub use crate::dirs::Dirs;
 use crate::event::EventSink;
 use crate::graph::NodeId;
 use crate::outputs::{ui_listing, SavedFile};
@@ -90,17 +90,6 @@ pub enum Fingerprint {
     Value(String),
     /// Never reuse a cached result (ComfyUI's `NaN`).
     Always,
-}
-
-/// Folders a node may read from and write to.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Dirs {
-    /// Where inputs (uploaded images …) live.
-    pub input: PathBuf,
-    /// Where output nodes save results.
-    pub output: PathBuf,
-    /// Where previews and scratch files go.
-    pub temp: PathBuf,
 }
 
 /// What [`NodeType::fingerprint`] and [`NodeType::validate`] see besides the inputs.

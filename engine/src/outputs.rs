@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value as Json};
 
-use crate::node::Dirs;
+use crate::dirs::Dirs;
 
 /// Which folder a saved file lives in (ComfyUI's `type` field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

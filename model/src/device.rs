@@ -1,9 +1,9 @@
-//! Device and dtype selection for loading.
+//! Device and dtype selection for loading. Parsing a user's choice is an option rule: see
+//! [`crate::options`].
 
 use candle_core::{DType, Device};
 
 use crate::error::{Error, Result};
-use crate::options::OptionError;
 
 /// Which compute dtype to load the transformer in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -20,17 +20,6 @@ pub enum DTypeChoice {
 }
 
 impl DTypeChoice {
-    /// Parses `auto`, `f32`/`float32`/`fp32`, `bf16`/`bfloat16`, `f16`/`float16`/`fp16`.
-    pub fn parse(s: &str) -> std::result::Result<Self, OptionError> {
-        Ok(match s.trim().to_ascii_lowercase().as_str() {
-            "auto" | "default" => Self::Auto,
-            "f32" | "float32" | "fp32" => Self::F32,
-            "bf16" | "bfloat16" => Self::BF16,
-            "f16" | "float16" | "fp16" | "half" => Self::F16,
-            other => return Err(OptionError::UnknownDType(other.to_string())),
-        })
-    }
-
     /// The concrete dtype on `device`.
     pub fn resolve(self, device: &Device) -> Result<DType> {
         match self {
@@ -57,30 +46,6 @@ pub enum DeviceChoice {
 }
 
 impl DeviceChoice {
-    /// Parses `auto`, `cpu`, `cuda`, `cuda:N`, `metal`, `metal:N`.
-    pub fn parse(s: &str) -> std::result::Result<Self, OptionError> {
-        let s = s.trim().to_ascii_lowercase();
-        let index = |rest: &str| -> std::result::Result<usize, OptionError> {
-            if rest.is_empty() {
-                return Ok(0);
-            }
-            rest.strip_prefix(':')
-                .and_then(|n| n.parse().ok())
-                .ok_or_else(|| OptionError::UnknownDevice(s.clone()))
-        };
-        if s == "auto" {
-            Ok(Self::Auto)
-        } else if s == "cpu" {
-            Ok(Self::Cpu)
-        } else if let Some(rest) = s.strip_prefix("cuda") {
-            Ok(Self::Cuda(index(rest)?))
-        } else if let Some(rest) = s.strip_prefix("metal") {
-            Ok(Self::Metal(index(rest)?))
-        } else {
-            Err(OptionError::UnknownDevice(s))
-        }
-    }
-
     /// Opens the device.
     pub fn open(self) -> Result<Device> {
         let fail = |device: String, e: candle_core::Error| Error::Device {

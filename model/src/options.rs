@@ -86,6 +86,47 @@ impl OptionError {
     }
 }
 
+/// The names a user may give for a dtype (`LoadOmniGen`'s `dtype`, `--dtype`).
+impl DTypeChoice {
+    /// Parses `auto`, `f32`/`float32`/`fp32`, `bf16`/`bfloat16`, `f16`/`float16`/`fp16`.
+    pub fn parse(s: &str) -> std::result::Result<Self, OptionError> {
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "auto" | "default" => Self::Auto,
+            "f32" | "float32" | "fp32" => Self::F32,
+            "bf16" | "bfloat16" => Self::BF16,
+            "f16" | "float16" | "fp16" | "half" => Self::F16,
+            other => return Err(OptionError::UnknownDType(other.to_string())),
+        })
+    }
+}
+
+/// The names a user may give for a device.
+impl DeviceChoice {
+    /// Parses `auto`, `cpu`, `cuda`, `cuda:N`, `metal`, `metal:N`.
+    pub fn parse(s: &str) -> std::result::Result<Self, OptionError> {
+        let s = s.trim().to_ascii_lowercase();
+        let index = |rest: &str| -> std::result::Result<usize, OptionError> {
+            if rest.is_empty() {
+                return Ok(0);
+            }
+            rest.strip_prefix(':')
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| OptionError::UnknownDevice(s.clone()))
+        };
+        if s == "auto" {
+            Ok(Self::Auto)
+        } else if s == "cpu" {
+            Ok(Self::Cpu)
+        } else if let Some(rest) = s.strip_prefix("cuda") {
+            Ok(Self::Cuda(index(rest)?))
+        } else if let Some(rest) = s.strip_prefix("metal") {
+            Ok(Self::Metal(index(rest)?))
+        } else {
+            Err(OptionError::UnknownDevice(s))
+        }
+    }
+}
+
 /// Checks an output side (width or height): a multiple of 16 in `16..=3072`.
 pub fn check_output_side(field: OptionField, value: usize) -> Result<(), OptionError> {
     if (OUTPUT_SIDE_MULTIPLE..=MAX_OUTPUT_SIDE).contains(&value)

@@ -10,7 +10,6 @@
 
 mod checkpoint;
 mod diagnose;
-mod errors;
 mod layout;
 
 use std::path::PathBuf;
@@ -21,7 +20,6 @@ use candle_nn::VarBuilder;
 use crate::error::Result;
 
 pub(crate) use checkpoint::Checkpoint;
-pub(crate) use errors::from_candle;
 pub(crate) use layout::Layout;
 
 /// Maps the checkpoint files `paths` (all shards of one model, validated now) and returns a `VarBuilder`

@@ -14,8 +14,7 @@ use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
 
 use super::diagnose;
-use super::errors::into_candle;
-use crate::error::{Error, Result};
+use crate::error::{into_candle, Error, Result};
 
 /// A tensor stored as row blocks that the model reads as one: the tensor named `<p><fused>` is the
 /// concatenation along dim 0 of the stored tensors `<p><part>`, in the order of `parts`.

@@ -24,7 +24,7 @@ pub enum Value {
     Image(Arc<Image>),
     /// A batch of masks (ComfyUI's `MASK`).
     Mask(Arc<Mask>),
-    /// Arbitrary JSON: hidden inputs such as `PROMPT`, literals given to socket-typed inputs.
+    /// Arbitrary JSON: a literal given to a `*` (any-type) input, or a hidden input filled from `extra_data`.
     Json(serde_json::Value),
     /// A list of values.
     List(Vec<Value>),

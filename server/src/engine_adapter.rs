@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use omnigen_engine::{
-    Event, EventSink, Executor, ExecutorConfig, PromptRequest, RunOptions, RunStatus,
+    Event, EventSink, ExecutionErrorData, Executor, ExecutorConfig, PromptRequest, RunOptions,
+    RunStatus,
 };
 use serde_json::{json, Map, Value as Json};
 
@@ -165,26 +166,28 @@ impl Engine {
         send: &dyn Fn(Audience, Json),
         error: Json,
     ) -> Finished {
-        let data = json!({
-            "prompt_id": job.id,
-            "node_id": "",
-            "node_type": "",
-            "executed": [],
-            "exception_message": format!("the prompt no longer validates: {}", error["error"]["message"].as_str().unwrap_or("")),
-            "exception_type": "validation",
-            "traceback": [error.to_string()],
-            "current_inputs": {},
-            "current_outputs": [],
-            "timestamp": now_ms(),
+        let message = error["error"]["message"].as_str().unwrap_or("");
+        let failure = Event::ExecutionError(ExecutionErrorData {
+            prompt_id: job.id.clone(),
+            node_id: String::new(),
+            node_type: String::new(),
+            executed: Vec::new(),
+            exception_message: format!("the prompt no longer validates: {message}"),
+            exception_type: "validation".into(),
+            traceback: vec![error.to_string()],
+            current_inputs: Map::new(),
+            current_outputs: Vec::new(),
+            timestamp: now_ms(),
         });
-        send(
-            audience.clone(),
-            json!({"type": "execution_error", "data": data}),
-        );
-        send(
-            audience.clone(),
-            json!({"type": "executing", "data": {"node": null, "prompt_id": job.id}}),
-        );
+        let failure = failure.to_json();
+        let data = failure["data"].clone();
+        send(audience.clone(), failure);
+        let done = Event::Executing {
+            node: None,
+            display_node: None,
+            prompt_id: job.id.clone(),
+        };
+        send(audience.clone(), done.to_json());
         Finished {
             state: JobState::Failed,
             result: JobResult {

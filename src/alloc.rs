@@ -6,8 +6,8 @@
 //! 4 KiB page on every allocation: measured on a 1024×1024 RGBA plugin round trip, 2,016 faults and 5.4 ms per
 //! call with glibc's defaults, none and 1.6 ms with the settings below.
 //!
-//! A job of the binary, not of the dataflow engine. plugins/host/benches/plugin_overhead.rs keeps a copy of
-//! the same two settings so its figures match the binary's; change both together.
+//! A job of the binary, not of the dataflow engine. plugins/host/benches/plugin_overhead.rs compiles this
+//! same file (`#[path]`), so its figures are taken under the binary's settings.
 
 /// Keeps allocations up to 32 MiB (glibc's largest allowed threshold) on the heap and lets up to 256 MiB
 /// of freed heap stay mapped, so that buffers of a few MiB are reused instead of re-faulted.

@@ -79,28 +79,15 @@ fn native_invert(mut image: PixelImage) -> PixelImage {
     image
 }
 
-/// The glibc settings the `omnigen` binary applies at startup (its `src/alloc.rs`, where they are
-/// explained), copied here because a bench cannot depend on a binary crate and allocator tuning is no
-/// job of the engine or the plugin host. Keep the two numbers equal to those in `src/alloc.rs`.
-fn tune_for_large_buffers() -> bool {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: mallopt only changes allocator parameters; called first thing in `main`, before
-        // other threads allocate, with valid option constants.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20) == 1
-                && libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20) == 1
-        }
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    {
-        false
-    }
-}
+// The allocator settings of the `omnigen` binary, compiled from its own file (a bench cannot depend on a
+// binary crate, and allocator tuning is no job of the engine or the plugin host), so the figures here are
+// taken under exactly the binary's settings.
+#[path = "../../../src/alloc.rs"]
+mod alloc;
 
 fn main() {
     // As the `omnigen` binary does at startup.
-    let tuned = tune_for_large_buffers();
+    let tuned = alloc::tune_for_large_buffers();
     println!("allocator tuned for large buffers (as in `omnigen`): {tuned}");
     let target = std::env::var_os("OMNIGEN_GUEST_TARGET_DIR")
         .map(std::path::PathBuf::from)

@@ -34,6 +34,8 @@ impl ServeArgs {
             .or_else(|| std::env::var(TOKEN_ENV).ok())
             .filter(|t| !t.is_empty());
         config.allowed_hosts = self.allowed_hosts.clone();
+        // Uploads are checked against the limit LoadImage decodes with.
+        config.max_image_size = self.max_image_size;
         config.history = HistoryLimits {
             max_entries: self.history_max_items,
             max_age_ms: Duration::from_secs(self.history_max_age_days.saturating_mul(86_400))

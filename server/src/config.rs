@@ -12,6 +12,31 @@ pub const DEFAULT_PORT: u16 = 8188;
 /// ComfyUI's default upload limit (`--max-upload-size`), also the `POST /prompt` body limit.
 pub const DEFAULT_MAX_BODY: usize = 100 * 1024 * 1024;
 
+/// Largest width or height (pixels) of an uploaded image by default: the same as LoadImage's default
+/// (`--max-image-size`).
+pub const DEFAULT_MAX_IMAGE_SIZE: u32 = 8192;
+
+/// A compute device as `GET /system_stats` lists it (ComfyUI's shape). The server knows no devices
+/// itself: whoever starts it (the binary, built for a GPU) describes them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceInfo {
+    /// A readable name (`"cuda:0 NVIDIA H200"`).
+    pub name: String,
+    /// The kind, as torch names it: `"cuda"`, `"mps"`, `"cpu"` ….
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The device index.
+    pub index: u32,
+    /// Total memory in bytes.
+    pub vram_total: u64,
+    /// Free memory in bytes.
+    pub vram_free: u64,
+    /// Memory held by the model runtime's allocator (ComfyUI's `torch_vram_total`).
+    pub torch_vram_total: u64,
+    /// Free memory inside that allocator (ComfyUI's `torch_vram_free`).
+    pub torch_vram_free: u64,
+}
+
 /// The folders nodes and `/view` work with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Folders {
@@ -53,10 +78,15 @@ pub struct ServerConfig {
     pub history: HistoryLimits,
     /// How often history is pruned (off the execution path).
     pub prune_every: Duration,
+    /// Largest width or height of an uploaded image (pixels); pass LoadImage's limit here.
+    pub max_image_size: u32,
+    /// The devices `/system_stats` lists (empty on a CPU build).
+    pub devices: Vec<DeviceInfo>,
 }
 
 impl ServerConfig {
-    /// Defaults: `127.0.0.1:8188`, folders inside `data_dir`, no token, ComfyUI's 100 MB body limit.
+    /// Defaults: `127.0.0.1:8188`, folders inside `data_dir`, no token, ComfyUI's 100 MB body limit,
+    /// 8192-pixel images, no devices.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         let data_dir = data_dir.into();
         ServerConfig {
@@ -68,11 +98,19 @@ impl ServerConfig {
             max_body_bytes: DEFAULT_MAX_BODY,
             history: HistoryLimits::default(),
             prune_every: Duration::from_secs(60),
+            max_image_size: DEFAULT_MAX_IMAGE_SIZE,
+            devices: Vec::new(),
         }
     }
 
     /// The queue database file.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("queue.sqlite3")
+    }
+
+    /// The single user's folder: settings (`comfy.settings.json`) and `/userdata` files, as ComfyUI
+    /// lays it out (`user/default/`).
+    pub fn user_dir(&self) -> PathBuf {
+        self.data_dir.join("user").join("default")
     }
 }

@@ -262,7 +262,7 @@ async fn view_serves_only_plain_paths_inside_its_folders() {
 async fn uploads_keep_base_names_dedupe_and_refuse_active_content() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(dir.path()).await;
-    let png = b"\x89PNG\r\n\x1a\nimage-bytes".to_vec();
+    let png = common::png(2, 2, [1, 2, 3, 255]);
     let upload = |name: &str, bytes: Vec<u8>, subfolder: &str| {
         let form = reqwest::multipart::Form::new()
             .part(
@@ -283,8 +283,7 @@ async fn uploads_keep_base_names_dedupe_and_refuse_active_content() {
     // The same bytes again keep the name; different bytes get `name (1).png`.
     let (_, answer) = common::status_json(upload("cat.png", png.clone(), "").await.unwrap()).await;
     assert_eq!(answer["name"], "cat.png");
-    let mut other = png.clone();
-    other.push(1);
+    let other = common::png(2, 2, [9, 9, 9, 255]);
     let (_, answer) = common::status_json(upload("cat.png", other, "").await.unwrap()).await;
     assert_eq!(answer["name"], "cat (1).png");
     assert!(dir.path().join("input/cat (1).png").is_file());

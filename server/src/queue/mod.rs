@@ -147,6 +147,42 @@ pub struct HistoryPage {
     pub offset: Option<usize>,
 }
 
+/// How `/jobs` orders its list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum JobSort {
+    /// By the time the job was queued (ComfyUI's `created_at`).
+    #[default]
+    Created,
+    /// By how long it ran (`execution_duration`; jobs that never ran count as 0).
+    Duration,
+}
+
+/// A filtered, sorted page of jobs in any state (`GET /jobs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobQuery {
+    /// Only jobs in these states.
+    pub states: Vec<JobState>,
+    /// Only jobs whose `extra_data.extra_pnginfo.workflow.id` is this.
+    pub workflow_id: Option<String>,
+    /// The order.
+    pub sort: JobSort,
+    /// Newest (or longest) first.
+    pub descending: bool,
+    /// Skip this many.
+    pub offset: usize,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// What [`Queue::list_jobs`] returns: the page and how many jobs matched in all.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobPage {
+    /// The jobs of the page, in order.
+    pub jobs: Vec<Job>,
+    /// How many matched the filter (before `offset` and `limit`).
+    pub total: usize,
+}
+
 /// How much history to keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistoryLimits {
@@ -227,4 +263,6 @@ pub trait Queue: Send + Sync {
     fn clear_history(&self) -> QueueResult<usize>;
     /// Drops finished jobs beyond `limits` (oldest first) as of `now_ms`; returns how many.
     fn prune(&self, limits: HistoryLimits, now_ms: u64) -> QueueResult<usize>;
+    /// Jobs in any state, filtered, sorted and paged (`GET /jobs`).
+    fn list_jobs(&self, query: &JobQuery) -> QueueResult<JobPage>;
 }

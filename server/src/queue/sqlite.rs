@@ -9,8 +9,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::{json, Value as Json};
 
 use super::{
-    HistoryLimits, HistoryPage, Job, JobResult, JobState, NewJob, Priority, Queue, QueueError,
-    QueueResult, Recovery,
+    HistoryLimits, HistoryPage, Job, JobPage, JobQuery, JobResult, JobSort, JobState, NewJob,
+    Priority, Queue, QueueError, QueueResult, Recovery,
 };
 
 const SCHEMA: &str = "
@@ -411,6 +411,42 @@ impl Queue for SqliteQueue {
         )?;
         Ok(old + over)
     }
+
+    fn list_jobs(&self, query: &JobQuery) -> QueueResult<JobPage> {
+        if query.states.is_empty() {
+            return Ok(JobPage::default());
+        }
+        let states: Vec<&str> = query.states.iter().map(|s| s.as_str()).collect();
+        let mut filter = format!("WHERE state IN ({})", placeholders(states.len()));
+        let mut args: Vec<&dyn rusqlite::ToSql> =
+            states.iter().map(|s| s as &dyn rusqlite::ToSql).collect();
+        if let Some(workflow) = &query.workflow_id {
+            filter.push_str(" AND json_extract(extra_data, '$.extra_pnginfo.workflow.id') = ?");
+            args.push(workflow);
+        }
+        let total: i64 = self.conn().query_row(
+            &format!("SELECT COUNT(*) FROM jobs {filter}"),
+            args.as_slice(),
+            |r| r.get(0),
+        )?;
+        let key = match query.sort {
+            JobSort::Created => "created_at",
+            JobSort::Duration => "COALESCE(finished_at - started_at, 0)",
+        };
+        let direction = if query.descending { "DESC" } else { "ASC" };
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
+        args.push(&limit);
+        args.push(&offset);
+        let jobs = self.select(
+            &format!("{filter} ORDER BY {key} {direction}, seq {direction} LIMIT ? OFFSET ?"),
+            args.as_slice(),
+        )?;
+        Ok(JobPage {
+            jobs,
+            total: total.max(0) as usize,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -518,6 +554,54 @@ mod tests {
         );
         assert_eq!(q.clear_history().unwrap(), 3);
         assert!(q.history(HistoryPage::default()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn list_jobs_filters_sorts_and_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = open(&dir);
+        for id in ["a", "b", "c"] {
+            q.enqueue(new_job(id, Priority::Back)).unwrap();
+            let job = q.claim_next().unwrap().unwrap();
+            q.finish(&job.id, JobState::Completed, &JobResult::default())
+                .unwrap();
+        }
+        let mut tagged = new_job("w", Priority::Back);
+        tagged.extra_data = json!({"extra_pnginfo": {"workflow": {"id": "wf-1"}}});
+        q.enqueue(tagged).unwrap();
+        q.enqueue(new_job("p", Priority::Back)).unwrap();
+        q.delete_pending(&["p".into()]).unwrap();
+
+        let query = |states: &[JobState], descending, offset, limit| JobQuery {
+            states: states.to_vec(),
+            workflow_id: None,
+            sort: JobSort::Created,
+            descending,
+            offset,
+            limit,
+        };
+        let page = q
+            .list_jobs(&query(&[JobState::Completed], true, 0, 2))
+            .unwrap();
+        assert_eq!(page.total, 3);
+        assert_eq!(ids(&page.jobs), ["c", "b"]);
+        let page = q
+            .list_jobs(&query(&[JobState::Completed], false, 1, 10))
+            .unwrap();
+        assert_eq!(ids(&page.jobs), ["b", "c"]);
+        let page = q
+            .list_jobs(&query(
+                &[JobState::Pending, JobState::Cancelled],
+                false,
+                0,
+                10,
+            ))
+            .unwrap();
+        assert_eq!(ids(&page.jobs), ["w", "p"]);
+        let mut by_workflow = query(&[JobState::Pending, JobState::Completed], true, 0, 10);
+        by_workflow.workflow_id = Some("wf-1".into());
+        assert_eq!(ids(&q.list_jobs(&by_workflow).unwrap().jobs), ["w"]);
+        assert_eq!(q.list_jobs(&query(&[], true, 0, 10)).unwrap().total, 0);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! `GET /view` and `POST /upload/image`: the only routes that touch user files, both through
-//! [`crate::paths::resolve`].
+//! `GET /view`, `POST /upload/image` and `POST /upload/mask`: the input, output and temp folders, always
+//! through [`crate::paths::resolve`]. The pixel work is in [`super::imaging`].
 
 use std::path::{Path, PathBuf};
 
@@ -10,23 +10,23 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value as Json_};
 
-use super::Shared;
+use super::{atomic, imaging, Shared};
 use crate::error::{ApiError, ApiResult};
 use crate::paths::{self, Access};
 
 /// Types served inline would run script in the server's origin: they always download.
 const ACTIVE_CONTENT: [&str; 8] = ["html", "htm", "xhtml", "xml", "svg", "js", "mjs", "css"];
 
-/// What an upload may be, checked by extension and by the file's own first bytes.
-const IMAGE_KINDS: [(&str, &[u8]); 5] = [
+/// What an upload may be, checked by extension and by the file's own first bytes (then decoded). GIF is
+/// not among them: LoadImage cannot read it.
+const IMAGE_KINDS: [(&str, &[u8]); 4] = [
     ("png", b"\x89PNG\r\n\x1a\n"),
     ("jpg", b"\xff\xd8\xff"),
     ("jpeg", b"\xff\xd8\xff"),
     ("webp", b"RIFF"),
-    ("gif", b"GIF8"),
 ];
 
-/// `?filename=&subfolder=&type=`.
+/// `?filename=&subfolder=&type=&preview=&channel=`.
 #[derive(Debug, Deserialize)]
 pub struct ViewQuery {
     filename: String,
@@ -34,6 +34,8 @@ pub struct ViewQuery {
     subfolder: String,
     #[serde(rename = "type")]
     kind: Option<String>,
+    preview: Option<String>,
+    channel: Option<String>,
 }
 
 fn folder<'s>(state: &'s Shared, kind: Option<&str>, default: &str) -> ApiResult<&'s Path> {
@@ -48,25 +50,70 @@ fn folder<'s>(state: &'s Shared, kind: Option<&str>, default: &str) -> ApiResult
     }
 }
 
-/// `GET /view`: a file from the input, output or temp folder.
-pub async fn view(State(state): State<Shared>, Query(q): Query<ViewQuery>) -> ApiResult<Response> {
-    // ComfyUI accepts an annotated name, `x.png [output]`, as a shorthand for the type.
-    let (filename, kind) = match q.filename.rsplit_once(" [") {
-        Some((name, tag)) if tag.ends_with(']') && q.kind.is_none() => (
+/// ComfyUI's annotated name, `x.png [output]`, as a shorthand for the type (an explicit type wins).
+fn annotated(filename: &str, kind: Option<&str>) -> (String, Option<String>) {
+    match filename.rsplit_once(" [") {
+        Some((name, tag)) if tag.ends_with(']') && kind.is_none() => (
             name.to_string(),
             Some(tag.trim_end_matches(']').to_string()),
         ),
-        _ => (q.filename.clone(), q.kind.clone()),
-    };
+        _ => (filename.to_string(), kind.map(String::from)),
+    }
+}
+
+/// `GET /view`: a file from the input, output or temp folder; with `preview=webp;90` or `jpeg;80` a
+/// re-encoded preview, with `channel=rgb` or `a` a PNG of those channels (see [`imaging::preview`]).
+pub async fn view(State(state): State<Shared>, Query(q): Query<ViewQuery>) -> ApiResult<Response> {
+    let (filename, kind) = annotated(&q.filename, q.kind.as_deref());
     let root = folder(&state, kind.as_deref(), "output")?;
     let path = paths::resolve(root, &q.subfolder, &filename, Access::Read)?;
     if !path.is_file() {
         return Err(ApiError::NotFound(format!("{filename:?} is not a file")));
     }
+    let channel = q.channel.as_deref().filter(|c| !c.is_empty());
+    let picked = channel.map(imaging::Channel::parse).transpose()?;
     let bytes = tokio::fs::read(&path)
         .await
         .map_err(|e| ApiError::Internal(format!("cannot read {filename:?}: {e}")))?;
-    Ok(file_response(&path, bytes))
+    let preview = q.preview.clone().filter(|p| !p.is_empty());
+    if preview.is_none() && matches!(picked, None | Some(imaging::Channel::Rgba)) {
+        return Ok(file_response(&path, bytes));
+    }
+    let max = state.config.max_image_size;
+    let channel = channel.map(String::from);
+    let what = format!("{filename:?}");
+    let encoded = blocking(move || {
+        let image = imaging::decode(&what, &bytes, max)?;
+        match preview {
+            Some(spec) => imaging::preview(&image, &spec, channel.as_deref()),
+            None => imaging::channel_png(&image, picked.unwrap_or(imaging::Channel::Rgba)),
+        }
+    })
+    .await?;
+    Ok(encoded_response(&path, encoded))
+}
+
+/// A re-encoded image, named like the file with the new extension.
+fn encoded_response(path: &Path, encoded: imaging::Encoded) -> Response {
+    let stem = path
+        .file_stem()
+        .map(|n| n.to_string_lossy().replace(['"', '\r', '\n'], "_"))
+        .unwrap_or_default();
+    let mut response = encoded.bytes.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(encoded.content_type),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    let disposition = format!("inline; filename=\"{stem}.{}\"", encoded.extension);
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    response
 }
 
 /// A user file: typed by extension, never sniffed, active content as an attachment.
@@ -103,7 +150,7 @@ fn extension(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn content_type(ext: &str) -> &'static str {
+pub(super) fn content_type(ext: &str) -> &'static str {
     match ext {
         "png" => "image/png",
         "jpg" | "jpeg" => "image/jpeg",
@@ -116,48 +163,143 @@ fn content_type(ext: &str) -> &'static str {
     }
 }
 
-/// `POST /upload/image` (multipart: `image`, `subfolder`, `type`, `overwrite`): keeps the base name; a
-/// name already taken by different bytes becomes `name (1).png`, as in ComfyUI.
-pub async fn upload_image(
-    State(state): State<Shared>,
-    mut form: Multipart,
-) -> ApiResult<Json<Json_>> {
-    let mut image: Option<(String, Vec<u8>)> = None;
-    let mut subfolder = String::new();
-    let mut kind = None;
-    let mut overwrite = false;
-    let bad = |e: axum::extract::multipart::MultipartError| {
-        ApiError::BadRequest(format!("cannot read the upload: {e}"))
-    };
-    while let Some(field) = form.next_field().await.map_err(bad)? {
-        let field_name = field.name().unwrap_or_default().to_string();
-        match field_name.as_str() {
-            "image" => {
-                let name = paths::base_name(field.file_name().unwrap_or_default()).to_string();
-                image = Some((name, field.bytes().await.map_err(bad)?.to_vec()));
+/// A parsed upload form (`/upload/image` and `/upload/mask`).
+#[derive(Debug, Default)]
+struct UploadForm {
+    /// The file's base name and bytes.
+    image: Option<(String, Vec<u8>)>,
+    subfolder: String,
+    kind: Option<String>,
+    overwrite: bool,
+    /// `/upload/mask`: the image the mask applies to, as JSON text.
+    original_ref: Option<String>,
+}
+
+impl UploadForm {
+    async fn read(mut form: Multipart) -> ApiResult<Self> {
+        let bad = |e: axum::extract::multipart::MultipartError| {
+            ApiError::BadRequest(format!("cannot read the upload: {e}"))
+        };
+        let mut upload = UploadForm::default();
+        while let Some(field) = form.next_field().await.map_err(bad)? {
+            let field_name = field.name().unwrap_or_default().to_string();
+            match field_name.as_str() {
+                "image" => {
+                    let name = paths::base_name(field.file_name().unwrap_or_default()).to_string();
+                    upload.image = Some((name, field.bytes().await.map_err(bad)?.to_vec()));
+                }
+                "subfolder" => upload.subfolder = field.text().await.map_err(bad)?,
+                "type" => upload.kind = Some(field.text().await.map_err(bad)?),
+                "overwrite" => {
+                    upload.overwrite =
+                        matches!(field.text().await.map_err(bad)?.as_str(), "true" | "1")
+                }
+                "original_ref" => upload.original_ref = Some(field.text().await.map_err(bad)?),
+                _ => {}
             }
-            "subfolder" => subfolder = field.text().await.map_err(bad)?,
-            "type" => kind = Some(field.text().await.map_err(bad)?),
-            "overwrite" => {
-                overwrite = matches!(field.text().await.map_err(bad)?.as_str(), "true" | "1")
-            }
-            _ => {}
         }
+        upload.kind = upload.kind.filter(|k| !k.is_empty());
+        Ok(upload)
     }
-    let (name, bytes) =
-        image.ok_or_else(|| ApiError::BadRequest("the form has no `image` file".into()))?;
-    check_image(&name, &bytes)?;
-    let kind = kind.filter(|k| !k.is_empty());
-    let root = folder(&state, kind.as_deref(), "input")?;
-    let (path, name) = free_name(root, &subfolder, &name, &bytes, overwrite)?;
-    tokio::fs::write(&path, &bytes)
+
+    /// The uploaded file, checked by extension and first bytes.
+    fn image(&mut self) -> ApiResult<(String, Vec<u8>)> {
+        let (name, bytes) = self
+            .image
+            .take()
+            .ok_or_else(|| ApiError::BadRequest("the form has no `image` file".into()))?;
+        check_image(&name, &bytes)?;
+        Ok((name, bytes))
+    }
+
+    /// Stores `bytes` under the form's type and subfolder, and answers `{"name","subfolder","type"}`.
+    fn store(&self, state: &Shared, name: &str, bytes: &[u8]) -> ApiResult<Json<Json_>> {
+        let root = folder(state, self.kind.as_deref(), "input")?;
+        let (path, name) = free_name(root, &self.subfolder, name, bytes, self.overwrite)?;
+        atomic::write(&path, bytes)
+            .map_err(|e| ApiError::Internal(format!("cannot store {name:?}: {e}")))?;
+        Ok(Json(json!({
+            "name": name,
+            "subfolder": self.subfolder,
+            "type": self.kind.as_deref().unwrap_or("input"),
+        })))
+    }
+}
+
+/// Runs image work on the blocking pool (decoding a large upload takes a while).
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| ApiError::Internal(format!("cannot store {name:?}: {e}")))?;
-    Ok(Json(json!({
-        "name": name,
-        "subfolder": subfolder,
-        "type": kind.as_deref().unwrap_or("input"),
-    })))
+        .map_err(|e| ApiError::Internal(format!("image work failed: {e}")))?
+}
+
+/// `POST /upload/image` (multipart: `image`, `subfolder`, `type`, `overwrite`): keeps the base name; a
+/// name already taken by different bytes becomes `name (1).png`, as in ComfyUI. The image is decoded
+/// under the image limits first: a corrupt or oversized one is refused and nothing is written.
+pub async fn upload_image(State(state): State<Shared>, form: Multipart) -> ApiResult<Json<Json_>> {
+    let mut form = UploadForm::read(form).await?;
+    let (name, bytes) = form.image()?;
+    let max = state.config.max_image_size;
+    let (name, bytes) = blocking(move || {
+        imaging::decode(&format!("{name:?}"), &bytes, max)?;
+        Ok((name, bytes))
+    })
+    .await?;
+    form.store(&state, &name, &bytes)
+}
+
+/// `ref`'s JSON in `/upload/mask`: the image the mask applies to.
+#[derive(Debug, Deserialize)]
+struct OriginalRef {
+    filename: String,
+    #[serde(default)]
+    subfolder: String,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+/// `POST /upload/mask`: as `/upload/image`, plus `original_ref` (`{"filename","subfolder","type"}`,
+/// type `output` by default). The mask's alpha channel is put onto the original image, and the result is
+/// stored as a PNG (keeping the original's text chunks) under the mask's name. Both images are decoded
+/// under the image limits and must be the same size.
+pub async fn upload_mask(State(state): State<Shared>, form: Multipart) -> ApiResult<Json<Json_>> {
+    let mut form = UploadForm::read(form).await?;
+    let (name, mask) = form.image()?;
+    let reference = form
+        .original_ref
+        .as_deref()
+        .ok_or_else(|| ApiError::BadRequest("the form has no `original_ref`".into()))?;
+    let reference: OriginalRef = serde_json::from_str(reference).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "original_ref must be JSON {{\"filename\", \"subfolder\", \"type\"}}: {e}"
+        ))
+    })?;
+    let (filename, kind) = annotated(&reference.filename, reference.kind.as_deref());
+    let root = folder(&state, kind.as_deref(), "output")?;
+    let path = paths::resolve(root, &reference.subfolder, &filename, Access::Read)?;
+    if !path.is_file() {
+        return Err(ApiError::NotFound(format!(
+            "the original image {filename:?} is not a file"
+        )));
+    }
+    let original = tokio::fs::read(&path)
+        .await
+        .map_err(|e| ApiError::Internal(format!("cannot read {filename:?}: {e}")))?;
+    let max = state.config.max_image_size;
+    let masked = blocking(move || {
+        let mask_image = imaging::decode(&format!("the mask {name:?}"), &mask, max)?;
+        let original_image =
+            imaging::decode(&format!("the original {filename:?}"), &original, max)?;
+        Ok((
+            name,
+            imaging::apply_mask(&original_image, &original, &mask_image)?,
+        ))
+    })
+    .await?;
+    let (name, bytes) = masked;
+    form.store(&state, &name, &bytes)
 }
 
 /// Refuses anything that is not an image by both its extension and its first bytes.
@@ -165,7 +307,7 @@ fn check_image(name: &str, bytes: &[u8]) -> ApiResult<()> {
     let ext = extension(Path::new(name));
     let Some((_, magic)) = IMAGE_KINDS.iter().find(|(e, _)| *e == ext) else {
         return Err(ApiError::BadRequest(format!(
-            "{name:?}: only png, jpg, webp and gif images can be uploaded"
+            "{name:?}: only png, jpg and webp images can be uploaded"
         )));
     };
     let webp_ok = ext != "webp" || bytes.get(8..12) == Some(b"WEBP");

@@ -22,8 +22,9 @@ pub async fn object_info_for(
     Json(state.engine.object_info_for(&class))
 }
 
-/// `GET /system_stats`: versions, memory; no devices are known to the server itself.
-pub async fn system_stats() -> Json<Json_> {
+/// `GET /system_stats`: versions, memory, and the devices the server was started with (`[]` on a CPU
+/// build: the server itself knows no devices).
+pub async fn system_stats(State(state): State<Shared>) -> Json<Json_> {
     let (total, free) = memory();
     Json(json!({
         "system": {
@@ -37,7 +38,7 @@ pub async fn system_stats() -> Json<Json_> {
             "embedded_python": false,
             "argv": [],
         },
-        "devices": [],
+        "devices": state.config.devices,
     }))
 }
 

@@ -1,10 +1,15 @@
 //! The HTTP routes, one small handler each, every one served both bare and under `/api` as ComfyUI does.
 
+mod atomic;
 mod files;
 mod history;
+mod imaging;
 mod info;
+mod jobs;
 mod prompt;
 mod queue;
+mod settings;
+mod userdata;
 mod ws;
 
 use std::sync::Arc;
@@ -20,13 +25,17 @@ type Shared = Arc<AppState>;
 
 /// The whole application: routes, body limit and the security guard.
 pub fn router(state: Shared, guard: Arc<Guard>) -> Router {
-    let routes: [(&str, MethodRouter<Shared>); 16] = [
+    let routes: [(&str, MethodRouter<Shared>); 26] = [
         ("/prompt", get(prompt::status).post(prompt::submit)),
         ("/queue", get(queue::list).post(queue::change)),
         ("/interrupt", post(queue::interrupt)),
         ("/free", post(queue::free)),
         ("/history", get(history::list).post(history::change)),
         ("/history/{prompt_id}", get(history::one)),
+        ("/jobs", get(jobs::list)),
+        ("/jobs/cancel", post(jobs::cancel_many)),
+        ("/jobs/{job_id}", get(jobs::one)),
+        ("/jobs/{job_id}/cancel", post(jobs::cancel_one)),
         ("/object_info", get(info::object_info)),
         ("/object_info/{class}", get(info::object_info_for)),
         ("/system_stats", get(info::system_stats)),
@@ -34,8 +43,19 @@ pub fn router(state: Shared, guard: Arc<Guard>) -> Router {
         ("/embeddings", get(info::embeddings)),
         ("/extensions", get(info::extensions)),
         ("/users", get(info::users)),
+        ("/settings", get(settings::all).post(settings::merge)),
+        ("/settings/{id}", get(settings::one).post(settings::set)),
+        ("/userdata", get(userdata::list)),
+        (
+            "/userdata/{file}",
+            get(userdata::read)
+                .post(userdata::write)
+                .delete(userdata::delete),
+        ),
+        ("/userdata/{file}/move/{dest}", post(userdata::rename)),
         ("/view", get(files::view)),
         ("/upload/image", post(files::upload_image)),
+        ("/upload/mask", post(files::upload_mask)),
         ("/ws", get(ws::connect)),
     ];
     let mut router = Router::new();

@@ -95,6 +95,85 @@ impl NodeType for Slow {
     }
 }
 
+/// `SavePng`: an output node that writes a 2x2 PNG into the output folder carrying the prompt and every
+/// `extra_pnginfo` entry as text chunks (what SaveImage does), and shows it as ComfyUI's `images` UI.
+struct SavePng;
+impl NodeType for SavePng {
+    fn schema(&self) -> NodeSchema {
+        NodeSchema::new("SavePng")
+            .output_node()
+            .required(InputSpec::string("filename_prefix").default_value("test"))
+            .hidden("prompt", "PROMPT")
+            .hidden("extra_pnginfo", "EXTRA_PNGINFO")
+    }
+    fn run<'a>(
+        &'a self,
+        inputs: Inputs,
+        ctx: NodeContext,
+    ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+        Box::pin(async move {
+            let prefix = inputs.get_str("filename_prefix")?;
+            let mut chunks = vec![("prompt".to_string(), ctx.prompt().to_string())];
+            if let Some(Json::Object(extra)) = ctx.extra_pnginfo() {
+                for (key, value) in extra {
+                    chunks.push((key.clone(), value.to_string()));
+                }
+            }
+            let name = format!("{prefix}_{}.png", ctx.prompt_id());
+            let bytes = png_with_text(2, 2, [10, 20, 30, 255], &chunks);
+            std::fs::write(ctx.dirs().output.join(&name), bytes)
+                .map_err(|e| NodeError::new(format!("cannot write {name}: {e}")))?;
+            Ok(NodeOutput::ui(
+                json!({"images": [{"filename": name, "subfolder": "", "type": "output"}]}),
+            ))
+        })
+    }
+}
+
+/// An RGBA PNG of one colour with these text chunks.
+pub fn png_with_text(w: u32, h: u32, px: [u8; 4], chunks: &[(String, String)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut out, w, h);
+        encoder.set_color(png::ColorType::Rgba);
+        encoder.set_depth(png::BitDepth::Eight);
+        for (keyword, text) in chunks {
+            encoder
+                .add_itxt_chunk(keyword.clone(), text.clone())
+                .unwrap();
+        }
+        let mut writer = encoder.write_header().unwrap();
+        let pixels: Vec<u8> = (0..w * h).flat_map(|_| px).collect();
+        writer.write_image_data(&pixels).unwrap();
+    }
+    out
+}
+
+/// An RGBA PNG of one colour.
+pub fn png(w: u32, h: u32, px: [u8; 4]) -> Vec<u8> {
+    png_with_text(w, h, px, &[])
+}
+
+/// The text chunks of a PNG (tEXt, zTXt, iTXt) as `(keyword, text)`.
+pub fn png_text(bytes: &[u8]) -> Vec<(String, String)> {
+    let reader = png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .expect("a PNG");
+    let info = reader.info();
+    let mut chunks: Vec<(String, String)> = info
+        .uncompressed_latin1_text
+        .iter()
+        .map(|c| (c.keyword.clone(), c.text.clone()))
+        .collect();
+    for c in &info.compressed_latin1_text {
+        chunks.push((c.keyword.clone(), c.get_text().unwrap()));
+    }
+    for c in &info.utf8_text {
+        chunks.push((c.keyword.clone(), c.get_text().unwrap()));
+    }
+    chunks
+}
+
 /// A registry of the test nodes, and their run counters.
 pub fn registry() -> (Arc<Registry>, Runs, Runs) {
     let registry = Arc::new(Registry::new());
@@ -103,6 +182,7 @@ pub fn registry() -> (Arc<Registry>, Runs, Runs) {
     registry.register(Const(consts.clone()));
     registry.register(Show(shows.clone()));
     registry.register(Slow);
+    registry.register(SavePng);
     (registry, consts, shows)
 }
 

@@ -149,6 +149,19 @@ async fn jobs_list_detail_and_cancel_in_the_frontends_shapes() {
     assert_eq!(answer, json!({"cancelled": false}));
     let (status, _) = s.post("/api/jobs/cancel", json!({"job_ids": "x"})).await;
     assert_eq!(status, 400);
+
+    // A failed job carries its execution_error.
+    let failed = s
+        .queue(json!({"prompt": {"1": {"class_type": "Fail", "inputs": {"message": "no luck"}}}}))
+        .await;
+    s.finished(&failed).await;
+    let (_, answer) = s.get("/api/jobs?status=failed").await;
+    assert_eq!(ids(&answer), [failed.as_str()]);
+    let error = &answer["jobs"][0]["execution_error"];
+    assert_eq!(error["exception_message"], "no luck", "{answer}");
+    assert_eq!(error["node_id"], "1");
+    assert_eq!(error["node_type"], "Fail");
+    assert!(error["traceback"].is_array());
     s.stop().await;
 }
 

@@ -130,6 +130,23 @@ impl NodeType for SavePng {
     }
 }
 
+/// `Fail {message: STRING}`: an output node that always fails with that message.
+struct Fail;
+impl NodeType for Fail {
+    fn schema(&self) -> NodeSchema {
+        NodeSchema::new("Fail")
+            .output_node()
+            .required(InputSpec::string("message").default_value("boom"))
+    }
+    fn run<'a>(
+        &'a self,
+        inputs: Inputs,
+        _ctx: NodeContext,
+    ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+        Box::pin(async move { Err(NodeError::new(inputs.get_str("message")?)) })
+    }
+}
+
 /// An RGBA PNG of one colour with these text chunks.
 pub fn png_with_text(w: u32, h: u32, px: [u8; 4], chunks: &[(String, String)]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -183,6 +200,7 @@ pub fn registry() -> (Arc<Registry>, Runs, Runs) {
     registry.register(Show(shows.clone()));
     registry.register(Slow);
     registry.register(SavePng);
+    registry.register(Fail);
     (registry, consts, shows)
 }
 

@@ -388,6 +388,39 @@ async fn userdata_files_are_written_listed_moved_deleted_and_kept_across_a_resta
     assert!(!dir.path().join("user/default/workflows/big.json").exists());
     assert!(!dir.path().join("evil.json").exists());
     assert!(!dir.path().join("user/evil.json").exists());
+
+    // Symlinks pointing out of the user folder are neither followed nor listed.
+    #[cfg(unix)]
+    {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.json"), "SECRET").unwrap();
+        let user = dir.path().join("user/default");
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.json"),
+            user.join("workflows/link.json"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(outside.path(), user.join("out")).unwrap();
+        for file in ["workflows%2Flink.json", "out%2Fsecret.json"] {
+            let (status, body) = s.get(&format!("/api/userdata/{file}")).await;
+            assert_eq!(status, 403, "{file}: {body}");
+        }
+        let (status, _) = status_json(put("out%2Fnew.json", "", "{}").await.unwrap()).await;
+        assert_eq!(status, 403);
+        let (status, _) = status_json(put("workflows%2Flink.json", "", "{}").await.unwrap()).await;
+        assert_eq!(status, 403);
+        assert_eq!(s.get("/api/userdata?dir=out").await.0, 403);
+        assert_eq!(
+            s.get("/api/userdata?dir=workflows&recurse=true").await.1,
+            json!(["renamed.json"])
+        );
+        assert_eq!(
+            std::fs::read_to_string(outside.path().join("secret.json")).unwrap(),
+            "SECRET"
+        );
+        assert!(!outside.path().join("new.json").exists());
+        std::fs::remove_file(user.join("workflows/link.json")).unwrap();
+    }
     s.stop().await;
 
     // Everything is still there after a restart.

@@ -250,7 +250,7 @@ pub async fn upload_image(State(state): State<Shared>, form: Multipart) -> ApiRe
     form.store(&state, &name, &bytes)
 }
 
-/// `ref`'s JSON in `/upload/mask`: the image the mask applies to.
+/// `original_ref` of `/upload/mask`: the image the mask applies to.
 #[derive(Debug, Deserialize)]
 struct OriginalRef {
     filename: String,

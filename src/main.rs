@@ -9,6 +9,7 @@ mod cli;
 mod events_jsonl;
 mod graph_file;
 mod interrupt;
+mod logging;
 mod nodes_cmd;
 mod outcome;
 mod overrides;
@@ -34,6 +35,7 @@ use crate::outcome::Failure;
 fn main() -> ExitCode {
     // Before any thread starts: images, latents and plugin buffers of a few MiB are reused, not re-faulted.
     alloc::tune_for_large_buffers();
+    logging::install();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -143,11 +143,10 @@ pub async fn start(
         output: folders.output.clone(),
         temp: folders.temp.clone(),
     };
-    let guard = Arc::new(Guard::new(
-        addr,
-        config.token.clone(),
-        &config.allowed_hosts,
-    ));
+    let guard = Arc::new(
+        Guard::new(addr, config.token.clone(), &config.allowed_hosts)
+            .with_body_limit(config.max_body_bytes),
+    );
     let (stop, shutdown) = watch::channel(false);
     let state = Arc::new(AppState {
         engine: Engine::new(registry, dirs),

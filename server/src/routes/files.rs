@@ -126,8 +126,10 @@ pub async fn upload_image(
     let mut subfolder = String::new();
     let mut kind = None;
     let mut overwrite = false;
-    let bad = |e: axum::extract::multipart::MultipartError| {
-        ApiError::BadRequest(format!("cannot read the upload: {e}"))
+    let limit = state.config.max_body_bytes;
+    let bad = |e: axum::extract::multipart::MultipartError| match e.status().as_u16() {
+        413 => ApiError::TooLarge { limit },
+        _ => ApiError::BadRequest(format!("cannot read the upload: {e}")),
     };
     while let Some(field) = form.next_field().await.map_err(bad)? {
         let field_name = field.name().unwrap_or_default().to_string();
@@ -150,8 +152,10 @@ pub async fn upload_image(
     let kind = kind.filter(|k| !k.is_empty());
     let root = folder(&state, kind.as_deref(), "input")?;
     let (path, name) = free_name(root, &subfolder, &name, &bytes, overwrite)?;
-    tokio::fs::write(&path, &bytes)
+    tokio::task::spawn_blocking(move || paths::write_atomically(&path, &bytes))
         .await
+        .map_err(std::io::Error::other)
+        .and_then(|written| written)
         .map_err(|e| ApiError::Internal(format!("cannot store {name:?}: {e}")))?;
     Ok(Json(json!({
         "name": name,

@@ -648,10 +648,7 @@ mod tests {
         let first = open(&dir);
         first.enqueue(new_job("a", Priority::Back)).unwrap();
         let second = SqliteQueue::open(&dir.path().join("queue.sqlite3"));
-        let err = second
-            .err()
-            .expect("the second open is refused")
-            .to_string();
+        let err = second.expect_err("the second open is refused").to_string();
         assert!(err.contains("another server"), "{err}");
         // The first one is unaffected, and once it closes the file opens again.
         assert_eq!(ids(&first.pending().unwrap()), ["a"]);

@@ -53,6 +53,9 @@ pub struct ServerConfig {
     pub history: HistoryLimits,
     /// How often history is pruned (off the execution path).
     pub prune_every: Duration,
+    /// A connection that does not finish a request head within this time is closed (idle and
+    /// slowloris connections); WebSocket sessions are not affected.
+    pub header_read_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -68,6 +71,7 @@ impl ServerConfig {
             max_body_bytes: DEFAULT_MAX_BODY,
             history: HistoryLimits::default(),
             prune_every: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(30),
         }
     }
 

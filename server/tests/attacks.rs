@@ -929,3 +929,62 @@ async fn many_idle_connections_leave_the_server_answering() {
     drop(idle);
     s.stop().await;
 }
+
+/// Connections that never finish a request head are closed after the header-read timeout (so they
+/// cannot pile up); a WebSocket session idle for longer stays open.
+#[tokio::test]
+async fn idle_and_slow_connections_are_closed_after_the_header_timeout() {
+    let scene = Scene::new();
+    let mut config = ServerConfig::new(&scene.data);
+    config.token = Some(TOKEN.into());
+    config.header_read_timeout = Duration::from_millis(300);
+    let s = TestServer::start_with(config).await;
+    let addr = s.addr;
+
+    let mut socket = {
+        let mut request = format!("ws://{addr}/ws?clientId=idle")
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+            .await
+            .expect("socket connects")
+            .0
+    };
+    recv_text(&mut socket).await.expect("status first");
+
+    let idle = TcpStream::connect(addr).await.unwrap();
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /prompt HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    let mut kept_alive = TcpStream::connect(addr).await.unwrap();
+    let mut request = get("/prompt").bytes(addr);
+    let text = String::from_utf8_lossy(&request).replace("Connection: close\r\n", "");
+    request = text.into_bytes();
+    kept_alive.write_all(&request).await.unwrap();
+    let answer = read_reply(&mut kept_alive).await.expect("an answer");
+    assert_eq!(answer.status, 200);
+
+    for (name, mut stream) in [("idle", idle), ("slow", slow), ("kept alive", kept_alive)] {
+        let mut rest = Vec::new();
+        let ended = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut rest)).await;
+        assert!(ended.is_ok(), "the {name} connection was not closed");
+    }
+    // The WebSocket, idle all that time, still answers.
+    socket
+        .send(Message::Text(
+            json!({"type": "feature_flags", "data": {}})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        recv_text(&mut socket).await.expect("still open")["type"],
+        "feature_flags"
+    );
+    s.stop().await;
+}

@@ -1,6 +1,7 @@
 //! The request guard: Host allow-list (DNS rebinding), Origin check (CSRF) on state-changing requests
-//! and WebSocket upgrades, and the access token (Bearer header, or a cookie a browser got from a one-time
-//! `?token=`). Also the rule that a server listening beyond loopback must have a token.
+//! and upgrades, a declared body over the limit (refused before it is read), and the access token (Bearer
+//! header, or a cookie a browser got from a one-time `?token=`). Also the rule that a server listening
+//! beyond loopback must have a token.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

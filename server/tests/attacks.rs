@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -160,6 +160,7 @@ struct Req {
     headers: Vec<(String, String)>,
     body: Vec<u8>,
     token: bool,
+    keep_alive: bool,
 }
 
 fn get(target: impl Into<String>) -> Req {
@@ -170,6 +171,7 @@ fn get(target: impl Into<String>) -> Req {
         headers: Vec::new(),
         body: Vec::new(),
         token: true,
+        keep_alive: false,
     }
 }
 
@@ -203,6 +205,10 @@ impl Req {
         self.token = false;
         self
     }
+    fn keep_alive(mut self) -> Self {
+        self.keep_alive = true;
+        self
+    }
 
     fn bytes(&self, addr: SocketAddr) -> Vec<u8> {
         let mut head = format!("{} {} HTTP/1.1\r\n", self.method, self.target);
@@ -218,7 +224,7 @@ impl Req {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         let upgrading = self.headers.iter().any(|(k, _)| k == "Upgrade");
-        if !upgrading {
+        if !upgrading && !self.keep_alive {
             head.push_str("Connection: close\r\n");
         }
         let declared = self.headers.iter().any(|(k, _)| {
@@ -654,12 +660,12 @@ async fn authed_json(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
 
 /// Regular files under `dir`, skipping the symlinks the scene placed there.
 fn uploaded_files(dir: &Path) -> Vec<String> {
-    let mut found = BTreeMap::new();
+    let mut found = BTreeSet::new();
     walk_no_follow(dir, dir, &mut found);
-    found.into_keys().collect()
+    found.into_iter().collect()
 }
 
-fn walk_no_follow(dir: &Path, base: &Path, found: &mut BTreeMap<String, ()>) {
+fn walk_no_follow(dir: &Path, base: &Path, found: &mut BTreeSet<String>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         let meta = std::fs::symlink_metadata(&path).unwrap();
@@ -669,7 +675,7 @@ fn walk_no_follow(dir: &Path, base: &Path, found: &mut BTreeMap<String, ()>) {
         if meta.is_dir() {
             walk_no_follow(&path, base, found);
         } else {
-            found.insert(path.strip_prefix(base).unwrap().display().to_string(), ());
+            found.insert(path.strip_prefix(base).unwrap().display().to_string());
         }
     }
 }
@@ -961,10 +967,10 @@ async fn idle_and_slow_connections_are_closed_after_the_header_timeout() {
         .await
         .unwrap();
     let mut kept_alive = TcpStream::connect(addr).await.unwrap();
-    let mut request = get("/prompt").bytes(addr);
-    let text = String::from_utf8_lossy(&request).replace("Connection: close\r\n", "");
-    request = text.into_bytes();
-    kept_alive.write_all(&request).await.unwrap();
+    kept_alive
+        .write_all(&get("/prompt").keep_alive().bytes(addr))
+        .await
+        .unwrap();
     let answer = read_reply(&mut kept_alive).await.expect("an answer");
     assert_eq!(answer.status, 200);
 

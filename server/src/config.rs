@@ -82,6 +82,9 @@ pub struct ServerConfig {
     pub max_image_size: u32,
     /// The devices `/system_stats` lists (empty on a CPU build).
     pub devices: Vec<DeviceInfo>,
+    /// A connection that does not finish a request head within this time is closed (idle and
+    /// slowloris connections); WebSocket sessions are not affected.
+    pub header_read_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -100,6 +103,7 @@ impl ServerConfig {
             prune_every: Duration::from_secs(60),
             max_image_size: DEFAULT_MAX_IMAGE_SIZE,
             devices: Vec::new(),
+            header_read_timeout: Duration::from_secs(30),
         }
     }
 

@@ -19,6 +19,7 @@ pub mod paths;
 pub mod queue;
 mod routes;
 pub mod security;
+mod serving;
 mod shapes;
 mod state;
 mod worker;
@@ -143,11 +144,11 @@ pub async fn start(
         output: folders.output.clone(),
         temp: folders.temp.clone(),
     };
-    let guard = Arc::new(Guard::new(
-        addr,
-        config.token.clone(),
-        &config.allowed_hosts,
-    ));
+    let guard = Arc::new(
+        Guard::new(addr, config.token.clone(), &config.allowed_hosts)
+            .with_body_limit(config.max_body_bytes),
+    );
+    let header_timeout = config.header_read_timeout;
     let (stop, shutdown) = watch::channel(false);
     let state = Arc::new(AppState {
         engine: Engine::new(registry, dirs),
@@ -163,15 +164,7 @@ pub async fn start(
         tokio::spawn(worker::prune(Arc::clone(&state))),
     ];
     let app = routes::router(state, guard);
-    let mut until = shutdown;
-    let http = tokio::spawn(async move {
-        let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = until.wait_for(|stop| *stop).await;
-        });
-        if let Err(e) = serving.await {
-            tracing::error!(error = %e, "the HTTP server failed");
-        }
-    });
+    let http = tokio::spawn(serving::serve(listener, app, header_timeout, shutdown));
     Ok(RunningServer {
         addr,
         recovery,

@@ -2,7 +2,12 @@
 //! of the server's folders. ComfyUI's traversal CVEs came from checks applied in some routes and not
 //! others; here there is no other way to reach a user file.
 
+use std::io::Write;
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The longest file or folder name accepted, in bytes (what Linux, macOS and Windows file systems hold).
+pub const MAX_NAME_BYTES: usize = 255;
 
 /// Why a client-supplied path was refused.
 #[derive(Debug, thiserror::Error)]
@@ -10,9 +15,16 @@ pub enum PathError {
     /// A component is not a plain name (`..`, `.`, empty, absolute, a drive prefix …).
     #[error("path component {0:?} is not allowed: use plain relative names")]
     BadComponent(String),
-    /// A character that has no business in a file name here (backslash, NUL, `%`, `:`).
-    #[error("path {0:?} contains a forbidden character (backslash, NUL, '%' or ':')")]
+    /// A character that has no business in a file name here (backslash, NUL or another control
+    /// character, `%`, `:`).
+    #[error(
+        "path {0:?} contains a forbidden character (backslash, control character, '%' or ':')"
+    )]
     BadCharacter(String),
+    /// A name longer than file systems allow (checked here, so it is the client's error, not an I/O
+    /// failure of the server).
+    #[error("path component of {0} bytes is too long (at most {MAX_NAME_BYTES})")]
+    TooLong(usize),
     /// The path resolves (through a symlink) outside the folder.
     #[error("path {0:?} resolves outside its folder")]
     Escapes(String),
@@ -98,7 +110,13 @@ pub fn resolve(
 
 /// One component as the client wrote it: accepted only if it is a plain name.
 fn plain_component(part: &str) -> Result<&str, PathError> {
-    if part.chars().any(|c| matches!(c, '\\' | '\0' | '%' | ':')) {
+    if part.len() > MAX_NAME_BYTES {
+        return Err(PathError::TooLong(part.len()));
+    }
+    if part
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\\' | '%' | ':'))
+    {
         return Err(PathError::BadCharacter(part.to_string()));
     }
     let mut components = Path::new(part).components();
@@ -106,6 +124,33 @@ fn plain_component(part: &str) -> Result<&str, PathError> {
         (Some(Component::Normal(_)), None) => Ok(part),
         _ => Err(PathError::BadComponent(part.to_string())),
     }
+}
+
+/// Writes `bytes` to `path` (resolved by [`resolve`]) so that no reader and no crash ever sees a
+/// half-written file: the bytes go to a hidden temporary file in the same folder, are flushed, and the
+/// file is renamed over `path`. A rename replaces a symlink at `path` rather than writing through it.
+/// A crash can leave only a `.omnigen-write-*.tmp` file behind, never a truncated `path`.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let temp = dir.join(format!(
+        ".omnigen-write-{}-{}.tmp",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
 }
 
 /// The base name of an uploaded file (what comes after the last `/` or `\`), as ComfyUI keeps it.
@@ -132,7 +177,8 @@ mod tests {
     #[test]
     fn traversal_variants_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let cases = [
+        let long = "a".repeat(MAX_NAME_BYTES + 1);
+        let cases: [(&str, &str); 17] = [
             ("", ".."),
             ("..", "a.png"),
             ("a/../..", "a.png"),
@@ -146,6 +192,10 @@ mod tests {
             ("%2e%2e", "a.png"),
             ("", "."),
             ("", ""),
+            ("", "a\n.png"),
+            ("a\u{1b}b", "a.png"),
+            ("", &long),
+            (&long, "a.png"),
         ];
         for (sub, name) in cases {
             for access in [Access::Read, Access::Write] {
@@ -178,6 +228,29 @@ mod tests {
                 ));
             }
         }
+    }
+
+    #[test]
+    fn atomic_writes_replace_whole_files_and_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.png");
+        write_atomically(&path, b"first").unwrap();
+        write_atomically(&path, b"second").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        #[cfg(unix)]
+        {
+            let outside = tempfile::tempdir().unwrap();
+            let secret = outside.path().join("secret");
+            std::fs::write(&secret, b"keep").unwrap();
+            std::os::unix::fs::symlink(&secret, dir.path().join("link.png")).unwrap();
+            write_atomically(&dir.path().join("link.png"), b"new").unwrap();
+            assert_eq!(std::fs::read(&secret).unwrap(), b"keep");
+        }
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The request guard: Host allow-list (DNS rebinding), Origin check (CSRF) on state-changing requests
-//! and WebSocket upgrades, and the access token (Bearer header, or a cookie a browser got from a one-time
-//! `?token=`). Also the rule that a server listening beyond loopback must have a token.
+//! and upgrades, a declared body over the limit (refused before it is read), and the access token (Bearer
+//! header, or a cookie a browser got from a one-time `?token=`). Also the rule that a server listening
+//! beyond loopback must have a token.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,6 +41,7 @@ pub struct Guard {
     token: Option<String>,
     hosts: Vec<String>,
     any_ip_host: bool,
+    max_body: Option<u64>,
 }
 
 impl Guard {
@@ -59,7 +61,15 @@ impl Guard {
             // Bound to every interface: the machine's own addresses are not known in advance, but an IP
             // literal cannot be a rebinding attack (that needs a name). The token still applies.
             any_ip_host: listen.ip().is_unspecified(),
+            max_body: None,
         }
+    }
+
+    /// Also refuses (413) a request whose declared `Content-Length` is over `limit`, before any of its
+    /// body is read. Bodies without a length are cut at the same limit by the routes' body limit.
+    pub fn with_body_limit(mut self, limit: usize) -> Self {
+        self.max_body = u64::try_from(limit).ok();
+        self
     }
 
     fn host_allowed(&self, host: &str) -> bool {
@@ -75,28 +85,35 @@ impl Guard {
         headers: &HeaderMap,
         query: Option<&str>,
     ) -> Result<bool, ApiError> {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .ok_or_else(|| ApiError::Forbidden("a Host header is required".into()))?;
+        let host = single_host(headers)?;
         if !self.host_allowed(host) {
             return Err(ApiError::Forbidden(format!(
                 "host {host:?} is not served here (start the server with --allow-host NAME to accept it)"
             )));
         }
-        let upgrade = headers
-            .get(header::UPGRADE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+        // Any Upgrade (not only a well-spelled `websocket`) gets the state-changing rule: what a
+        // handler accepts as an upgrade is its business, the Origin check must not depend on it.
+        let upgrade = headers.contains_key(header::UPGRADE);
         let changes_state = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
         if changes_state || upgrade {
-            if let Some(origin) = headers.get(header::ORIGIN) {
+            for origin in headers.get_all(header::ORIGIN) {
                 let origin = origin.to_str().unwrap_or("null");
                 if !same_origin(origin, host) {
                     return Err(ApiError::Forbidden(format!(
                         "cross-origin request from {origin:?} refused"
                     )));
                 }
+            }
+        }
+        if let Some(limit) = self.max_body {
+            let declared = headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if declared.is_some_and(|n| n > limit) {
+                return Err(ApiError::TooLarge {
+                    limit: usize::try_from(limit).unwrap_or(usize::MAX),
+                });
             }
         }
         let Some(token) = &self.token else {
@@ -113,6 +130,23 @@ impl Guard {
         Err(ApiError::Unauthorized(
             "missing or wrong access token: send `Authorization: Bearer TOKEN`".into(),
         ))
+    }
+}
+
+/// The request's one `Host` header. HTTP/1.1 requires exactly one with a valid value, and a 400 for
+/// anything else (RFC 9112 §3.2); a second one could otherwise smuggle a name past the allow-list.
+fn single_host(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(host), None) => host
+            .to_str()
+            .ok()
+            .filter(|h| !h.trim().is_empty())
+            .ok_or_else(|| ApiError::BadRequest("the Host header is not a valid host".into())),
+        (None, _) => Err(ApiError::BadRequest("a Host header is required".into())),
+        (Some(_), Some(_)) => Err(ApiError::BadRequest(
+            "more than one Host header in the request".into(),
+        )),
     }
 }
 
@@ -133,39 +167,61 @@ pub async fn guard(State(guard): State<Arc<Guard>>, request: Request, next: Next
     response
 }
 
-/// The host name of a `Host` header value, lowercased, without port or IPv6 brackets.
-fn host_name(host: &str) -> String {
-    let host = host.trim().to_ascii_lowercase();
-    if let Some(rest) = host.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or_default().to_string();
-    }
-    match host.rsplit_once(':') {
-        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name.to_string(),
-        _ => host,
-    }
-}
-
-/// Whether `origin` (`scheme://host[:port]`) names the same host and port as the `Host` header.
-fn same_origin(origin: &str, host: &str) -> bool {
-    let origin = origin.trim().to_ascii_lowercase();
-    let (authority, default_port) = if let Some(a) = origin.strip_prefix("http://") {
-        (a, "80")
-    } else if let Some(a) = origin.strip_prefix("https://") {
-        (a, "443")
+/// A `Host` header (or an origin's authority) split into its lowercased name, without IPv6 brackets,
+/// and its port if one is written. `None` when it is not of the form `name[:digits]` or `[v6][:digits]`.
+fn split_authority(authority: &str) -> Option<(String, Option<&str>)> {
+    let authority = authority.trim();
+    let (name, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (name, after) = rest.split_once(']')?;
+        match after {
+            "" => (name, None),
+            _ => (name, Some(after.strip_prefix(':')?)),
+        }
     } else {
-        return false; // `null`, file:, chrome-extension: …
-    };
-    let with_port = |a: &str| -> String {
-        let has_port = a.rsplit_once(':').is_some_and(|(n, p)| {
-            !n.ends_with('[') && !p.contains(']') && p.chars().all(|c| c.is_ascii_digit())
-        });
-        if has_port {
-            a.to_string()
-        } else {
-            format!("{a}:{default_port}")
+        match authority.rsplit_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (authority, None),
         }
     };
-    !authority.contains('/') && with_port(authority) == with_port(&host.trim().to_ascii_lowercase())
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let name_ok = !name.is_empty()
+        && !name.contains(['[', ']', '@', '/', '\\', ' '])
+        && (authority.starts_with('[') || !name.contains(':'));
+    (port_ok && name_ok).then(|| (name.to_ascii_lowercase(), port))
+}
+
+/// The host name of a `Host` header value, lowercased, without port or IPv6 brackets; the whole value
+/// (which matches nothing) when it is malformed.
+fn host_name(host: &str) -> String {
+    split_authority(host).map_or_else(|| host.to_string(), |(name, _)| name)
+}
+
+/// Whether `origin` (`scheme://host[:port]`) is the origin the `Host` header names. The server speaks
+/// plain HTTP, so an `http` origin must match name and port (80 when not written). An `https` origin is
+/// accepted only for a `Host` without a port, which is what a TLS-terminating proxy forwarding the
+/// public name sends; a page claiming `https` on this server's own port is someone else's.
+fn same_origin(origin: &str, host: &str) -> bool {
+    let origin = origin.trim().to_ascii_lowercase();
+    let (scheme, authority) = match origin.split_once("://") {
+        Some((scheme @ ("http" | "https"), authority)) => (scheme, authority),
+        _ => return false, // `null`, file:, chrome-extension: …
+    };
+    let (Some((origin_name, origin_port)), Some((host_name, host_port))) =
+        (split_authority(authority), split_authority(host))
+    else {
+        return false;
+    };
+    if origin_name != host_name {
+        return false;
+    }
+    let number = |p: Option<&str>, default: u16| p.map_or(Some(default), |p| p.parse::<u16>().ok());
+    match scheme {
+        "http" => {
+            let port = number(origin_port, 80);
+            port.is_some() && port == number(host_port, 80)
+        }
+        _ => host_port.is_none() && number(origin_port, 443) == Some(443),
+    }
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -237,6 +293,41 @@ mod tests {
         assert!(!same_origin("http://127.0.0.1:9999", "127.0.0.1:8188"));
         assert!(!same_origin("null", "127.0.0.1:8188"));
         assert!(!same_origin("file://", "127.0.0.1:8188"));
+        // Scheme, userinfo, paths and look-alike names.
+        assert!(!same_origin("https://127.0.0.1:8188", "127.0.0.1:8188"));
+        assert!(same_origin("https://gen.example", "gen.example"));
+        assert!(!same_origin("https://gen.example:8443", "gen.example"));
+        assert!(!same_origin(
+            "http://127.0.0.1:8188@evil.example",
+            "127.0.0.1:8188"
+        ));
+        assert!(!same_origin("http://127.0.0.1:8188/x", "127.0.0.1:8188"));
+        assert!(!same_origin(
+            "http://localhost.evil.example:8188",
+            "localhost:8188"
+        ));
+        assert!(!same_origin("ws://127.0.0.1:8188", "127.0.0.1:8188"));
+    }
+
+    #[test]
+    fn malformed_hosts_match_nothing() {
+        let guard = Guard::new("127.0.0.1:8188".parse().unwrap(), None, &[]);
+        for host in [
+            "[::1].evil.example",
+            "[::1]evil",
+            "localhost:8188:1",
+            "localhost:",
+            "evil@localhost",
+            "localhost.",
+            "127.1",
+            "2130706433",
+            "[::ffff:127.0.0.1]",
+        ] {
+            assert!(!guard.host_allowed(host), "{host}");
+        }
+        for host in ["localhost", "LOCALHOST:8188", "[::1]:8188", "127.0.0.1:1"] {
+            assert!(guard.host_allowed(host), "{host}");
+        }
     }
 
     #[test]

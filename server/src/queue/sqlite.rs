@@ -1,5 +1,6 @@
 //! The SQLite queue: one table of jobs whose `state` column is the truth. WAL mode, so a crash of the
-//! process never loses a committed change.
+//! process never loses a committed change (`synchronous = NORMAL`: a power loss may roll back the last
+//! commits, which at worst runs a prompt again). The file is locked to one process.
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -64,11 +65,31 @@ impl SqliteQueue {
             reason: e.to_string(),
         };
         let conn = Connection::open(path).map_err(open_error)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_error)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(open_error)?;
+        // One process per database: a second server on the same data dir would take the first one's
+        // running prompt for a crashed one and run it again. The exclusive lock is held until the
+        // connection closes, and the kernel drops it when a process dies, so a crash never blocks
+        // the restart. The busy timeout lets a server restarted in the same process wait for the
+        // previous one to let go.
         conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open_error)?;
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+            .map_err(open_error)?;
+        let locked = conn
+            .pragma_update(None, "journal_mode", "WAL")
+            .and_then(|()| conn.execute_batch("BEGIN EXCLUSIVE; COMMIT;"));
+        if let Err(e) = locked {
+            return Err(match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                    QueueError::Open {
+                        path: path.display().to_string(),
+                        reason: "another server is using it (one `omnigen serve` per data dir)"
+                            .into(),
+                    }
+                }
+                _ => open_error(e),
+            });
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_error)?;
         conn.execute_batch(SCHEMA).map_err(open_error)?;
         Ok(SqliteQueue {
@@ -669,5 +690,53 @@ mod tests {
         assert_eq!(ids(&history), ["done", "crashed"]);
         assert_eq!(history[1].state, JobState::Interrupted);
         assert_eq!(history[1].result.messages.as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_job_requeued_after_a_crash_is_one_history_entry_with_both_runs_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let q = open(&dir);
+            q.enqueue(new_job("crashed", Priority::Back)).unwrap();
+            q.claim_next().unwrap();
+        }
+        let q = open(&dir);
+        assert_eq!(q.recover().unwrap().requeued, ["crashed"]);
+        let job = q.claim_next().unwrap().unwrap();
+        assert_eq!((job.id.as_str(), job.attempts), ("crashed", 2));
+        let result = JobResult {
+            outputs: json!({"1": {"value": ["ok"]}}),
+            messages: json!([["execution_success", {"prompt_id": "crashed"}]]),
+        };
+        q.finish("crashed", JobState::Completed, &result).unwrap();
+        let history = q.history(HistoryPage::default()).unwrap();
+        assert_eq!(ids(&history), ["crashed"]);
+        let kinds: Vec<&str> = history[0]
+            .result
+            .messages
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m[0].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["execution_interrupted", "execution_success"]);
+        assert_eq!(history[0].state, JobState::Completed);
+        // Nothing is left to recover.
+        drop(q);
+        assert_eq!(open(&dir).recover().unwrap(), Recovery::default());
+    }
+
+    #[test]
+    fn a_second_process_on_the_same_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = open(&dir);
+        first.enqueue(new_job("a", Priority::Back)).unwrap();
+        let second = SqliteQueue::open(&dir.path().join("queue.sqlite3"));
+        let err = second.expect_err("the second open is refused").to_string();
+        assert!(err.contains("another server"), "{err}");
+        // The first one is unaffected, and once it closes the file opens again.
+        assert_eq!(ids(&first.pending().unwrap()), ["a"]);
+        drop(first);
+        assert_eq!(ids(&open(&dir).pending().unwrap()), ["a"]);
     }
 }

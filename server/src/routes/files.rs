@@ -10,7 +10,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value as Json_};
 
-use super::{atomic, imaging, Shared};
+use super::{imaging, Shared};
 use crate::error::{ApiError, ApiResult};
 use crate::paths::{self, Access};
 
@@ -176,9 +176,11 @@ struct UploadForm {
 }
 
 impl UploadForm {
-    async fn read(mut form: Multipart) -> ApiResult<Self> {
-        let bad = |e: axum::extract::multipart::MultipartError| {
-            ApiError::BadRequest(format!("cannot read the upload: {e}"))
+    /// Reads the form; a body over `limit` bytes (the server's body limit) is 413, not 400.
+    async fn read(mut form: Multipart, limit: usize) -> ApiResult<Self> {
+        let bad = |e: axum::extract::multipart::MultipartError| match e.status().as_u16() {
+            413 => ApiError::TooLarge { limit },
+            _ => ApiError::BadRequest(format!("cannot read the upload: {e}")),
         };
         let mut upload = UploadForm::default();
         while let Some(field) = form.next_field().await.map_err(bad)? {
@@ -216,7 +218,7 @@ impl UploadForm {
     fn store(&self, state: &Shared, name: &str, bytes: &[u8]) -> ApiResult<Json<Json_>> {
         let root = folder(state, self.kind.as_deref(), "input")?;
         let (path, name) = free_name(root, &self.subfolder, name, bytes, self.overwrite)?;
-        atomic::write(&path, bytes)
+        paths::write_atomically(&path, bytes)
             .map_err(|e| ApiError::Internal(format!("cannot store {name:?}: {e}")))?;
         Ok(Json(json!({
             "name": name,
@@ -239,7 +241,7 @@ async fn blocking<T: Send + 'static>(
 /// name already taken by different bytes becomes `name (1).png`, as in ComfyUI. The image is decoded
 /// under the image limits first: a corrupt or oversized one is refused and nothing is written.
 pub async fn upload_image(State(state): State<Shared>, form: Multipart) -> ApiResult<Json<Json_>> {
-    let mut form = UploadForm::read(form).await?;
+    let mut form = UploadForm::read(form, state.config.max_body_bytes).await?;
     let (name, bytes) = form.image()?;
     let max = state.config.max_image_size;
     let (name, bytes) = blocking(move || {
@@ -265,7 +267,7 @@ struct OriginalRef {
 /// stored as a PNG (keeping the original's text chunks) under the mask's name. Both images are decoded
 /// under the image limits and must be the same size.
 pub async fn upload_mask(State(state): State<Shared>, form: Multipart) -> ApiResult<Json<Json_>> {
-    let mut form = UploadForm::read(form).await?;
+    let mut form = UploadForm::read(form, state.config.max_body_bytes).await?;
     let (name, mask) = form.image()?;
     let reference = form
         .original_ref

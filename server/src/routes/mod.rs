@@ -1,6 +1,5 @@
 //! The HTTP routes, one small handler each, every one served both bare and under `/api` as ComfyUI does.
 
-mod atomic;
 mod files;
 mod history;
 mod imaging;

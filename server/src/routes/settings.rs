@@ -10,7 +10,7 @@ use axum::Json;
 use serde_json::{Map, Value as Json_};
 
 use super::queue::json_body;
-use super::{atomic, userdata, Shared};
+use super::{userdata, Shared};
 use crate::error::{ApiError, ApiResult};
 use crate::paths::{self, Access};
 
@@ -62,7 +62,7 @@ fn update(state: &Shared, change: impl FnOnce(&mut Map<String, Json_>)) -> ApiRe
     change(&mut settings);
     let text = serde_json::to_vec_pretty(&Json_::Object(settings))
         .map_err(|e| ApiError::Internal(format!("cannot encode the settings: {e}")))?;
-    atomic::write(&path, &text)
+    paths::write_atomically(&path, &text)
         .map_err(|e| ApiError::Internal(format!("cannot write {SETTINGS_FILE}: {e}")))
 }
 

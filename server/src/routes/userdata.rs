@@ -17,7 +17,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value as Json_};
 
-use super::{atomic, files, Shared};
+use super::{files, Shared};
 use crate::error::{ApiError, ApiResult};
 use crate::paths::{self, Access, PathError};
 
@@ -175,7 +175,7 @@ pub async fn write(
     if !may_overwrite(&q.overwrite) && path.exists() {
         return Ok(conflict(&file));
     }
-    atomic::write(&path, &body)
+    paths::write_atomically(&path, &body)
         .map_err(|e| ApiError::Internal(format!("cannot store {file:?}: {e}")))?;
     Ok(Json(answer(&root, &path, is_true(&q.full_info))).into_response())
 }

@@ -30,6 +30,8 @@ pub enum Command {
     Watch(WatchArgs),
     /// Serve ComfyUI's HTTP + WebSocket API with a durable queue (see docs/server.md).
     Serve(ServeArgs),
+    /// Print a graph file (UI workflow, API graph, POST body or PNG) as the API-format graph.
+    Convert(ConvertArgs),
 }
 
 /// Where nodes read inputs and write outputs.
@@ -85,7 +87,7 @@ impl std::str::FromStr for EventOutput {
 /// Arguments of `omnigen run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The graph file (ComfyUI API format).
+    /// The graph file: API graph, `{"prompt": …}` body, the editor's UI workflow, or a PNG.
     #[arg(value_name = "GRAPH.json")]
     pub graph: PathBuf,
     /// Override an input: `ID.INPUT=VALUE` (VALUE is parsed as JSON, else taken as a string).
@@ -106,7 +108,7 @@ pub struct RunArgs {
 /// Arguments of `omnigen validate`.
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// The graph file (ComfyUI API format).
+    /// The graph file: API graph, `{"prompt": …}` body, the editor's UI workflow, or a PNG.
     #[arg(value_name = "GRAPH.json")]
     pub graph: PathBuf,
     /// Override an input before validating: `ID.INPUT=VALUE`.
@@ -117,6 +119,16 @@ pub struct ValidateArgs {
     pub json: bool,
     #[command(flatten)]
     pub dirs: DirArgs,
+    #[command(flatten)]
+    pub catalogue: CatalogueArgs,
+}
+
+/// Arguments of `omnigen convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// The graph file: the editor's saved workflow, an API graph, a `{"prompt": …}` body, or a PNG.
+    #[arg(value_name = "GRAPH.json|IMAGE.png")]
+    pub graph: PathBuf,
     #[command(flatten)]
     pub catalogue: CatalogueArgs,
 }
@@ -191,6 +203,9 @@ pub struct ServeArgs {
     /// Largest image width/height LoadImage accepts (guards against decompression bombs).
     #[arg(long, value_name = "PIXELS", default_value_t = 8192)]
     pub max_image_size: u32,
+    /// Serve ComfyUI's editor from this folder (its `static/` build, with `index.html`).
+    #[arg(long, value_name = "DIR")]
+    pub front_end_root: Option<PathBuf>,
     #[command(flatten)]
     pub catalogue: CatalogueArgs,
 }

@@ -6,6 +6,7 @@
 mod alloc;
 mod catalogue;
 mod cli;
+mod convert_cmd;
 mod events_jsonl;
 mod graph_file;
 mod interrupt;
@@ -55,5 +56,6 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Nodes(args) => nodes_cmd::run(args),
         Command::Watch(args) => watch_cmd::run(args, Interrupt::install()).await,
         Command::Serve(args) => serve_cmd::run(args).await,
+        Command::Convert(args) => convert_cmd::run(args),
     }
 }

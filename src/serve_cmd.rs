@@ -34,6 +34,7 @@ impl ServeArgs {
             .or_else(|| std::env::var(TOKEN_ENV).ok())
             .filter(|t| !t.is_empty());
         config.allowed_hosts = self.allowed_hosts.clone();
+        config.front_end_root = self.front_end_root.clone();
         config.history = HistoryLimits {
             max_entries: self.history_max_items,
             max_age_ms: Duration::from_secs(self.history_max_age_days.saturating_mul(86_400))
@@ -48,6 +49,14 @@ impl ServeArgs {
 /// Serves until Ctrl-C.
 pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     let config = args.config();
+    if let Some(root) = &config.front_end_root {
+        if !root.join("index.html").is_file() {
+            return Err(Failure::Usage(anyhow::anyhow!(
+                "--front-end-root {}: no index.html there (point it at the frontend's `static` folder)",
+                root.display()
+            )));
+        }
+    }
     // The same catalogue `run` builds; LoadImage stays inside the input folder.
     let folders = config.folders.clone();
     let dirs = DirArgs {

@@ -53,6 +53,9 @@ pub struct ServerConfig {
     pub history: HistoryLimits,
     /// How often history is pruned (off the execution path).
     pub prune_every: Duration,
+    /// A folder with ComfyUI's editor (`index.html` and its assets), served for every path no API route
+    /// answers; `None` serves no editor.
+    pub front_end_root: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -68,6 +71,7 @@ impl ServerConfig {
             max_body_bytes: DEFAULT_MAX_BODY,
             history: HistoryLimits::default(),
             prune_every: Duration::from_secs(60),
+            front_end_root: None,
         }
     }
 

@@ -32,6 +32,40 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print a graph file (UI workflow, API graph, POST body or PNG) as the API-format graph.
     Convert(ConvertArgs),
+    /// Manage ComfyUI's editor (the frontend `omnigen serve` serves).
+    Frontend(FrontendArgs),
+}
+
+/// Arguments of `omnigen frontend`.
+#[derive(Debug, Args)]
+pub struct FrontendArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: FrontendCommand,
+}
+
+/// The `frontend` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum FrontendCommand {
+    /// Fetch (with pip) or take a wheel of ComfyUI's frontend, check its sha256, and unpack it into the data dir.
+    Install(FrontendInstallArgs),
+}
+
+/// Arguments of `omnigen frontend install`.
+#[derive(Debug, Args)]
+pub struct FrontendInstallArgs {
+    /// The frontend version (default: the pinned one, which is also what `/system_stats` reports).
+    #[arg(long, value_name = "X.Y.Z")]
+    pub version: Option<String>,
+    /// Use this wheel file instead of running `pip download`.
+    #[arg(long, value_name = "FILE")]
+    pub wheel: Option<PathBuf>,
+    /// The wheel's expected sha256 (required for a version other than the pinned one).
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<String>,
+    /// The data dir `omnigen serve` uses; the editor goes into its `frontend/` folder.
+    #[arg(long, value_name = "DIR", default_value = "omnigen-data")]
+    pub data_dir: PathBuf,
 }
 
 /// Where nodes read inputs and write outputs.
@@ -203,7 +237,8 @@ pub struct ServeArgs {
     /// Largest image width/height LoadImage accepts (guards against decompression bombs).
     #[arg(long, value_name = "PIXELS", default_value_t = 8192)]
     pub max_image_size: u32,
-    /// Serve ComfyUI's editor from this folder (its `static/` build, with `index.html`).
+    /// Serve ComfyUI's editor from this folder (its `static/` build, with `index.html`); default: the one
+    /// `omnigen frontend install` put into DATA_DIR/frontend, if any.
     #[arg(long, value_name = "DIR")]
     pub front_end_root: Option<PathBuf>,
     #[command(flatten)]

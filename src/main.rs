@@ -8,6 +8,7 @@ mod catalogue;
 mod cli;
 mod convert_cmd;
 mod events_jsonl;
+mod frontend_cmd;
 mod graph_file;
 mod interrupt;
 mod nodes_cmd;
@@ -57,5 +58,6 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Watch(args) => watch_cmd::run(args, Interrupt::install()).await,
         Command::Serve(args) => serve_cmd::run(args).await,
         Command::Convert(args) => convert_cmd::run(args),
+        Command::Frontend(args) => frontend_cmd::run(args),
     }
 }

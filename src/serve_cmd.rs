@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
+use omnigen_server::config::FRONTEND_DIR;
 use omnigen_server::{Folders, HistoryLimits, ServerConfig};
 
 use crate::catalogue::{self, io_config};
@@ -34,7 +35,12 @@ impl ServeArgs {
             .or_else(|| std::env::var(TOKEN_ENV).ok())
             .filter(|t| !t.is_empty());
         config.allowed_hosts = self.allowed_hosts.clone();
-        config.front_end_root = self.front_end_root.clone();
+        // An explicit folder wins; else the editor `omnigen frontend install` put into the data dir.
+        let installed = self.data_dir.join(FRONTEND_DIR);
+        config.front_end_root = self
+            .front_end_root
+            .clone()
+            .or_else(|| installed.join("index.html").is_file().then_some(installed));
         config.history = HistoryLimits {
             max_entries: self.history_max_items,
             max_age_ms: Duration::from_secs(self.history_max_age_days.saturating_mul(86_400))

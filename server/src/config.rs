@@ -12,6 +12,18 @@ pub const DEFAULT_PORT: u16 = 8188;
 /// ComfyUI's default upload limit (`--max-upload-size`), also the `POST /prompt` body limit.
 pub const DEFAULT_MAX_BODY: usize = 100 * 1024 * 1024;
 
+/// The ComfyUI frontend version this server is tested with: what `omnigen frontend install` fetches and
+/// what `/system_stats` reports as `required_frontend_version`. The one place the pin lives (with its hash).
+pub const FRONTEND_VERSION: &str = "1.58.1";
+
+/// sha256 of [`FRONTEND_VERSION`]'s wheel, `comfyui_frontend_package-1.58.1-py3-none-any.whl` on PyPI.
+pub const FRONTEND_WHEEL_SHA256: &str =
+    "37912597537a731a8f421179618a736c24184c5bdbfa327f38b2fb7c291852d9";
+
+/// The editor's folder inside the data dir, where `omnigen frontend install` unpacks it and `omnigen serve`
+/// finds it.
+pub const FRONTEND_DIR: &str = "frontend";
+
 /// The folders nodes and `/view` work with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Folders {

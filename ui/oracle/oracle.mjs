@@ -7,9 +7,9 @@
 //
 //   node ui/oracle/oracle.mjs [--omnigen BIN] [--frontend STATIC_DIR] [--out DIR]
 //
-// Without --frontend the pinned frontend version (PINNED_FRONTEND below) is fetched with
-// `pip download --no-deps` into a temporary folder. Needs /usr/bin/chromium (Debian: apt-get install -y
-// chromium) and `npm install` in ui/oracle for playwright-core.
+// Without --frontend, `omnigen frontend install` fetches the pinned frontend (pip download, sha256 checked)
+// into a temporary data dir, which `omnigen serve` then serves. Needs /usr/bin/chromium (Debian: apt-get
+// install -y chromium) and `npm install` in ui/oracle for playwright-core.
 
 import { spawn, execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync, mkdirSync, rmSync, existsSync } from 'node:fs'
@@ -23,7 +23,6 @@ import { crafted } from './cases.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const repo = resolve(here, '..', '..')
-const PINNED_FRONTEND = '1.58.1'
 const CHROMIUM_ARGS = [
   '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'
@@ -42,14 +41,10 @@ function args() {
   return out
 }
 
-function fetchFrontend(scratch) {
-  const wheels = join(scratch, 'wheel')
-  execFileSync('pip', ['download', '--no-deps', '--quiet', `comfyui-frontend-package==${PINNED_FRONTEND}`, '-d', wheels], { stdio: 'inherit' })
-  const wheel = readdirSync(wheels).find((f) => f.endsWith('.whl'))
-  if (!wheel) throw new Error('pip download produced no wheel')
-  const unpacked = join(scratch, 'frontend')
-  execFileSync('python3', ['-m', 'zipfile', '-e', join(wheels, wheel), unpacked])
-  return join(unpacked, 'comfyui_frontend_package', 'static')
+/** The editor installed by `omnigen frontend install` into the scratch data dir. */
+function installFrontend(omnigen, scratch) {
+  execFileSync(omnigen, ['frontend', 'install', '--data-dir', join(scratch, 'data')], { stdio: ['ignore', 'ignore', 'inherit'] })
+  return join(scratch, 'data', 'frontend')
 }
 
 /** Starts `omnigen serve` on a free port; resolves with its base URL. */
@@ -93,7 +88,7 @@ async function openEditor(browser, url, consoleErrors) {
     await page.waitForFunction(
       () => window.app?.graph && window.LiteGraph?.registered_node_types?.SaveImage,
       null,
-      { timeout: 60_000, polling: 250 }
+      { timeout: 120_000, polling: 250 }
     )
   } catch (err) {
     throw new Error(`the editor did not load: ${err.message}\n  ${consoleErrors.join('\n  ')}`)
@@ -123,7 +118,7 @@ async function main() {
   let browser
   const failures = []
   try {
-    const frontend = opts.frontend ?? fetchFrontend(scratch)
+    const frontend = opts.frontend ?? installFrontend(opts.omnigen, scratch)
     if (!existsSync(join(frontend, 'index.html'))) throw new Error(`${frontend} has no index.html`)
     server = await serve(opts.omnigen, frontend, scratch)
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS })
@@ -154,10 +149,10 @@ async function main() {
         console.error(`FAILED ${job.name}: ${err.message}`)
       }
     }
-    const frontendVersion = await page.evaluate(() => window.__COMFYUI_FRONTEND_VERSION__ ?? null)
+    const frontendVersion = await page.evaluate(() => window.__COMFYUI_FRONTEND_VERSION__ ?? app.graph.serialize().extra?.frontendVersion ?? 'unknown')
     writeFileSync(
       join(opts.out, 'ORACLE.md'),
-      `# Conversion fixtures\n\nRecorded by \`node ui/oracle/oracle.mjs\` from ComfyUI frontend ${frontendVersion ?? PINNED_FRONTEND} in headless Chromium against \`omnigen serve --front-end-root\`: \`NAME.ui.json\` is \`app.graph.serialize()\`, \`NAME.api.json\` is \`(await app.graphToPrompt()).output\` after loading that file back. Do not edit by hand; re-run the oracle.\n`
+      `# Conversion fixtures\n\nRecorded by \`node ui/oracle/oracle.mjs\` from ComfyUI frontend ${frontendVersion} in headless Chromium against \`omnigen serve --front-end-root\`: \`NAME.ui.json\` is \`app.graph.serialize()\`, \`NAME.api.json\` is \`(await app.graphToPrompt()).output\` after loading that file back. Do not edit by hand; re-run the oracle.\n`
     )
     if (consoleErrors.length) console.error(`console errors in the page:\n  ${consoleErrors.join('\n  ')}`)
   } finally {

@@ -152,13 +152,13 @@ fn mismatch(widgets: &[Widget], saved: &SavedValues<'_>, missing: &str) -> Strin
     let names: Vec<&str> = widgets.iter().map(|w| w.name.as_str()).collect();
     let count = saved.positional.map_or(0, <[Json]>::len);
     format!(
-        "no saved value for widget '{missing}': widgets_values has {count} value(s) but the catalogue gives \
-         this node {} widget(s) [{}]{}; re-save the workflow with the current editor, or check that the \
-         node's plugin version matches",
+        "widgets_values has {count} value(s) but the catalogue gives this node {} widget(s) [{}], so they \
+         cannot be matched one for one{} (first without a value: '{missing}'); re-save the workflow with \
+         the current editor, or check that the node's plugin version matches",
         widgets.len(),
         names.join(", "),
         if saved.named.is_some() {
-            " and widgets_values_named lacks it"
+            " and widgets_values_named lacks some"
         } else {
             ""
         }
@@ -275,7 +275,7 @@ mod tests {
         )
         .expect_err("short list");
         assert!(
-            err.contains("'steps'") && err.contains("2 value(s)"),
+            err.contains("'seed'") && err.contains("2 value(s)"),
             "{err}"
         );
     }

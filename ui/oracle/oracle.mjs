@@ -5,7 +5,9 @@
 // NAME.ui.json / NAME.api.json. tests/convert_fixtures.rs then checks that `omnigen convert` of each
 // NAME.ui.json gives NAME.api.json, without a browser.
 //
-//   node ui/oracle/oracle.mjs [--omnigen BIN] [--frontend STATIC_DIR] [--out DIR]
+//   node ui/oracle/oracle.mjs [--omnigen BIN] [--frontend STATIC_DIR] [--out DIR] [--screenshot FILE.png]
+//
+// --screenshot saves the editor showing our text-to-image example (docs/ui.md uses one).
 //
 // Without --frontend, `omnigen frontend install` fetches the pinned frontend (pip download, sha256 checked)
 // into a temporary data dir, which `omnigen serve` then serves. Needs /usr/bin/chromium (Debian: apt-get
@@ -31,7 +33,7 @@ const CHROMIUM_ARGS = [
 const SETTINGS = { 'Comfy.TutorialCompleted': true, 'Comfy.Workflow.ShowMissingModelsWarning': false }
 
 function args() {
-  const out = { omnigen: join(repo, 'target', 'debug', 'omnigen'), frontend: null, out: join(repo, 'tests', 'fixtures', 'workflows') }
+  const out = { omnigen: join(repo, 'target', 'debug', 'omnigen'), frontend: null, out: join(repo, 'tests', 'fixtures', 'workflows'), screenshot: null }
   const argv = process.argv.slice(2)
   for (let i = 0; i < argv.length; i += 2) {
     const key = argv[i].replace(/^--/, '')
@@ -148,6 +150,13 @@ async function main() {
         failures.push(`${job.name}: ${err.message.split('\n')[0]}`)
         console.error(`FAILED ${job.name}: ${err.message}`)
       }
+    }
+    if (opts.screenshot) {
+      await page.evaluate(async (api) => app.loadApiJson(api, 'text_to_image'), examples.text_to_image)
+      await page.setViewportSize({ width: 1400, height: 800 })
+      await page.evaluate(() => app.canvas.ds && app.graph && app.canvas.fitViewToSelectionAnimated?.())
+      await page.waitForTimeout(1500)
+      await page.screenshot({ path: opts.screenshot })
     }
     const frontendVersion = await page.evaluate(() => window.__COMFYUI_FRONTEND_VERSION__ ?? app.graph.serialize().extra?.frontendVersion ?? 'unknown')
     writeFileSync(

@@ -190,5 +190,34 @@ export const crafted = [
       steps.connect(0, sampler, sampler.findInputSlot('steps'))
       steps.mode = 2
     }
+  },
+  {
+    name: 'subgraph_input_fed_from_outside',
+    base: 'text_to_image',
+    edit: async (base) => {
+      await app.loadApiJson(base, 'subgraph_input_fed_from_outside')
+      const g = app.graph
+      const sampler = g.getNodeById(3)
+      const width = LiteGraph.createNode('PrimitiveInt')
+      g.add(width)
+      width.widgets[0].value = 80
+      width.connect(0, sampler, sampler.findInputSlot('width'))
+      g.convertToSubgraph(new Set([sampler]))
+    }
+  },
+  {
+    name: 'subgraph_input_left_unconnected',
+    base: 'text_to_image',
+    edit: async (base) => {
+      await app.loadApiJson(base, 'subgraph_input_left_unconnected')
+      const g = app.graph
+      const sampler = g.getNodeById(3)
+      const width = LiteGraph.createNode('PrimitiveInt')
+      g.add(width)
+      width.widgets[0].value = 80
+      width.connect(0, sampler, sampler.findInputSlot('width'))
+      g.convertToSubgraph(new Set([sampler]))
+      g.remove(width)
+    }
   }
 ]

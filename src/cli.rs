@@ -30,6 +30,42 @@ pub enum Command {
     Watch(WatchArgs),
     /// Serve ComfyUI's HTTP + WebSocket API with a durable queue (see docs/server.md).
     Serve(ServeArgs),
+    /// Print a graph file (UI workflow, API graph, POST body or PNG) as the API-format graph.
+    Convert(ConvertArgs),
+    /// Manage ComfyUI's editor (the frontend `omnigen serve` serves).
+    Frontend(FrontendArgs),
+}
+
+/// Arguments of `omnigen frontend`.
+#[derive(Debug, Args)]
+pub struct FrontendArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: FrontendCommand,
+}
+
+/// The `frontend` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum FrontendCommand {
+    /// Fetch (with pip) or take a wheel of ComfyUI's frontend, check its sha256, and unpack it into the data dir.
+    Install(FrontendInstallArgs),
+}
+
+/// Arguments of `omnigen frontend install`.
+#[derive(Debug, Args)]
+pub struct FrontendInstallArgs {
+    /// The frontend version (default: the pinned one, which is also what `/system_stats` reports).
+    #[arg(long, value_name = "X.Y.Z")]
+    pub version: Option<String>,
+    /// Use this wheel file instead of running `pip download`.
+    #[arg(long, value_name = "FILE")]
+    pub wheel: Option<PathBuf>,
+    /// The wheel's expected sha256 (required for a version other than the pinned one).
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<String>,
+    /// The data dir `omnigen serve` uses; the editor goes into its `frontend/` folder.
+    #[arg(long, value_name = "DIR", default_value = "omnigen-data")]
+    pub data_dir: PathBuf,
 }
 
 /// Where nodes read inputs and write outputs.
@@ -85,7 +121,7 @@ impl std::str::FromStr for EventOutput {
 /// Arguments of `omnigen run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The graph file (ComfyUI API format).
+    /// The graph file: API graph, `{"prompt": …}` body, the editor's UI workflow, or a PNG.
     #[arg(value_name = "GRAPH.json")]
     pub graph: PathBuf,
     /// Override an input: `ID.INPUT=VALUE` (VALUE is parsed as JSON, else taken as a string).
@@ -106,7 +142,7 @@ pub struct RunArgs {
 /// Arguments of `omnigen validate`.
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// The graph file (ComfyUI API format).
+    /// The graph file: API graph, `{"prompt": …}` body, the editor's UI workflow, or a PNG.
     #[arg(value_name = "GRAPH.json")]
     pub graph: PathBuf,
     /// Override an input before validating: `ID.INPUT=VALUE`.
@@ -117,6 +153,16 @@ pub struct ValidateArgs {
     pub json: bool,
     #[command(flatten)]
     pub dirs: DirArgs,
+    #[command(flatten)]
+    pub catalogue: CatalogueArgs,
+}
+
+/// Arguments of `omnigen convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// The graph file: the editor's saved workflow, an API graph, a `{"prompt": …}` body, or a PNG.
+    #[arg(value_name = "GRAPH.json|IMAGE.png")]
+    pub graph: PathBuf,
     #[command(flatten)]
     pub catalogue: CatalogueArgs,
 }
@@ -191,6 +237,10 @@ pub struct ServeArgs {
     /// Largest image width/height LoadImage accepts (guards against decompression bombs).
     #[arg(long, value_name = "PIXELS", default_value_t = 8192)]
     pub max_image_size: u32,
+    /// Serve ComfyUI's editor from this folder (its `static/` build, with `index.html`); default: the one
+    /// `omnigen frontend install` put into DATA_DIR/frontend, if any.
+    #[arg(long, value_name = "DIR")]
+    pub front_end_root: Option<PathBuf>,
     #[command(flatten)]
     pub catalogue: CatalogueArgs,
 }

@@ -6,7 +6,9 @@
 mod alloc;
 mod catalogue;
 mod cli;
+mod convert_cmd;
 mod events_jsonl;
+mod frontend_cmd;
 mod graph_file;
 mod interrupt;
 mod logging;
@@ -57,5 +59,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Nodes(args) => nodes_cmd::run(args),
         Command::Watch(args) => watch_cmd::run(args, Interrupt::install()).await,
         Command::Serve(args) => serve_cmd::run(args).await,
+        Command::Convert(args) => convert_cmd::run(args),
+        Command::Frontend(args) => frontend_cmd::run(args),
     }
 }

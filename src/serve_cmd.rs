@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
+use omnigen_server::config::FRONTEND_DIR;
 use omnigen_server::{Folders, HistoryLimits, ServerConfig};
 
 use crate::catalogue::{self, io_config};
@@ -36,6 +37,12 @@ impl ServeArgs {
         config.allowed_hosts = self.allowed_hosts.clone();
         // Uploads are checked against the limit LoadImage decodes with.
         config.max_image_size = self.max_image_size;
+        // An explicit folder wins; else the editor `omnigen frontend install` put into the data dir.
+        let installed = self.data_dir.join(FRONTEND_DIR);
+        config.front_end_root = self
+            .front_end_root
+            .clone()
+            .or_else(|| installed.join("index.html").is_file().then_some(installed));
         config.history = HistoryLimits {
             max_entries: self.history_max_items,
             max_age_ms: Duration::from_secs(self.history_max_age_days.saturating_mul(86_400))
@@ -50,6 +57,14 @@ impl ServeArgs {
 /// Serves until Ctrl-C.
 pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     let config = args.config();
+    if let Some(root) = &config.front_end_root {
+        if !root.join("index.html").is_file() {
+            return Err(Failure::Usage(anyhow::anyhow!(
+                "--front-end-root {}: no index.html there (point it at the frontend's `static` folder)",
+                root.display()
+            )));
+        }
+    }
     // The same catalogue `run` builds; LoadImage stays inside the input folder.
     let folders = config.folders.clone();
     let dirs = DirArgs {

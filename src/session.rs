@@ -21,7 +21,7 @@ pub fn dirs(args: &DirArgs) -> Dirs {
 }
 
 /// Reports a graph that could not be loaded and classifies the failure: unreadable files and bad
-/// `--set` arguments are usage errors; an unparseable graph is an invalid graph. With `json`, a
+/// `--set` arguments are usage errors; an unparseable or unconvertible graph is an invalid graph. With `json`, a
 /// parse error is printed as ComfyUI's error JSON on stdout.
 pub fn load_failure(error: GraphLoadError, json: bool) -> Failure {
     match error {
@@ -34,6 +34,21 @@ pub fn load_failure(error: GraphLoadError, json: bool) -> Failure {
                     terminal_text::field(&path.display().to_string()),
                     terminal_text::text(&source.to_string())
                 );
+            }
+            Failure::InvalidGraph
+        }
+        GraphLoadError::Workflow { .. } | GraphLoadError::Format { .. } => {
+            let message = error.to_string();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "error": {"type": "invalid_prompt", "message": "Invalid graph file", "details": message, "extra_info": {}},
+                        "node_errors": {}
+                    })
+                );
+            } else {
+                eprintln!("error: {}", terminal_text::text(&message));
             }
             Failure::InvalidGraph
         }

@@ -24,6 +24,7 @@ pub use throttle::{PROGRESS_BURST, PROGRESS_INTERVAL};
 pub mod validate;
 pub mod value;
 pub mod watch;
+pub mod workflow;
 
 pub use cache::{CacheStats, OutputCache, Signature};
 pub use event::{now_ms, Event, EventSink, ExecutionErrorData};

@@ -36,6 +36,17 @@ pub struct DeviceInfo {
     /// Free memory inside that allocator (ComfyUI's `torch_vram_free`).
     pub torch_vram_free: u64,
 }
+/// The ComfyUI frontend version this server is tested with: what `omnigen frontend install` fetches and
+/// what `/system_stats` reports as `required_frontend_version`. The one place the pin lives (with its hash).
+pub const FRONTEND_VERSION: &str = "1.58.1";
+
+/// sha256 of [`FRONTEND_VERSION`]'s wheel, `comfyui_frontend_package-1.58.1-py3-none-any.whl` on PyPI.
+pub const FRONTEND_WHEEL_SHA256: &str =
+    "37912597537a731a8f421179618a736c24184c5bdbfa327f38b2fb7c291852d9";
+
+/// The editor's folder inside the data dir, where `omnigen frontend install` unpacks it and `omnigen serve`
+/// finds it.
+pub const FRONTEND_DIR: &str = "frontend";
 
 /// The folders nodes and `/view` work with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +96,9 @@ pub struct ServerConfig {
     /// A connection that does not finish a request head within this time is closed (idle and
     /// slowloris connections); WebSocket sessions are not affected.
     pub header_read_timeout: Duration,
+    /// A folder with ComfyUI's editor (`index.html` and its assets), served for every path no API route
+    /// answers; `None` serves no editor.
+    pub front_end_root: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -104,6 +118,7 @@ impl ServerConfig {
             max_image_size: DEFAULT_MAX_IMAGE_SIZE,
             devices: Vec::new(),
             header_read_timeout: Duration::from_secs(30),
+            front_end_root: None,
         }
     }
 

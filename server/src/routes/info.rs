@@ -7,7 +7,7 @@ use serde_json::{json, Value as Json_};
 use super::Shared;
 
 /// The frontend version this server is tested with (the frontend warns when it is older).
-pub const REQUIRED_FRONTEND_VERSION: &str = "1.58.1";
+pub const REQUIRED_FRONTEND_VERSION: &str = crate::config::FRONTEND_VERSION;
 
 /// `GET /object_info`.
 pub async fn object_info(State(state): State<Shared>) -> Json<Json_> {

@@ -1,6 +1,7 @@
 //! The HTTP routes, one small handler each, every one served both bare and under `/api` as ComfyUI does.
 
 mod files;
+mod frontend;
 mod history;
 mod imaging;
 mod info;
@@ -64,6 +65,7 @@ pub fn router(state: Shared, guard: Arc<Guard>) -> Router {
             .route(&format!("/api{path}"), handler);
     }
     let limit = state.config.max_body_bytes;
+    router = router.fallback(frontend::serve);
     router
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)

@@ -27,7 +27,9 @@ const TOKEN: &str = "s3cret-token";
 const SECRET: &str = "SENTINEL-SECRET-7f3a";
 /// Longest any single exchange may take; a guard against a hang, not a speed assertion.
 const PATIENCE: Duration = Duration::from_secs(60);
-const PNG: &[u8] = b"\x89PNG\r\n\x1a\nfake-png-bytes";
+/// A real (tiny) PNG: uploads are decoded before they are kept.
+static PNG: std::sync::LazyLock<Vec<u8>> =
+    std::sync::LazyLock::new(|| common::png(2, 2, [9, 8, 7, 255]));
 
 // ---------------------------------------------------------------------------------------------
 // A raw HTTP/1.1 client: full control over every byte sent.
@@ -304,7 +306,7 @@ impl Scene {
         std::fs::write(sentinel.join("secret.txt"), SECRET).unwrap();
         std::fs::write(
             sentinel.join("secret.png"),
-            [PNG, SECRET.as_bytes()].concat(),
+            [&PNG[..], SECRET.as_bytes()].concat(),
         )
         .unwrap();
         std::fs::write(sentinel.join("sub/evil.png"), SECRET).unwrap();
@@ -317,7 +319,7 @@ impl Scene {
         link(&sentinel.join("secret.png"), "input/secret-link.png").unwrap();
         link(&sentinel, "output/out-link").unwrap();
         std::fs::create_dir_all(data.join("output/sub")).unwrap();
-        std::fs::write(data.join("output/sub/ok.png"), PNG).unwrap();
+        std::fs::write(data.join("output/sub/ok.png"), &*PNG).unwrap();
         for (name, content) in [
             ("page.html", "<script>alert(1)</script>"),
             ("page.htm", "<script>alert(1)</script>"),
@@ -458,21 +460,21 @@ fn attacks(scene: &Scene, port: u16) -> Vec<Attack> {
         attack("view type traversal", 400, "not one of", view("filename=secret.txt&type=..%2F..%2Fsentinel")),
         attack("view annotated type traversal", 400, "not one of", view("filename=secret.txt%20%5B..%2Fsentinel%5D")),
         // --- uploads ------------------------------------------------------------------------
-        attack("upload into ../ subfolder", 403, "not allowed", upload("evil.png", PNG, &[("subfolder", "../../sentinel")])),
-        attack("upload into absolute subfolder", 403, "not allowed", upload("evil.png", PNG, &[("subfolder", &scene.sentinel.display().to_string())])),
-        attack("upload into backslash subfolder", 403, "forbidden character", upload("evil.png", PNG, &[("subfolder", "..\\..\\sentinel")])),
-        attack("upload through a symlinked folder", 403, "outside", upload("evil.png", PNG, &[("subfolder", "link/sub"), ("overwrite", "true")])),
-        attack("upload over a symlink pointing out", 403, "outside", upload("secret-link.png", PNG, &[("overwrite", "true")])),
-        attack("upload with NUL in the name", 400, "cannot read the upload", upload("a\0.png", PNG, &[])),
-        attack("upload with a tab in the name", 403, "forbidden character", upload("a\t.png", PNG, &[])),
-        attack("upload with an overlong name", 403, "too long", upload(&format!("{long}.png"), PNG, &[])),
-        attack("upload into a type traversal", 400, "not one of", upload("evil.png", PNG, &[("type", "../sentinel")])),
+        attack("upload into ../ subfolder", 403, "not allowed", upload("evil.png", &PNG, &[("subfolder", "../../sentinel")])),
+        attack("upload into absolute subfolder", 403, "not allowed", upload("evil.png", &PNG, &[("subfolder", &scene.sentinel.display().to_string())])),
+        attack("upload into backslash subfolder", 403, "forbidden character", upload("evil.png", &PNG, &[("subfolder", "..\\..\\sentinel")])),
+        attack("upload through a symlinked folder", 403, "outside", upload("evil.png", &PNG, &[("subfolder", "link/sub"), ("overwrite", "true")])),
+        attack("upload over a symlink pointing out", 403, "outside", upload("secret-link.png", &PNG, &[("overwrite", "true")])),
+        attack("upload with NUL in the name", 400, "cannot read the upload", upload("a\0.png", &PNG, &[])),
+        attack("upload with a tab in the name", 403, "forbidden character", upload("a\t.png", &PNG, &[])),
+        attack("upload with an overlong name", 403, "too long", upload(&format!("{long}.png"), &PNG, &[])),
+        attack("upload into a type traversal", 400, "not one of", upload("evil.png", &PNG, &[("type", "../sentinel")])),
         attack("upload html disguised as png", 400, "content does not match", upload("x.png", b"<html><script>alert(1)</script></html>", &[])),
-        attack("upload svg disguised as gif", 400, "content does not match", upload("x.gif", b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>", &[])),
+        attack("upload svg disguised as webp", 400, "content does not match", upload("x.webp", b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>", &[])),
         attack("upload js disguised as jpeg", 400, "content does not match", upload("x.jpg", b"alert(document.cookie)", &[])),
         attack("upload svg by name", 400, "only png", upload("x.svg", b"<svg onload='alert(1)'/>", &[])),
         attack("upload html by name", 400, "only png", upload("x.html", b"<script>alert(1)</script>", &[])),
-        attack("upload png.html double extension", 400, "only png", upload("x.png.html", PNG, &[])),
+        attack("upload png.html double extension", 400, "only png", upload("x.png.html", &PNG, &[])),
         // --- Host ---------------------------------------------------------------------------
         attack("host evil.example", 403, "not served here", get("/prompt").host(Some("evil.example"))),
         attack("host localhost.evil.example", 403, "not served here", get("/prompt").host(Some(&format!("localhost.evil.example:{port}")))),
@@ -494,7 +496,7 @@ fn attacks(scene: &Scene, port: u16) -> Vec<Attack> {
         attack("origin with userinfo", 403, "cross-origin", post("/prompt", prompt_body()).with("Origin", &format!("http://{own}@evil.example"))),
         attack("origin look-alike suffix", 403, "cross-origin", post("/prompt", prompt_body()).with("Origin", &format!("http://{own}.evil.example"))),
         attack("origin foreign on POST /queue clear", 403, "cross-origin", post("/queue", json!({"clear": true}).to_string()).with("Origin", "http://evil.example")),
-        attack("origin foreign on upload", 403, "cross-origin", upload("ok.png", PNG, &[]).with("Origin", "http://evil.example")),
+        attack("origin foreign on upload", 403, "cross-origin", upload("ok.png", &PNG, &[]).with("Origin", "http://evil.example")),
         attack("origin foreign on the WebSocket upgrade", 403, "cross-origin", upgrade().with("Origin", "http://evil.example")),
         attack("origin null on the WebSocket upgrade", 403, "cross-origin", upgrade().with("Origin", "null")),
         attack("origin scheme mismatch on the WebSocket upgrade", 403, "cross-origin", upgrade().with("Origin", &format!("https://{own}"))),
@@ -519,7 +521,7 @@ fn attacks(scene: &Scene, port: u16) -> Vec<Attack> {
         attack("non-UTF-8 body", 400, "invalid json", post("/prompt", b"\xff\xfe\x00{".to_vec())),
         attack("JSON that is not an object", 400, "must be a json object", post("/prompt", "[1,2]")),
         attack("prompt that is not a graph", 400, "", post("/prompt", "{\"prompt\": \"rm -rf /\"}")),
-        attack("multipart without a boundary", 400, "", post("/upload/image", PNG).with("Content-Type", "multipart/form-data")),
+        attack("multipart without a boundary", 400, "", post("/upload/image", PNG.clone()).with("Content-Type", "multipart/form-data")),
         Attack { name: "declared Content-Length over 100 MB", status: 413, says: "too large",
             probe: Probe::Declared { head: post("/prompt", Vec::new()), declared: hundred_mb + 1 } },
         Attack { name: "POST /prompt streamed past 100 MB without Content-Length", status: 413, says: "too large",
@@ -695,7 +697,7 @@ async fn the_legitimate_forms_of_those_requests_pass() {
     };
 
     let r = send(view("filename=ok.png&subfolder=sub")).await;
-    assert_eq!((r.status, r.body.as_slice()), (200, PNG));
+    assert_eq!((r.status, r.body.as_slice()), (200, PNG.as_slice()));
     let r = send(post("/prompt", prompt_body()).with("Origin", &own)).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let r = send(post("/queue", json!({"clear": true}).to_string()).with("Origin", &own)).await;
@@ -716,14 +718,14 @@ async fn the_legitimate_forms_of_those_requests_pass() {
     // Uploads: a folder in the file name is dropped (the file lands inside), a real image is kept.
     let r = send(upload(
         "../../sentinel/evil.png",
-        PNG,
+        &PNG,
         &[("subfolder", "pets")],
     ))
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         std::fs::read(scene.data.join("input/pets/evil.png")).unwrap(),
-        PNG
+        *PNG
     );
     assert_eq!(scene.snapshot(), before, "the sentinel folder changed");
     s.stop().await;

@@ -204,12 +204,15 @@ impl UploadForm {
         Ok(upload)
     }
 
-    /// The uploaded file, checked by extension and first bytes.
-    fn image(&mut self) -> ApiResult<(String, Vec<u8>)> {
+    /// The uploaded file, checked by extension and first bytes, and its destination checked: a name or
+    /// folder that may not be written is refused before any decoding work.
+    fn image(&mut self, state: &Shared) -> ApiResult<(String, Vec<u8>)> {
         let (name, bytes) = self
             .image
             .take()
             .ok_or_else(|| ApiError::BadRequest("the form has no `image` file".into()))?;
+        let root = folder(state, self.kind.as_deref(), "input")?;
+        paths::resolve(root, &self.subfolder, &name, Access::Write)?;
         check_image(&name, &bytes)?;
         Ok((name, bytes))
     }
@@ -242,7 +245,7 @@ async fn blocking<T: Send + 'static>(
 /// under the image limits first: a corrupt or oversized one is refused and nothing is written.
 pub async fn upload_image(State(state): State<Shared>, form: Multipart) -> ApiResult<Json<Json_>> {
     let mut form = UploadForm::read(form, state.config.max_body_bytes).await?;
-    let (name, bytes) = form.image()?;
+    let (name, bytes) = form.image(&state)?;
     let max = state.config.max_image_size;
     let (name, bytes) = blocking(move || {
         imaging::decode(&format!("{name:?}"), &bytes, max)?;
@@ -268,7 +271,7 @@ struct OriginalRef {
 /// under the image limits and must be the same size.
 pub async fn upload_mask(State(state): State<Shared>, form: Multipart) -> ApiResult<Json<Json_>> {
     let mut form = UploadForm::read(form, state.config.max_body_bytes).await?;
-    let (name, mask) = form.image()?;
+    let (name, mask) = form.image(&state)?;
     let reference = form
         .original_ref
         .as_deref()

@@ -1,15 +1,17 @@
 //! Every use of the engine's API in the server lives here: parsing and validating a submitted prompt,
 //! running a queued job through the one executor (whose cache lives across prompts), turning events
-//! into WebSocket messages, and the node catalogue. The rest of the server sees JSON and its own types.
+//! into WebSocket messages (with `progress_state` and previews), and the node catalogue. The rest of the server sees JSON and its own types.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use omnigen_engine::{
-    Event, EventSink, ExecutionErrorData, Executor, ExecutorConfig, PromptRequest, RunOptions,
-    RunStatus,
+    Event, EventSink, ExecutionErrorData, Executor, ExecutorConfig, NodeFinished, PromptRequest,
+    RunOptions, RunStatus,
 };
 use serde_json::{json, Map, Value as Json};
 
+use crate::preview::PendingPreview;
+use crate::progress_state::{Change, NodeStates};
 use crate::queue::{Job, JobResult, JobState};
 
 pub use omnigen_engine::{new_prompt_id, now_ms, CancelToken, Dirs, Registry};
@@ -96,47 +98,41 @@ impl Engine {
         })
     }
 
-    /// Runs a queued job to its end, sending each event to `send` with its audience, and recording
-    /// ComfyUI's status messages for history. The graph is validated again (the catalogue may have
-    /// changed since it was queued, or the server restarted).
+    /// Runs a queued job to its end, handing each message to `out`, and recording ComfyUI's status
+    /// messages for history. The graph is validated again (the catalogue may have changed since it was
+    /// queued, or the server restarted).
     pub async fn run(
         &self,
         job: &Job,
         cancel: CancelToken,
-        send: impl Fn(Audience, Json) + Send + Sync + 'static,
+        out: impl Fn(Outgoing) + Send + Sync + 'static,
     ) -> Finished {
         let audience = match &job.client_id {
             Some(id) => Audience::Client(id.clone()),
             None => Audience::Nobody,
         };
-        let recorder = Arc::new(std::sync::Mutex::new(Vec::<Json>::new()));
-        let messages = Arc::clone(&recorder);
-        let send = Arc::new(send);
-        let relay = Arc::clone(&send);
-        let to = audience.clone();
-        let sink = EventSink::from_fn(move |event: Event| {
-            if records_in_history(&event) {
-                let mut m = messages.lock().unwrap_or_else(|p| p.into_inner());
-                m.push(json!([event.type_name(), event.to_json()["data"]]));
-            }
-            // ComfyUI broadcasts interruptions; everything else goes to the prompt's client.
-            let who = match event {
-                Event::ExecutionInterrupted { .. } => Audience::Everyone,
-                _ => to.clone(),
-            };
-            relay(who, event.to_json());
+        let relay = Arc::new(Relay {
+            audience: audience.clone(),
+            states: Mutex::new(NodeStates::new(job.id.clone())),
+            history: Mutex::new(Vec::new()),
+            out: Box::new(out),
         });
+        let to_events = Arc::clone(&relay);
+        let sink = EventSink::from_fn(move |event: Event| to_events.event(event));
+        let to_states = Arc::clone(&relay);
+        let finished = NodeFinished::from_fn(move |node| to_states.finished(node));
 
         let request = match PromptRequest::from_json(request_json(job)) {
             Ok(r) => r,
-            Err(e) => return self.refused(job, &audience, &*send, e.to_comfy_json()),
+            Err(e) => return refused(job, &relay, e.to_comfy_json()),
         };
         let options = RunOptions::new(sink)
             .prompt_id(job.id.clone())
-            .cancel(cancel);
+            .cancel(cancel)
+            .node_finished(finished);
         let report = match self.executor.run(&request, options).await {
             Ok(report) => report,
-            Err(validation) => return self.refused(job, &audience, &*send, validation.to_json()),
+            Err(validation) => return refused(job, &relay, validation.to_json()),
         };
         let state = match report.status {
             RunStatus::Success => JobState::Completed,
@@ -148,51 +144,11 @@ impl Engine {
             .into_iter()
             .map(|(id, ui)| (id.0, ui))
             .collect();
-        let messages = std::mem::take(&mut *recorder.lock().unwrap_or_else(|p| p.into_inner()));
         Finished {
             state,
             result: JobResult {
                 outputs: Json::Object(outputs),
-                messages: Json::Array(messages),
-            },
-        }
-    }
-
-    /// A job whose graph no longer validates: an `execution_error` to its client, then "done".
-    fn refused(
-        &self,
-        job: &Job,
-        audience: &Audience,
-        send: &dyn Fn(Audience, Json),
-        error: Json,
-    ) -> Finished {
-        let message = error["error"]["message"].as_str().unwrap_or("");
-        let failure = Event::ExecutionError(ExecutionErrorData {
-            prompt_id: job.id.clone(),
-            node_id: String::new(),
-            node_type: String::new(),
-            executed: Vec::new(),
-            exception_message: format!("the prompt no longer validates: {message}"),
-            exception_type: "validation".into(),
-            traceback: vec![error.to_string()],
-            current_inputs: Map::new(),
-            current_outputs: Vec::new(),
-            timestamp: now_ms(),
-        });
-        let failure = failure.to_json();
-        let data = failure["data"].clone();
-        send(audience.clone(), failure);
-        let done = Event::Executing {
-            node: None,
-            display_node: None,
-            prompt_id: job.id.clone(),
-        };
-        send(audience.clone(), done.to_json());
-        Finished {
-            state: JobState::Failed,
-            result: JobResult {
-                outputs: json!({}),
-                messages: json!([["execution_error", data]]),
+                messages: Json::Array(relay.take_history()),
             },
         }
     }
@@ -210,6 +166,136 @@ impl Engine {
     /// Drops every cached output (`POST /free` with `free_memory`).
     pub fn free_memory(&self) {
         self.executor.clear_cache();
+    }
+}
+
+/// A message of a run for the worker to deliver.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A JSON text for its audience.
+    Text(Audience, String),
+    /// A preview to encode (off the execution path) and send to its client.
+    Preview(PendingPreview),
+}
+
+/// Turns one run's events into messages: its audience, its `progress_state` and its history record.
+/// Called on the execution path, so it only serialises and hands over.
+struct Relay {
+    audience: Audience,
+    states: Mutex<NodeStates>,
+    history: Mutex<Vec<Json>>,
+    out: Box<dyn Fn(Outgoing) + Send + Sync>,
+}
+
+impl Relay {
+    fn event(&self, event: Event) {
+        if records_in_history(&event) {
+            let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+            history.push(json!([event.type_name(), event.to_json()["data"]]));
+        }
+        // ComfyUI broadcasts interruptions; everything else goes to the prompt's client.
+        let to = match event {
+            Event::ExecutionInterrupted { .. } => Audience::Everyone,
+            _ => self.audience.clone(),
+        };
+        if to == Audience::Nobody {
+            return;
+        }
+        // Held while sending so that the messages of nodes running at once keep one order.
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        match &event {
+            Event::Executing {
+                node: Some(node), ..
+            } => {
+                // As ComfyUI: the node's `progress_state` first, then `executing`.
+                self.send_state(&mut states, Change::Started(node));
+                self.send_event(&to, &event);
+            }
+            Event::Progress {
+                value,
+                max,
+                prompt_id,
+                node,
+                preview,
+            } => {
+                self.send_event(&to, &event);
+                self.send_state(
+                    &mut states,
+                    Change::Progress {
+                        node,
+                        value: *value,
+                        max: *max,
+                    },
+                );
+                if let Some(image) = preview {
+                    (self.out)(Outgoing::Preview(PendingPreview {
+                        to: to.clone(),
+                        image: Arc::clone(image),
+                        node: node.clone(),
+                        prompt_id: prompt_id.clone(),
+                    }));
+                }
+            }
+            Event::ExecutionError(error) => {
+                self.send_state(&mut states, Change::Failed(&error.node_id));
+                self.send_event(&to, &event);
+            }
+            _ => self.send_event(&to, &event),
+        }
+    }
+
+    /// A node returned: it is finished in `progress_state`.
+    fn finished(&self, node: &str) {
+        if self.audience != Audience::Nobody {
+            let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+            self.send_state(&mut states, Change::Finished(node));
+        }
+    }
+
+    fn send_event(&self, to: &Audience, event: &Event) {
+        match serde_json::to_string(event) {
+            Ok(text) => (self.out)(Outgoing::Text(to.clone(), text)),
+            Err(e) => tracing::error!(error = %e, "cannot serialise an event"),
+        }
+    }
+
+    fn send_state(&self, states: &mut NodeStates, change: Change<'_>) {
+        if let Some(text) = states.apply(change) {
+            (self.out)(Outgoing::Text(self.audience.clone(), text));
+        }
+    }
+
+    fn take_history(&self) -> Vec<Json> {
+        std::mem::take(&mut *self.history.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// A job whose graph no longer validates: an `execution_error` to its client, then "done".
+fn refused(job: &Job, relay: &Relay, error: Json) -> Finished {
+    let message = error["error"]["message"].as_str().unwrap_or("");
+    relay.event(Event::ExecutionError(ExecutionErrorData {
+        prompt_id: job.id.clone(),
+        node_id: String::new(),
+        node_type: String::new(),
+        executed: Vec::new(),
+        exception_message: format!("the prompt no longer validates: {message}"),
+        exception_type: "validation".into(),
+        traceback: vec![error.to_string()],
+        current_inputs: Map::new(),
+        current_outputs: Vec::new(),
+        timestamp: now_ms(),
+    }));
+    relay.event(Event::Executing {
+        node: None,
+        display_node: None,
+        prompt_id: job.id.clone(),
+    });
+    Finished {
+        state: JobState::Failed,
+        result: JobResult {
+            outputs: json!({}),
+            messages: Json::Array(relay.take_history()),
+        },
     }
 }
 

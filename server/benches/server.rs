@@ -8,8 +8,10 @@
 //! - the wide graph with 49 more WebSocket clients connected (50 watching) against one;
 //! - resident memory across 1,000 queued prompts with history bounded to 100 entries.
 //!
-//! `--quick` takes fewer samples. Results go to stdout as a table; see BENCHMARKS.md ("Server").
+//! `--quick` takes fewer samples; `--only PART…` runs some parts (`memory`, `post`, `wide`, `chain`,
+//! `watchers`). Results go to stdout as a table; see BENCHMARKS.md ("Server").
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -126,6 +128,25 @@ fn wide(n: usize, seed: i64) -> Json {
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// The parts of a server message the bench reads.
+#[derive(serde::Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    data: HeadData<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct HeadData<'a> {
+    #[serde(borrow, default)]
+    prompt_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    node: Option<Cow<'a, str>>,
+    #[serde(default)]
+    timestamp: Option<u64>,
+}
+
 struct Bench {
     addr: SocketAddr,
     http: reqwest::Client,
@@ -140,6 +161,8 @@ struct Sample {
     ws_messages: usize,
     /// `execution_start` to `execution_success`, by the server's own millisecond stamps.
     exec_ms: u64,
+    /// CPU time the whole process (server and client) spent meanwhile.
+    cpu: Duration,
 }
 
 impl Bench {
@@ -195,6 +218,7 @@ impl Bench {
 
     /// POSTs `prompt` for the client of `ws` and reads until its `executing {node: null}`.
     async fn run(&self, ws: &mut Ws, client_id: &str, prompt: &Json) -> Sample {
+        let cpu0 = cpu_time();
         let t0 = Instant::now();
         let (id, post) = self.post(prompt, Some(client_id)).await;
         let (mut ws_bytes, mut ws_messages) = (0, 0);
@@ -210,21 +234,23 @@ impl Bench {
             };
             ws_bytes += text.len();
             ws_messages += 1;
-            let m: Json = serde_json::from_str(text.as_str()).expect("JSON");
-            if m["data"]["prompt_id"] != id.as_str() {
+            // Read as a lean client does: the type, the prompt and what this loop needs, borrowed.
+            let m: Head<'_> = serde_json::from_str(text.as_str()).expect("a JSON message");
+            if m.data.prompt_id.as_deref() != Some(id.as_str()) {
                 continue;
             }
-            match m["type"].as_str() {
-                Some("execution_start") => start = m["data"]["timestamp"].as_u64().unwrap_or(0),
-                Some("execution_success") => success = m["data"]["timestamp"].as_u64().unwrap_or(0),
-                Some("execution_error") => panic!("the prompt failed: {m}"),
-                Some("executing") if m["data"]["node"].is_null() => break,
+            match &*m.kind {
+                "execution_start" => start = m.data.timestamp.unwrap_or(0),
+                "execution_success" => success = m.data.timestamp.unwrap_or(0),
+                "execution_error" => panic!("the prompt failed: {}", text.as_str()),
+                "executing" if m.data.node.is_none() => break,
                 _ => {}
             }
         }
         Sample {
             post,
             total: t0.elapsed(),
+            cpu: cpu_time().saturating_sub(cpu0),
             ws_bytes,
             ws_messages,
             exec_ms: success.saturating_sub(start),
@@ -279,6 +305,19 @@ fn rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// CPU time of every thread of this process so far (Linux `schedstat`, nanoseconds), or zero.
+fn cpu_time() -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(ns)
+}
+
 /// Runs `reps` fresh (cache-missing) prompts of `graph(n, seed)` and as many cached re-runs.
 async fn end_to_end(
     bench: &Bench,
@@ -311,13 +350,14 @@ fn report_e2e(name: &str, first: &[Sample], cached: &[Sample]) {
     let messages = first.iter().map(|x| x.ws_messages).max().unwrap_or(0);
     println!(
         "{name}: end to end median {} (p10 {}, p90 {}; {} runs), of which execution {}; POST {}; \
-         {messages} WS messages, {:.3} MB; cached re-run median {} ({:.3} MB)",
+         CPU {}; {messages} WS messages, {:.3} MB; cached re-run median {} ({:.3} MB)",
         ms(median(totals(first))),
         ms(percentile(totals(first), 0.1)),
         ms(percentile(totals(first), 0.9)),
         first.len(),
         ms(exec),
         ms(median(first.iter().map(|x| x.post).collect())),
+        ms(median(first.iter().map(|x| x.cpu).collect())),
         bytes as f64 / 1e6,
         ms(median(totals(cached))),
         cached.iter().map(|x| x.ws_bytes).max().unwrap_or(0) as f64 / 1e6,
@@ -348,68 +388,9 @@ impl Drop for Watchers {
     }
 }
 
-async fn bench_main(quick: bool) {
-    let reps = if quick { 5 } else { 21 };
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let (bench, server) = Bench::start(ServerConfig::new(dir.path())).await;
-    let mut ws = bench.socket("bench").await;
-    let mut seed = 0;
-
-    // Warm up: every route and the executor once.
-    for _ in 0..3 {
-        seed += 1;
-        bench.run(&mut ws, "bench", &chain(20, seed)).await;
-    }
-
-    // (a) POST /prompt of a small graph, with the worker idle.
-    let mut posts = Vec::new();
-    for _ in 0..(if quick { 50 } else { 300 }) {
-        seed += 1;
-        posts.push(bench.run(&mut ws, "bench", &chain(3, seed)).await.post);
-    }
-    println!(
-        "POST /prompt, 3-node chain: median {} (p10 {}, p90 {}; {} posts)",
-        ms(median(posts.clone())),
-        ms(percentile(posts.clone(), 0.1)),
-        ms(percentile(posts.clone(), 0.9)),
-        posts.len()
-    );
-
-    // (b) the 1,000-node wide graph and (c) the 500-node chain, end to end over the WebSocket.
-    let (first, cached) = end_to_end(&bench, &mut ws, "bench", wide, 1000, reps, &mut seed).await;
-    report_e2e("wide 1,000", &first, &cached);
-    let (first, cached) = end_to_end(&bench, &mut ws, "bench", chain, 500, reps, &mut seed).await;
-    report_e2e("chain 500", &first, &cached);
-    let (first, cached) = end_to_end(&bench, &mut ws, "bench", chain, 1000, reps, &mut seed).await;
-    report_e2e("chain 1,000", &first, &cached);
-
-    // (d) 50 clients connected while one runs the wide graph, against one, in alternating blocks.
-    let (mut alone, mut watched) = (Vec::new(), Vec::new());
-    for _ in 0..(if quick { 2 } else { 4 }) {
-        for _ in 0..reps / 4 + 1 {
-            seed += 1;
-            alone.push(bench.run(&mut ws, "bench", &wide(1000, seed)).await.total);
-        }
-        let watchers = Watchers::connect(&bench, 49).await;
-        for _ in 0..reps / 4 + 1 {
-            seed += 1;
-            watched.push(bench.run(&mut ws, "bench", &wide(1000, seed)).await.total);
-        }
-        drop(watchers);
-    }
-    let (a, w) = (median(alone.clone()), median(watched.clone()));
-    println!(
-        "wide 1,000 with 1 client: median {} ({} runs); with 50 clients: median {} ({} runs): {:+.1} %",
-        ms(a),
-        alone.len(),
-        ms(w),
-        watched.len(),
-        (w.as_secs_f64() / a.as_secs_f64() - 1.0) * 100.0
-    );
-    drop(ws);
-    server.shutdown().await;
-
-    // (e) resident memory across 1,000 queued prompts, history bounded to 100 entries.
+/// (e) Resident memory across 1,000 queued prompts, history bounded to 100 entries. Runs first, in a
+/// fresh process, so no earlier measurement's memory hides growth.
+async fn memory(seed: &mut i64) {
     let dir = tempfile::tempdir().expect("a temp dir");
     let mut config = ServerConfig::new(dir.path());
     config.history = HistoryLimits {
@@ -421,8 +402,8 @@ async fn bench_main(quick: bool) {
     let mut samples = vec![format!("start {:.1} MiB", rss_mib())];
     for round in 1..=5 {
         for _ in 0..200 {
-            seed += 1;
-            bench.post(&chain(3, seed), None).await;
+            *seed += 1;
+            bench.post(&chain(3, *seed), None).await;
         }
         bench.drained().await;
         tokio::time::sleep(Duration::from_millis(300)).await; // two prune ticks
@@ -447,8 +428,136 @@ async fn bench_main(quick: bool) {
     server.shutdown().await;
 }
 
+/// Which parts to run: all, or those named after `--only` (`memory`, `post`, `wide`, `chain`,
+/// `watchers`).
+struct Parts(Vec<String>);
+
+impl Parts {
+    fn wants(&self, part: &str) -> bool {
+        self.0.is_empty() || self.0.iter().any(|p| p == part)
+    }
+}
+
+async fn bench_main(quick: bool, parts: Parts) {
+    let reps = if quick { 5 } else { 21 };
+    let mut seed = 0;
+    if parts.wants("memory") {
+        memory(&mut seed).await;
+    }
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let (bench, server) = Bench::start(ServerConfig::new(dir.path())).await;
+    let mut ws = bench.socket("bench").await;
+
+    // Warm up: every route and the executor once.
+    for _ in 0..3 {
+        seed += 1;
+        bench.run(&mut ws, "bench", &chain(20, seed)).await;
+    }
+
+    if parts.wants("post") {
+        post_small(&bench, &mut ws, quick, &mut seed).await;
+    }
+    if parts.wants("wide") {
+        let (first, cached) =
+            end_to_end(&bench, &mut ws, "bench", wide, 1000, reps, &mut seed).await;
+        report_e2e("wide 1,000", &first, &cached);
+    }
+    if parts.wants("chain") {
+        let (first, cached) =
+            end_to_end(&bench, &mut ws, "bench", chain, 500, reps, &mut seed).await;
+        report_e2e("chain 500", &first, &cached);
+        let (first, cached) =
+            end_to_end(&bench, &mut ws, "bench", chain, 1000, reps, &mut seed).await;
+        report_e2e("chain 1,000", &first, &cached);
+    }
+    if parts.wants("watchers") {
+        watchers(&bench, &mut ws, quick, &mut seed).await;
+    }
+    drop(ws);
+    server.shutdown().await;
+}
+
+/// (a) `POST /prompt` of a small graph, with the worker idle.
+async fn post_small(bench: &Bench, ws: &mut Ws, quick: bool, seed: &mut i64) {
+    let mut posts = Vec::new();
+    for _ in 0..(if quick { 50 } else { 300 }) {
+        *seed += 1;
+        posts.push(bench.run(ws, "bench", &chain(3, *seed)).await.post);
+    }
+    println!(
+        "POST /prompt, 3-node chain: median {} (p10 {}, p90 {}; {} posts)",
+        ms(median(posts.clone())),
+        ms(percentile(posts.clone(), 0.1)),
+        ms(percentile(posts.clone(), 0.9)),
+        posts.len()
+    );
+}
+
+/// (d) 49 more clients connected while one runs the wide graph, against that one alone. The machine's
+/// load drifts, so the two alternate in short rounds and each round gives one ratio of medians.
+async fn watchers(bench: &Bench, ws: &mut Ws, quick: bool, seed: &mut i64) {
+    const PER_ROUND: usize = 3;
+    let (mut alone, mut watched, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut alone_cpu, mut watched_cpu) = (Vec::new(), Vec::new());
+    for _ in 0..(if quick { 3 } else { 16 }) {
+        let round = |samples: &mut Vec<Duration>, taken: Vec<Duration>| {
+            samples.extend(&taken);
+            median(taken)
+        };
+        let mut taken = Vec::new();
+        for _ in 0..PER_ROUND {
+            *seed += 1;
+            let sample = bench.run(ws, "bench", &wide(1000, *seed)).await;
+            taken.push(sample.total);
+            alone_cpu.push(sample.cpu);
+        }
+        let a = round(&mut alone, taken);
+        let others = Watchers::connect(bench, 49).await;
+        let mut taken = Vec::new();
+        for _ in 0..PER_ROUND {
+            *seed += 1;
+            let sample = bench.run(ws, "bench", &wide(1000, *seed)).await;
+            taken.push(sample.total);
+            watched_cpu.push(sample.cpu);
+        }
+        let w = round(&mut watched, taken);
+        drop(others);
+        ratios.push(w.as_secs_f64() / a.as_secs_f64());
+        tokio::time::sleep(Duration::from_millis(50)).await; // let the 49 sockets close
+    }
+    ratios.sort_by(f64::total_cmp);
+    let ratio = ratios[ratios.len() / 2];
+    println!(
+        "wide 1,000 with 1 client: median {} ({} runs); with 50 clients: median {} ({} runs); \
+         median of {} paired rounds: {:+.1} % (rounds from {:+.1} % to {:+.1} %)",
+        ms(median(alone.clone())),
+        alone.len(),
+        ms(median(watched.clone())),
+        watched.len(),
+        ratios.len(),
+        (ratio - 1.0) * 100.0,
+        (ratios[0] - 1.0) * 100.0,
+        (ratios[ratios.len() - 1] - 1.0) * 100.0,
+    );
+    let (a, w) = (median(alone_cpu), median(watched_cpu));
+    println!(
+        "  CPU per run (server + all clients): 1 client {}, 50 clients {}: {:+.1} %",
+        ms(a),
+        ms(w),
+        (w.as_secs_f64() / a.as_secs_f64() - 1.0) * 100.0
+    );
+}
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let parts = Parts(
+        args.iter()
+            .skip_while(|a| *a != "--only")
+            .skip(1)
+            .take_while(|a| !a.starts_with("--"))
+            .cloned()
+            .collect(),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -457,5 +566,5 @@ fn main() {
         "omnigen-server bench: {} CPUs available",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    runtime.block_on(bench_main(quick));
+    runtime.block_on(bench_main(quick, parts));
 }

@@ -84,17 +84,29 @@ impl Engine {
     pub fn accept(&self, body: Json) -> Result<Accepted, Json> {
         let request = PromptRequest::from_json(body).map_err(|e| e.to_comfy_json())?;
         let validated = self.executor.validate(&request).map_err(|r| r.to_json())?;
+        let outputs = validated.outputs.iter().map(|n| n.0.clone()).collect();
+        let node_errors = validated.node_errors_json();
+        drop(validated);
+        let PromptRequest {
+            prompt,
+            extra_data,
+            client_id,
+            prompt_id,
+            partial_execution_targets,
+            ..
+        } = request;
+        // The graph's JSON is shared only by the graph now: take it rather than copy a large prompt.
+        let raw = Arc::clone(prompt.raw_arc());
+        drop(prompt);
+        let prompt = Arc::try_unwrap(raw).unwrap_or_else(|shared| (*shared).clone());
         Ok(Accepted {
-            prompt: request.prompt.raw().clone(),
-            extra_data: request.extra_data.clone(),
-            client_id: request.client_id.clone(),
-            prompt_id: request.prompt_id.clone(),
-            targets: request
-                .partial_execution_targets
-                .as_ref()
-                .map(|t| t.iter().map(|n| n.0.clone()).collect()),
-            outputs: validated.outputs.iter().map(|n| n.0.clone()).collect(),
-            node_errors: validated.node_errors_json(),
+            prompt,
+            extra_data,
+            client_id,
+            prompt_id,
+            targets: partial_execution_targets.map(|t| t.into_iter().map(|n| n.0).collect()),
+            outputs,
+            node_errors,
         })
     }
 
@@ -103,9 +115,9 @@ impl Engine {
     /// queued, or the server restarted).
     pub async fn run(
         &self,
-        job: &Job,
+        job: Job,
         cancel: CancelToken,
-        out: impl Fn(Outgoing) + Send + Sync + 'static,
+        out: impl Fn(Outgoing<'_>) + Send + Sync + 'static,
     ) -> Finished {
         let audience = match &job.client_id {
             Some(id) => Audience::Client(id.clone()),
@@ -122,17 +134,18 @@ impl Engine {
         let to_states = Arc::clone(&relay);
         let finished = NodeFinished::from_fn(move |node| to_states.finished(node));
 
+        let id = job.id.clone();
         let request = match PromptRequest::from_json(request_json(job)) {
             Ok(r) => r,
-            Err(e) => return refused(job, &relay, e.to_comfy_json()),
+            Err(e) => return refused(&id, &relay, e.to_comfy_json()),
         };
         let options = RunOptions::new(sink)
-            .prompt_id(job.id.clone())
+            .prompt_id(id.clone())
             .cancel(cancel)
             .node_finished(finished);
         let report = match self.executor.run(&request, options).await {
             Ok(report) => report,
-            Err(validation) => return refused(job, &relay, validation.to_json()),
+            Err(validation) => return refused(&id, &relay, validation.to_json()),
         };
         let state = match report.status {
             RunStatus::Success => JobState::Completed,
@@ -171,12 +184,14 @@ impl Engine {
 
 /// A message of a run for the worker to deliver.
 #[derive(Debug)]
-pub enum Outgoing {
+pub enum Outgoing<'a> {
     /// A JSON text for its audience.
-    Text(Audience, String),
+    Text(&'a Audience, String),
     /// A preview to encode (off the execution path) and send to its client.
     Preview(PendingPreview),
 }
+
+static EVERYONE: Audience = Audience::Everyone;
 
 /// Turns one run's events into messages: its audience, its `progress_state` and its history record.
 /// Called on the execution path, so it only serialises and hands over.
@@ -184,7 +199,7 @@ struct Relay {
     audience: Audience,
     states: Mutex<NodeStates>,
     history: Mutex<Vec<Json>>,
-    out: Box<dyn Fn(Outgoing) + Send + Sync>,
+    out: Box<dyn Fn(Outgoing<'_>) + Send + Sync>,
 }
 
 impl Relay {
@@ -195,10 +210,10 @@ impl Relay {
         }
         // ComfyUI broadcasts interruptions; everything else goes to the prompt's client.
         let to = match event {
-            Event::ExecutionInterrupted { .. } => Audience::Everyone,
-            _ => self.audience.clone(),
+            Event::ExecutionInterrupted { .. } => &EVERYONE,
+            _ => &self.audience,
         };
-        if to == Audience::Nobody {
+        if *to == Audience::Nobody {
             return;
         }
         // Held while sending so that the messages of nodes running at once keep one order.
@@ -209,7 +224,7 @@ impl Relay {
             } => {
                 // As ComfyUI: the node's `progress_state` first, then `executing`.
                 self.send_state(&mut states, Change::Started(node));
-                self.send_event(&to, &event);
+                self.send_event(to, &event);
             }
             Event::Progress {
                 value,
@@ -218,7 +233,7 @@ impl Relay {
                 node,
                 preview,
             } => {
-                self.send_event(&to, &event);
+                self.send_event(to, &event);
                 self.send_state(
                     &mut states,
                     Change::Progress {
@@ -238,9 +253,9 @@ impl Relay {
             }
             Event::ExecutionError(error) => {
                 self.send_state(&mut states, Change::Failed(&error.node_id));
-                self.send_event(&to, &event);
+                self.send_event(to, &event);
             }
-            _ => self.send_event(&to, &event),
+            _ => self.send_event(to, &event),
         }
     }
 
@@ -254,14 +269,14 @@ impl Relay {
 
     fn send_event(&self, to: &Audience, event: &Event) {
         match serde_json::to_string(event) {
-            Ok(text) => (self.out)(Outgoing::Text(to.clone(), text)),
+            Ok(text) => (self.out)(Outgoing::Text(to, text)),
             Err(e) => tracing::error!(error = %e, "cannot serialise an event"),
         }
     }
 
     fn send_state(&self, states: &mut NodeStates, change: Change<'_>) {
         if let Some(text) = states.apply(change) {
-            (self.out)(Outgoing::Text(self.audience.clone(), text));
+            (self.out)(Outgoing::Text(&self.audience, text));
         }
     }
 
@@ -271,10 +286,10 @@ impl Relay {
 }
 
 /// A job whose graph no longer validates: an `execution_error` to its client, then "done".
-fn refused(job: &Job, relay: &Relay, error: Json) -> Finished {
+fn refused(prompt_id: &str, relay: &Relay, error: Json) -> Finished {
     let message = error["error"]["message"].as_str().unwrap_or("");
     relay.event(Event::ExecutionError(ExecutionErrorData {
-        prompt_id: job.id.clone(),
+        prompt_id: prompt_id.to_string(),
         node_id: String::new(),
         node_type: String::new(),
         executed: Vec::new(),
@@ -288,7 +303,7 @@ fn refused(job: &Job, relay: &Relay, error: Json) -> Finished {
     relay.event(Event::Executing {
         node: None,
         display_node: None,
-        prompt_id: job.id.clone(),
+        prompt_id: prompt_id.to_string(),
     });
     Finished {
         state: JobState::Failed,
@@ -311,15 +326,16 @@ fn records_in_history(event: &Event) -> bool {
     )
 }
 
-/// The stored job as the `POST /prompt` wrapper the engine parses.
-fn request_json(job: &Job) -> Json {
+/// The stored job as the `POST /prompt` wrapper the engine parses (moved, not copied: a prompt may be
+/// large).
+fn request_json(job: Job) -> Json {
     let mut m = Map::new();
-    m.insert("prompt".into(), job.prompt.clone());
-    m.insert("extra_data".into(), job.extra_data.clone());
-    if let Some(id) = &job.client_id {
+    m.insert("prompt".into(), job.prompt);
+    m.insert("extra_data".into(), job.extra_data);
+    if let Some(id) = job.client_id {
         m.insert("client_id".into(), json!(id));
     }
-    if let Some(t) = &job.targets {
+    if let Some(t) = job.targets {
         m.insert("partial_execution_targets".into(), json!(t));
     }
     Json::Object(m)

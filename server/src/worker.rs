@@ -34,16 +34,17 @@ pub async fn run(state: Arc<AppState>) {
             }
         };
         let cancel = CancelToken::new();
+        let id = job.id.clone();
         state.set_current(Some(Current {
-            id: job.id.clone(),
+            id: id.clone(),
             cancel: cancel.clone(),
         }));
         let relay = Arc::clone(&state);
         let previews = encoder.as_ref().map(Encoder::previews);
         let finished = state
             .engine
-            .run(&job, cancel, move |out| match out {
-                Outgoing::Text(to, text) => relay.clients.send_text(&to, text),
+            .run(job, cancel, move |out| match out {
+                Outgoing::Text(to, text) => relay.clients.send_text(to, text),
                 Outgoing::Preview(preview) => {
                     if let Some(previews) = &previews {
                         previews.submit(preview);
@@ -52,11 +53,8 @@ pub async fn run(state: Arc<AppState>) {
             })
             .await;
         state.set_current(None);
-        if let Err(e) = state
-            .queue
-            .finish(&job.id, finished.state, &finished.result)
-        {
-            tracing::error!(prompt_id = %job.id, error = %e, "cannot record the finished prompt");
+        if let Err(e) = state.queue.finish(&id, finished.state, &finished.result) {
+            tracing::error!(prompt_id = %id, error = %e, "cannot record the finished prompt");
         }
         state.broadcast_status();
     }

@@ -517,6 +517,8 @@ impl<'e> Run<'e> {
         });
         let events = self.events.clone();
         let finished = self.options.node_finished.clone();
+        // The id outlives the context only when someone listens.
+        let finished_id = finished.0.is_some().then(|| node.id.0.clone());
         async move {
             let _held = match lock {
                 Some(lock) => Some(lock.await),
@@ -530,10 +532,9 @@ impl<'e> Run<'e> {
                 display_node: Some(ctx.node_id().to_string()),
                 prompt_id: ctx.prompt_id().to_string(),
             });
-            let node_id = ctx.node_id().to_string();
             let result = implementation.run(inputs, ctx).await;
-            if result.is_ok() {
-                finished.call(&node_id);
+            if let (Ok(_), Some(id)) = (&result, &finished_id) {
+                finished.call(id);
             }
             (index, result)
         }

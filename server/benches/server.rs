@@ -364,16 +364,64 @@ fn report_e2e(name: &str, first: &[Sample], cached: &[Sample]) {
     );
 }
 
+/// The CPU 49 more sockets cost per prompt (each gets two `status` broadcasts): small prompts, 200 with
+/// one client against 200 with 49 more, reading or not.
+async fn broadcast_cost(bench: &Bench, ws: &mut Ws, seed: &mut i64) {
+    const PROMPTS: u32 = 200;
+    let mut cpu_of_prompts = async |ws: &mut Ws| {
+        let c0 = cpu_time();
+        for _ in 0..PROMPTS {
+            *seed += 1;
+            bench.run(ws, "bench", &chain(3, *seed)).await;
+        }
+        cpu_time().saturating_sub(c0) / PROMPTS
+    };
+    let (mut read_extra, mut hold_extra) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        for reading in [true, false] {
+            let alone = cpu_of_prompts(ws).await;
+            let others = Watchers::start(bench, 49, reading).await;
+            let with = cpu_of_prompts(ws).await;
+            drop(others);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let more = with.saturating_sub(alone);
+            if reading {
+                read_extra.push(more);
+            } else {
+                hold_extra.push(more);
+            }
+        }
+    }
+    println!(
+        "  49 more sockets, CPU per small prompt (2 status broadcasts): {} with the clients reading, \
+         {} for the server alone (clients not reading)",
+        ms(median(read_extra)),
+        ms(median(hold_extra)),
+    );
+}
+
 /// Keeps `count` extra sockets connected and reading, until dropped.
 struct Watchers(Vec<tokio::task::JoinHandle<()>>);
 
 impl Watchers {
+    /// Sockets that read every frame.
     async fn connect(bench: &Bench, count: usize) -> Self {
+        Self::start(bench, count, true).await
+    }
+
+    /// Sockets that read (`reading`) or only hold their connection, so that the CPU the server spends
+    /// on them can be told from the CPU of the clients in this process.
+    async fn start(bench: &Bench, count: usize, reading: bool) -> Self {
         let mut tasks = Vec::new();
         for i in 0..count {
             let mut ws = bench.socket(&format!("watcher{i}")).await;
             tasks.push(tokio::spawn(async move {
-                while let Some(Ok(_)) = ws.next().await {}
+                if reading {
+                    while let Some(Ok(_)) = ws.next().await {}
+                } else {
+                    std::future::pending::<()>().await;
+                    drop(ws);
+                }
             }));
         }
         Watchers(tasks)
@@ -472,6 +520,7 @@ async fn bench_main(quick: bool, parts: Parts) {
     }
     if parts.wants("watchers") {
         watchers(&bench, &mut ws, quick, &mut seed).await;
+        broadcast_cost(&bench, &mut ws, &mut seed).await;
     }
     drop(ws);
     server.shutdown().await;

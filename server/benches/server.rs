@@ -548,31 +548,40 @@ async fn watchers(bench: &Bench, ws: &mut Ws, quick: bool, seed: &mut i64) {
     const PER_ROUND: usize = 3;
     let (mut alone, mut watched, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let (mut alone_cpu, mut watched_cpu) = (Vec::new(), Vec::new());
-    for _ in 0..(if quick { 3 } else { 16 }) {
-        let round = |samples: &mut Vec<Duration>, taken: Vec<Duration>| {
-            samples.extend(&taken);
-            median(taken)
+    for round in 0..(if quick { 4 } else { 40 }) {
+        // A, B then B, A: a drift of the machine's load within a round weighs on both sides.
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
         };
-        let mut taken = Vec::new();
-        for _ in 0..PER_ROUND {
-            *seed += 1;
-            let sample = bench.run(ws, "bench", &wide(1000, *seed)).await;
-            taken.push(sample.total);
-            alone_cpu.push(sample.cpu);
+        let mut medians = [Duration::ZERO; 2];
+        for with_others in order {
+            let others = if with_others {
+                Some(Watchers::connect(bench, 49).await)
+            } else {
+                None
+            };
+            let mut taken = Vec::new();
+            for _ in 0..PER_ROUND {
+                *seed += 1;
+                let sample = bench.run(ws, "bench", &wide(1000, *seed)).await;
+                taken.push(sample.total);
+                let (all, cpu) = if with_others {
+                    (&mut watched, &mut watched_cpu)
+                } else {
+                    (&mut alone, &mut alone_cpu)
+                };
+                all.push(sample.total);
+                cpu.push(sample.cpu);
+            }
+            medians[usize::from(with_others)] = median(taken);
+            if let Some(others) = others {
+                drop(others);
+                tokio::time::sleep(Duration::from_millis(50)).await; // let the 49 sockets close
+            }
         }
-        let a = round(&mut alone, taken);
-        let others = Watchers::connect(bench, 49).await;
-        let mut taken = Vec::new();
-        for _ in 0..PER_ROUND {
-            *seed += 1;
-            let sample = bench.run(ws, "bench", &wide(1000, *seed)).await;
-            taken.push(sample.total);
-            watched_cpu.push(sample.cpu);
-        }
-        let w = round(&mut watched, taken);
-        drop(others);
-        ratios.push(w.as_secs_f64() / a.as_secs_f64());
-        tokio::time::sleep(Duration::from_millis(50)).await; // let the 49 sockets close
+        ratios.push(medians[1].as_secs_f64() / medians[0].as_secs_f64());
     }
     ratios.sort_by(f64::total_cmp);
     let ratio = ratios[ratios.len() / 2];

@@ -16,7 +16,7 @@ use crate::resource::ResourceLocks;
 use crate::run::{Run, RunEnv};
 use crate::validate::{validate, ValidatedPrompt, ValidationReport};
 
-pub use crate::run::{RunOptions, RunReport, RunStatus};
+pub use crate::run::{NodeFinished, RunOptions, RunReport, RunStatus};
 
 /// Executor settings.
 #[derive(Debug, Clone)]

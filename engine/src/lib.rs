@@ -28,7 +28,9 @@ pub mod workflow;
 
 pub use cache::{CacheStats, OutputCache, Signature};
 pub use event::{now_ms, Event, EventSink, ExecutionErrorData};
-pub use execute::{new_prompt_id, Executor, ExecutorConfig, RunOptions, RunReport, RunStatus};
+pub use execute::{
+    new_prompt_id, Executor, ExecutorConfig, NodeFinished, RunOptions, RunReport, RunStatus,
+};
 pub use graph::{Graph, GraphNode, InputValue, Link, NodeId, ParseError, PromptRequest};
 pub use node::{
     BoxFuture, CancelToken, CheckContext, Dirs, Fingerprint, Inputs, NodeContext, NodeContextParts,

@@ -38,6 +38,38 @@ pub struct RunOptions {
     pub events: EventSink,
     /// Cancel this to interrupt the run.
     pub cancel: CancelToken,
+    /// Told when each node returns successfully.
+    pub node_finished: NodeFinished,
+}
+
+type NodeFinishedFn = dyn Fn(&str) + Send + Sync;
+
+/// Called with a node's id when the node returned successfully, on the task that ran it, before
+/// anything that depends on it starts. No event says this for a node without UI output; a server marks
+/// the node finished with it (ComfyUI's `progress_state`). Like an [`EventSink`] it must be quick and
+/// must not block.
+#[derive(Clone, Default)]
+pub struct NodeFinished(Option<Arc<NodeFinishedFn>>);
+
+impl NodeFinished {
+    /// A hook calling `f`.
+    pub fn from_fn(f: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        NodeFinished(Some(Arc::new(f)))
+    }
+
+    fn call(&self, node_id: &str) {
+        if let Some(f) = &self.0 {
+            f(node_id);
+        }
+    }
+}
+
+impl std::fmt::Debug for NodeFinished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeFinished")
+            .field("set", &self.0.is_some())
+            .finish()
+    }
 }
 
 impl RunOptions {
@@ -56,6 +88,11 @@ impl RunOptions {
     /// Sets the cancellation token.
     pub fn cancel(mut self, token: CancelToken) -> Self {
         self.cancel = token;
+        self
+    }
+    /// Sets the hook told when each node returns successfully.
+    pub fn node_finished(mut self, hook: NodeFinished) -> Self {
+        self.node_finished = hook;
         self
     }
 }
@@ -479,6 +516,9 @@ impl<'e> Run<'e> {
             held,
         });
         let events = self.events.clone();
+        let finished = self.options.node_finished.clone();
+        // The id outlives the context only when someone listens.
+        let finished_id = finished.0.is_some().then(|| node.id.0.clone());
         async move {
             let _held = match lock {
                 Some(lock) => Some(lock.await),
@@ -492,7 +532,11 @@ impl<'e> Run<'e> {
                 display_node: Some(ctx.node_id().to_string()),
                 prompt_id: ctx.prompt_id().to_string(),
             });
-            (index, implementation.run(inputs, ctx).await)
+            let result = implementation.run(inputs, ctx).await;
+            if let (Ok(_), Some(id)) = (&result, &finished_id) {
+                finished.call(id);
+            }
+            (index, result)
         }
     }
 

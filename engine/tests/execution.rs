@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 use omnigen_engine::{
-    CancelToken, Event, Executor, ExecutorConfig, Fingerprint, NodeId, PromptRequest, Registry,
-    RunOptions, RunStatus,
+    CancelToken, Event, Executor, ExecutorConfig, Fingerprint, NodeFinished, NodeId, PromptRequest,
+    Registry, RunOptions, RunStatus,
 };
 use serde_json::{json, Value as Json};
 
@@ -435,6 +435,34 @@ async fn run_time_locks_and_exclusive_resources_share_one_lock_table() {
         stats.peak_total.load(std::sync::atomic::Ordering::SeqCst),
         1
     );
+}
+
+#[tokio::test]
+async fn the_node_finished_hook_follows_each_successful_node_before_its_dependents_start() {
+    let runs = Runs::default();
+    let exec = executor(basic_registry(&runs), 1);
+    // Events and hook calls in one log, in the order they happen.
+    let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    let events_log = Arc::clone(&log);
+    let sink = omnigen_engine::EventSink::from_fn(move |e| {
+        if let Event::Executing { node: Some(n), .. } = e {
+            events_log.lock().unwrap().push(format!("start {n}"));
+        }
+    });
+    let hook_log = Arc::clone(&log);
+    let hook = NodeFinished::from_fn(move |n| hook_log.lock().unwrap().push(format!("done {n}")));
+    exec.run(
+        &request(json!({
+            "1": {"class_type": "Const", "inputs": {"value": 4}},
+            "2": {"class_type": "Fail", "inputs": {"value": ["1", 0]}},
+            "3": {"class_type": "Sink", "inputs": {"value": ["2", 0]}}
+        })),
+        RunOptions::new(sink).node_finished(hook),
+    )
+    .await
+    .unwrap();
+    // The failing node is never reported finished, and nothing after it starts.
+    assert_eq!(*log.lock().unwrap(), ["start 1", "done 1", "start 2"]);
 }
 
 #[tokio::test]

@@ -1,15 +1,17 @@
 //! Every use of the engine's API in the server lives here: parsing and validating a submitted prompt,
 //! running a queued job through the one executor (whose cache lives across prompts), turning events
-//! into WebSocket messages, and the node catalogue. The rest of the server sees JSON and its own types.
+//! into WebSocket messages (with `progress_state` and previews), and the node catalogue. The rest of the server sees JSON and its own types.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use omnigen_engine::{
-    Event, EventSink, ExecutionErrorData, Executor, ExecutorConfig, PromptRequest, RunOptions,
-    RunStatus,
+    Event, EventSink, ExecutionErrorData, Executor, ExecutorConfig, NodeFinished, PromptRequest,
+    RunOptions, RunStatus,
 };
 use serde_json::{json, Map, Value as Json};
 
+use crate::preview::PendingPreview;
+use crate::progress_state::{Change, NodeStates};
 use crate::queue::{Job, JobResult, JobState};
 
 pub use omnigen_engine::{new_prompt_id, now_ms, CancelToken, Dirs, Registry};
@@ -82,61 +84,68 @@ impl Engine {
     pub fn accept(&self, body: Json) -> Result<Accepted, Json> {
         let request = PromptRequest::from_json(body).map_err(|e| e.to_comfy_json())?;
         let validated = self.executor.validate(&request).map_err(|r| r.to_json())?;
+        let outputs = validated.outputs.iter().map(|n| n.0.clone()).collect();
+        let node_errors = validated.node_errors_json();
+        drop(validated);
+        let PromptRequest {
+            prompt,
+            extra_data,
+            client_id,
+            prompt_id,
+            partial_execution_targets,
+            ..
+        } = request;
+        // The graph's JSON is shared only by the graph now: take it rather than copy a large prompt.
+        let raw = Arc::clone(prompt.raw_arc());
+        drop(prompt);
+        let prompt = Arc::try_unwrap(raw).unwrap_or_else(|shared| (*shared).clone());
         Ok(Accepted {
-            prompt: request.prompt.raw().clone(),
-            extra_data: request.extra_data.clone(),
-            client_id: request.client_id.clone(),
-            prompt_id: request.prompt_id.clone(),
-            targets: request
-                .partial_execution_targets
-                .as_ref()
-                .map(|t| t.iter().map(|n| n.0.clone()).collect()),
-            outputs: validated.outputs.iter().map(|n| n.0.clone()).collect(),
-            node_errors: validated.node_errors_json(),
+            prompt,
+            extra_data,
+            client_id,
+            prompt_id,
+            targets: partial_execution_targets.map(|t| t.into_iter().map(|n| n.0).collect()),
+            outputs,
+            node_errors,
         })
     }
 
-    /// Runs a queued job to its end, sending each event to `send` with its audience, and recording
-    /// ComfyUI's status messages for history. The graph is validated again (the catalogue may have
-    /// changed since it was queued, or the server restarted).
+    /// Runs a queued job to its end, handing each message to `out`, and recording ComfyUI's status
+    /// messages for history. The graph is validated again (the catalogue may have changed since it was
+    /// queued, or the server restarted).
     pub async fn run(
         &self,
-        job: &Job,
+        job: Job,
         cancel: CancelToken,
-        send: impl Fn(Audience, Json) + Send + Sync + 'static,
+        out: impl Fn(Outgoing<'_>) + Send + Sync + 'static,
     ) -> Finished {
         let audience = match &job.client_id {
             Some(id) => Audience::Client(id.clone()),
             None => Audience::Nobody,
         };
-        let recorder = Arc::new(std::sync::Mutex::new(Vec::<Json>::new()));
-        let messages = Arc::clone(&recorder);
-        let send = Arc::new(send);
-        let relay = Arc::clone(&send);
-        let to = audience.clone();
-        let sink = EventSink::from_fn(move |event: Event| {
-            if records_in_history(&event) {
-                let mut m = messages.lock().unwrap_or_else(|p| p.into_inner());
-                m.push(json!([event.type_name(), event.to_json()["data"]]));
-            }
-            // ComfyUI broadcasts interruptions; everything else goes to the prompt's client.
-            let who = match event {
-                Event::ExecutionInterrupted { .. } => Audience::Everyone,
-                _ => to.clone(),
-            };
-            relay(who, event.to_json());
+        let relay = Arc::new(Relay {
+            audience: audience.clone(),
+            states: Mutex::new(NodeStates::new(job.id.clone())),
+            history: Mutex::new(Vec::new()),
+            out: Box::new(out),
         });
+        let to_events = Arc::clone(&relay);
+        let sink = EventSink::from_fn(move |event: Event| to_events.event(event));
+        let to_states = Arc::clone(&relay);
+        let finished = NodeFinished::from_fn(move |node| to_states.finished(node));
 
+        let id = job.id.clone();
         let request = match PromptRequest::from_json(request_json(job)) {
             Ok(r) => r,
-            Err(e) => return self.refused(job, &audience, &*send, e.to_comfy_json()),
+            Err(e) => return refused(&id, &relay, e.to_comfy_json()),
         };
         let options = RunOptions::new(sink)
-            .prompt_id(job.id.clone())
-            .cancel(cancel);
+            .prompt_id(id.clone())
+            .cancel(cancel)
+            .node_finished(finished);
         let report = match self.executor.run(&request, options).await {
             Ok(report) => report,
-            Err(validation) => return self.refused(job, &audience, &*send, validation.to_json()),
+            Err(validation) => return refused(&id, &relay, validation.to_json()),
         };
         let state = match report.status {
             RunStatus::Success => JobState::Completed,
@@ -148,51 +157,11 @@ impl Engine {
             .into_iter()
             .map(|(id, ui)| (id.0, ui))
             .collect();
-        let messages = std::mem::take(&mut *recorder.lock().unwrap_or_else(|p| p.into_inner()));
         Finished {
             state,
             result: JobResult {
                 outputs: Json::Object(outputs),
-                messages: Json::Array(messages),
-            },
-        }
-    }
-
-    /// A job whose graph no longer validates: an `execution_error` to its client, then "done".
-    fn refused(
-        &self,
-        job: &Job,
-        audience: &Audience,
-        send: &dyn Fn(Audience, Json),
-        error: Json,
-    ) -> Finished {
-        let message = error["error"]["message"].as_str().unwrap_or("");
-        let failure = Event::ExecutionError(ExecutionErrorData {
-            prompt_id: job.id.clone(),
-            node_id: String::new(),
-            node_type: String::new(),
-            executed: Vec::new(),
-            exception_message: format!("the prompt no longer validates: {message}"),
-            exception_type: "validation".into(),
-            traceback: vec![error.to_string()],
-            current_inputs: Map::new(),
-            current_outputs: Vec::new(),
-            timestamp: now_ms(),
-        });
-        let failure = failure.to_json();
-        let data = failure["data"].clone();
-        send(audience.clone(), failure);
-        let done = Event::Executing {
-            node: None,
-            display_node: None,
-            prompt_id: job.id.clone(),
-        };
-        send(audience.clone(), done.to_json());
-        Finished {
-            state: JobState::Failed,
-            result: JobResult {
-                outputs: json!({}),
-                messages: json!([["execution_error", data]]),
+                messages: Json::Array(relay.take_history()),
             },
         }
     }
@@ -213,6 +182,138 @@ impl Engine {
     }
 }
 
+/// A message of a run for the worker to deliver.
+#[derive(Debug)]
+pub enum Outgoing<'a> {
+    /// A JSON text for its audience.
+    Text(&'a Audience, String),
+    /// A preview to encode (off the execution path) and send to its client.
+    Preview(PendingPreview),
+}
+
+static EVERYONE: Audience = Audience::Everyone;
+
+/// Turns one run's events into messages: its audience, its `progress_state` and its history record.
+/// Called on the execution path, so it only serialises and hands over.
+struct Relay {
+    audience: Audience,
+    states: Mutex<NodeStates>,
+    history: Mutex<Vec<Json>>,
+    out: Box<dyn Fn(Outgoing<'_>) + Send + Sync>,
+}
+
+impl Relay {
+    fn event(&self, event: Event) {
+        if records_in_history(&event) {
+            let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+            history.push(json!([event.type_name(), event.to_json()["data"]]));
+        }
+        // ComfyUI broadcasts interruptions; everything else goes to the prompt's client.
+        let to = match event {
+            Event::ExecutionInterrupted { .. } => &EVERYONE,
+            _ => &self.audience,
+        };
+        if *to == Audience::Nobody {
+            return;
+        }
+        // Held while sending so that the messages of nodes running at once keep one order.
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        match &event {
+            Event::Executing {
+                node: Some(node), ..
+            } => {
+                // As ComfyUI: the node's `progress_state` first, then `executing`.
+                self.send_state(&mut states, Change::Started(node));
+                self.send_event(to, &event);
+            }
+            Event::Progress {
+                value,
+                max,
+                prompt_id,
+                node,
+                preview,
+            } => {
+                self.send_event(to, &event);
+                self.send_state(
+                    &mut states,
+                    Change::Progress {
+                        node,
+                        value: *value,
+                        max: *max,
+                    },
+                );
+                if let Some(image) = preview {
+                    (self.out)(Outgoing::Preview(PendingPreview {
+                        to: to.clone(),
+                        image: Arc::clone(image),
+                        node: node.clone(),
+                        prompt_id: prompt_id.clone(),
+                    }));
+                }
+            }
+            Event::ExecutionError(error) => {
+                self.send_state(&mut states, Change::Failed(&error.node_id));
+                self.send_event(to, &event);
+            }
+            _ => self.send_event(to, &event),
+        }
+    }
+
+    /// A node returned: it is finished in `progress_state`.
+    fn finished(&self, node: &str) {
+        if self.audience != Audience::Nobody {
+            let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+            self.send_state(&mut states, Change::Finished(node));
+        }
+    }
+
+    fn send_event(&self, to: &Audience, event: &Event) {
+        match serde_json::to_string(event) {
+            Ok(text) => (self.out)(Outgoing::Text(to, text)),
+            Err(e) => tracing::error!(error = %e, "cannot serialise an event"),
+        }
+    }
+
+    fn send_state(&self, states: &mut NodeStates, change: Change<'_>) {
+        if let Some(text) = states.apply(change) {
+            (self.out)(Outgoing::Text(&self.audience, text));
+        }
+    }
+
+    fn take_history(&self) -> Vec<Json> {
+        std::mem::take(&mut *self.history.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// A job whose graph no longer validates: an `execution_error` to its client, then "done".
+fn refused(prompt_id: &str, relay: &Relay, error: Json) -> Finished {
+    let message = error["error"]["message"].as_str().unwrap_or("");
+    relay.event(Event::ExecutionError(ExecutionErrorData {
+        prompt_id: prompt_id.to_string(),
+        node_id: String::new(),
+        node_type: String::new(),
+        executed: Vec::new(),
+        exception_message: format!("the prompt no longer validates: {message}"),
+        exception_type: "validation".into(),
+        traceback: vec![error.to_string()],
+        current_inputs: Map::new(),
+        current_outputs: Vec::new(),
+        timestamp: now_ms(),
+    }));
+    relay.event(Event::Executing {
+        node: None,
+        display_node: None,
+        prompt_id: prompt_id.to_string(),
+    });
+    Finished {
+        state: JobState::Failed,
+        result: JobResult {
+            outputs: json!({}),
+            messages: Json::Array(relay.take_history()),
+        },
+    }
+}
+
 /// The messages ComfyUI keeps in a history entry's `status.messages`.
 fn records_in_history(event: &Event) -> bool {
     matches!(
@@ -225,15 +326,16 @@ fn records_in_history(event: &Event) -> bool {
     )
 }
 
-/// The stored job as the `POST /prompt` wrapper the engine parses.
-fn request_json(job: &Job) -> Json {
+/// The stored job as the `POST /prompt` wrapper the engine parses (moved, not copied: a prompt may be
+/// large).
+fn request_json(job: Job) -> Json {
     let mut m = Map::new();
-    m.insert("prompt".into(), job.prompt.clone());
-    m.insert("extra_data".into(), job.extra_data.clone());
-    if let Some(id) = &job.client_id {
+    m.insert("prompt".into(), job.prompt);
+    m.insert("extra_data".into(), job.extra_data);
+    if let Some(id) = job.client_id {
         m.insert("client_id".into(), json!(id));
     }
-    if let Some(t) = &job.targets {
+    if let Some(t) = job.targets {
         m.insert("partial_execution_targets".into(), json!(t));
     }
     Json::Object(m)

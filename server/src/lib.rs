@@ -16,6 +16,8 @@ pub mod config;
 mod engine_adapter;
 mod error;
 pub mod paths;
+mod preview;
+mod progress_state;
 pub mod queue;
 mod routes;
 pub mod security;

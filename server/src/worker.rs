@@ -1,14 +1,25 @@
-//! The worker: takes jobs from the queue one at a time and runs them through the engine; and the
-//! pruner, which bounds history on its own task so execution never waits for it.
+//! The worker: takes jobs from the queue one at a time and runs them through the engine, delivering
+//! their messages to the client hub and their previews to the encoder; and the pruner, which bounds
+//! history on its own task so execution never waits for it.
 
 use std::sync::Arc;
 
-use crate::engine_adapter::{now_ms, CancelToken};
+use crate::engine_adapter::{now_ms, CancelToken, Outgoing};
+use crate::preview::Encoder;
 use crate::state::{AppState, Current};
 
 /// Runs queued jobs until the task is dropped. A job still running when the process dies stays
 /// `running` in storage and is recovered at the next start.
 pub async fn run(state: Arc<AppState>) {
+    let hub = Arc::clone(&state);
+    let encoder = Encoder::start(move |to, preview| hub.clients.send_preview(to, preview));
+    let encoder = match encoder {
+        Ok(encoder) => Some(encoder),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the preview encoder; previews are not sent");
+            None
+        }
+    };
     loop {
         let job = match state.queue.claim_next() {
             Ok(Some(job)) => job,
@@ -23,23 +34,27 @@ pub async fn run(state: Arc<AppState>) {
             }
         };
         let cancel = CancelToken::new();
+        let id = job.id.clone();
         state.set_current(Some(Current {
-            id: job.id.clone(),
+            id: id.clone(),
             cancel: cancel.clone(),
         }));
         let relay = Arc::clone(&state);
+        let previews = encoder.as_ref().map(Encoder::previews);
         let finished = state
             .engine
-            .run(&job, cancel, move |audience, message| {
-                relay.clients.send(&audience, &message);
+            .run(job, cancel, move |out| match out {
+                Outgoing::Text(to, text) => relay.clients.send_text(to, text),
+                Outgoing::Preview(preview) => {
+                    if let Some(previews) = &previews {
+                        previews.submit(preview);
+                    }
+                }
             })
             .await;
         state.set_current(None);
-        if let Err(e) = state
-            .queue
-            .finish(&job.id, finished.state, &finished.result)
-        {
-            tracing::error!(prompt_id = %job.id, error = %e, "cannot record the finished prompt");
+        if let Err(e) = state.queue.finish(&id, finished.state, &finished.result) {
+            tracing::error!(prompt_id = %id, error = %e, "cannot record the finished prompt");
         }
         state.broadcast_status();
     }

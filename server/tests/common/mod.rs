@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use omnigen_engine::{
-    BoxFuture, InputSpec, Inputs, NodeContext, NodeError, NodeOutput, NodeSchema, NodeType,
+    BoxFuture, Image, InputSpec, Inputs, NodeContext, NodeError, NodeOutput, NodeSchema, NodeType,
     Registry, Value,
 };
 use omnigen_server::{RunningServer, ServerConfig};
@@ -191,6 +191,43 @@ pub fn png_text(bytes: &[u8]) -> Vec<(String, String)> {
     chunks
 }
 
+/// `Previews {steps: INT, ms: INT, side: INT}`: an output node that reports `steps` steps, each with a
+/// preview `side` pixels high and `side + step` wide (so a decoded preview tells which step made it),
+/// waiting `ms` before each.
+struct Previews;
+impl NodeType for Previews {
+    fn schema(&self) -> NodeSchema {
+        NodeSchema::new("Previews")
+            .output_node()
+            .required(InputSpec::int("steps").default_int(3).min(1).max(10_000))
+            .required(InputSpec::int("ms").default_int(10).min(0).max(10_000))
+            .required(InputSpec::int("side").default_int(8).min(1).max(4096))
+    }
+    fn run<'a>(
+        &'a self,
+        inputs: Inputs,
+        ctx: NodeContext,
+    ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+        Box::pin(async move {
+            let steps = inputs.get_u64("steps")?;
+            let ms = inputs.get_u64("ms")?;
+            let side = inputs.get_u64("side")? as usize;
+            for step in 1..=steps {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                let shade = (step % 256) as u8;
+                let width = side + step as usize;
+                let pixels: Vec<u8> = (0..side * width)
+                    .flat_map(|i| [shade, (i % 251) as u8, 200])
+                    .collect();
+                let image = Image::from_bytes(1, side, width, 3, pixels)
+                    .map_err(|e| NodeError::new(e.to_string()))?;
+                ctx.progress_with_preview(step, steps, Some(Arc::new(image)))?;
+            }
+            Ok(NodeOutput::ui(json!({"steps": [steps.to_string()]})))
+        })
+    }
+}
+
 /// A registry of the test nodes, and their run counters.
 pub fn registry() -> (Arc<Registry>, Runs, Runs) {
     let registry = Arc::new(Registry::new());
@@ -199,6 +236,7 @@ pub fn registry() -> (Arc<Registry>, Runs, Runs) {
     registry.register(Const(consts.clone()));
     registry.register(Show(shows.clone()));
     registry.register(Slow);
+    registry.register(Previews);
     registry.register(SavePng);
     registry.register(Fail);
     (registry, consts, shows)
@@ -330,6 +368,58 @@ pub fn slow(steps: u64, ms: u64) -> Json {
     json!({"prompt": {"1": {"class_type": "Slow", "inputs": {"steps": steps, "ms": ms}}}})
 }
 
+/// `n` nodes: `n / 2` independent `Const -> Show` pairs (ComfyUI's benchmark "wide" graph), for `client`.
+pub fn wide(n: usize, seed: i64, client: &str) -> Json {
+    let mut prompt = serde_json::Map::new();
+    for k in 0..n / 2 {
+        let (c, s) = ((2 * k + 1).to_string(), (2 * k + 2).to_string());
+        prompt.insert(
+            c.clone(),
+            json!({"class_type": "Const", "inputs": {"value": seed * 1_000_000 + k as i64}}),
+        );
+        prompt.insert(
+            s,
+            json!({"class_type": "Show", "inputs": {"value": [c, 0]}}),
+        );
+    }
+    json!({"prompt": prompt, "client_id": client})
+}
+
+/// One frame from the server.
+#[derive(Debug, Clone)]
+pub enum Frame {
+    /// A text message, parsed, and its length in bytes.
+    Text(Json, usize),
+    /// A binary message.
+    Binary(Vec<u8>),
+}
+
+impl Frame {
+    /// Bytes on the wire (the payload).
+    pub fn len(&self) -> usize {
+        match self {
+            Frame::Text(_, n) => *n,
+            Frame::Binary(b) => b.len(),
+        }
+    }
+
+    pub fn text(&self) -> Option<&Json> {
+        match self {
+            Frame::Text(m, _) => Some(m),
+            Frame::Binary(_) => None,
+        }
+    }
+
+    /// Whether this is `executing {node: null}` of `prompt_id`.
+    pub fn is_done(&self, prompt_id: &str) -> bool {
+        self.text().is_some_and(|m| {
+            m["type"] == "executing"
+                && m["data"]["node"].is_null()
+                && m["data"]["prompt_id"] == prompt_id
+        })
+    }
+}
+
 pub struct Socket(
     pub tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
 );
@@ -366,6 +456,47 @@ impl Socket {
                 return seen;
             }
         }
+    }
+
+    /// The next text or binary frame, or `None` if nothing comes within `wait`.
+    pub async fn frame_within(&mut self, wait: Duration) -> Option<Frame> {
+        use futures_util::StreamExt;
+        loop {
+            match tokio::time::timeout(wait, self.0.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let json = serde_json::from_str(t.as_str()).expect("text frames are JSON");
+                    return Some(Frame::Text(json, t.len()));
+                }
+                Ok(Some(Ok(Message::Binary(b)))) => return Some(Frame::Binary(b.to_vec())),
+                Ok(Some(Ok(_))) => continue,
+                _ => return None,
+            }
+        }
+    }
+
+    /// Every frame up to and including `executing {node: null}` of `prompt_id`.
+    pub async fn frames_until_done(&mut self, prompt_id: &str) -> Vec<Frame> {
+        let mut seen = Vec::new();
+        loop {
+            let frame = self
+                .frame_within(Duration::from_secs(10))
+                .await
+                .expect("a frame");
+            let done = frame.is_done(prompt_id);
+            seen.push(frame);
+            if done {
+                return seen;
+            }
+        }
+    }
+
+    /// Every frame that comes until the socket is quiet for `quiet`.
+    pub async fn frames_until_quiet(&mut self, quiet: Duration) -> Vec<Frame> {
+        let mut seen = Vec::new();
+        while let Some(frame) = self.frame_within(quiet).await {
+            seen.push(frame);
+        }
+        seen
     }
 
     pub async fn send(&mut self, text: &str) {

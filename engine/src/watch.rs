@@ -21,10 +21,11 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::execute::{Executor, RunOptions, RunReport};
-use crate::graph::{ParseError, PromptRequest};
+use crate::graph::{parse_json, ParseError, PromptRequest};
 use crate::node::Dirs;
 use crate::registry::Registry;
 use crate::validate::{validate, ValidatedPrompt, ValidationReport};
+use crate::workflow::{into_api_document, WorkflowError};
 
 /// Watcher settings.
 #[derive(Debug, Clone)]
@@ -66,9 +67,20 @@ pub enum WatchProblem {
     /// The file is not a valid prompt (syntax errors carry line and column).
     #[error("{0}")]
     Parse(ParseError),
+    /// The file is an editor workflow (UI format) that cannot be converted to a prompt.
+    #[error("{0}")]
+    Workflow(WorkflowError),
     /// The prompt failed validation (ComfyUI's error JSON via [`ValidationReport::to_json`]).
     #[error("{}", .0.to_text())]
     Validation(Box<ValidationReport>),
+}
+
+/// Reads a watched file the way `omnigen run` reads one: an API graph, a `{"prompt": …}` body, or an
+/// editor workflow converted with the catalogue (which then travels in `extra_pnginfo.workflow`).
+fn read_request(text: &str, registry: &Registry) -> Result<PromptRequest, WatchProblem> {
+    let doc = parse_json(text).map_err(WatchProblem::Parse)?;
+    let (_, doc) = into_api_document(doc, registry).map_err(WatchProblem::Workflow)?;
+    PromptRequest::from_json(doc).map_err(WatchProblem::Parse)
 }
 
 /// What the watcher reports.
@@ -350,9 +362,9 @@ impl WatchState {
             return;
         }
         let text = String::from_utf8_lossy(&text);
-        let request = match PromptRequest::parse(&text) {
+        let request = match read_request(&text, &self.registry) {
             Ok(r) => r,
-            Err(e) => return self.reject(path, WatchProblem::Parse(e)),
+            Err(problem) => return self.reject(path, problem),
         };
         match validate(&request, &self.registry, &self.config.dirs) {
             Ok(validated) => {

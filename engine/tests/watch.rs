@@ -507,3 +507,52 @@ async fn drive_with_hooks_can_skip_a_graph_halt_the_loop_and_be_stopped() {
     stopper.await.unwrap();
     assert_eq!(end, DriveEnd::Stopped);
 }
+
+/// A UI workflow: `Const(value)` → `Sink`, as the editor saves it; `const_type` names the first node.
+fn ui_workflow(const_type: &str, value: i64) -> String {
+    json!({
+        "last_node_id": 2, "last_link_id": 1, "version": 0.4,
+        "nodes": [
+            {"id": 1, "type": const_type, "mode": 0, "inputs": [],
+             "outputs": [{"name": "INT", "type": "INT", "links": [1]}],
+             "widgets_values": [value], "properties": {}},
+            {"id": 2, "type": "Sink", "mode": 0,
+             "inputs": [{"name": "value", "type": "*", "link": 1}],
+             "outputs": [], "widgets_values": [], "properties": {}}
+        ],
+        "links": [[1, 1, 0, 2, 0, "INT"]],
+        "groups": []
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editor_workflows_are_converted_and_carry_themselves_for_saved_pngs() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("workflow.json");
+    std::fs::write(&file, ui_workflow("Const", 7)).unwrap();
+    let runs = Runs::default();
+    let (_watcher, mut rx) =
+        GraphWatcher::spawn(&file, basic_registry(&runs), WatchConfig::default()).unwrap();
+
+    let changed = next(&mut rx).await;
+    assert_eq!(const_value(&changed), Some(7), "{changed:?}");
+    let WatchEvent::Changed { request, .. } = &changed else {
+        unreachable!()
+    };
+    let workflow = &request.extra_pnginfo().expect("extra_pnginfo")["workflow"];
+    assert_eq!(workflow["nodes"].as_array().map(Vec::len), Some(2));
+
+    save_via_rename(&file, &ui_workflow("NoSuchNode", 8));
+    match next(&mut rx).await {
+        WatchEvent::Invalid {
+            problem: WatchProblem::Workflow(e),
+            last_good,
+            ..
+        } => {
+            assert!(e.to_string().contains("NoSuchNode"), "{e}");
+            assert!(last_good.is_some(), "the last good graph is kept");
+        }
+        other => panic!("{other:?}"),
+    }
+}

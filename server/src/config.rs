@@ -96,6 +96,9 @@ pub struct ServerConfig {
     /// A connection that does not finish a request head within this time is closed (idle and
     /// slowloris connections); WebSocket sessions are not affected.
     pub header_read_timeout: Duration,
+    /// A request body that sends nothing for this long is abandoned and its connection closed (a body
+    /// trickled in slowly after its head); the time between two chunks counts, not the whole upload.
+    pub body_idle_timeout: Duration,
     /// A folder with ComfyUI's editor (`index.html` and its assets), served for every path no API route
     /// answers; `None` serves no editor.
     pub front_end_root: Option<PathBuf>,
@@ -118,6 +121,7 @@ impl ServerConfig {
             max_image_size: DEFAULT_MAX_IMAGE_SIZE,
             devices: Vec::new(),
             header_read_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(30),
             front_end_root: None,
         }
     }

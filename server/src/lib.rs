@@ -150,7 +150,10 @@ pub async fn start(
         Guard::new(addr, config.token.clone(), &config.allowed_hosts)
             .with_body_limit(config.max_body_bytes),
     );
-    let header_timeout = config.header_read_timeout;
+    let timeouts = serving::Timeouts {
+        header: config.header_read_timeout,
+        body_idle: config.body_idle_timeout,
+    };
     let (stop, shutdown) = watch::channel(false);
     let state = Arc::new(AppState {
         engine: Engine::new(registry, dirs),
@@ -166,7 +169,7 @@ pub async fn start(
         tokio::spawn(worker::prune(Arc::clone(&state))),
     ];
     let app = routes::router(state, guard);
-    let http = tokio::spawn(serving::serve(listener, app, header_timeout, shutdown));
+    let http = tokio::spawn(serving::serve(listener, app, timeouts, shutdown));
     Ok(RunningServer {
         addr,
         recovery,

@@ -1,7 +1,8 @@
 //! The accept loop: HTTP/1.1 connections (with upgrades, for the WebSocket) served by hyper, like
 //! `axum::serve`, but with a header-read timeout: a connection that does not finish a request head in
 //! time (idle after connecting or between requests, or sending its head slowly) is closed, so idle
-//! and slowloris connections cannot pile up until the process runs out of open files.
+//! and slowloris connections cannot pile up until the process runs out of open files. A request body
+//! that stops sending for the body timeout is abandoned too (its connection then closes).
 
 use std::time::Duration;
 
@@ -12,13 +13,23 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tower_http::timeout::RequestBodyTimeout;
+
+/// How long a connection may stay silent.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// To finish a request head (idle after connecting or between requests included).
+    pub header: Duration,
+    /// Between two chunks of a request body.
+    pub body_idle: Duration,
+}
 
 /// Serves `app` on `listener` until `stop` turns true, then lets each connection finish its current
 /// request (WebSocket sessions end on the same signal) and returns.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    header_timeout: Duration,
+    timeouts: Timeouts,
     stop: watch::Receiver<bool>,
 ) {
     let mut until = stop.clone();
@@ -29,7 +40,7 @@ pub async fn serve(
                 Ok((stream, _)) => {
                     let app = app.clone();
                     let stop = stop.clone();
-                    connections.spawn(connection(stream, app, header_timeout, stop));
+                    connections.spawn(connection(stream, app, timeouts, stop));
                 }
                 Err(e) => {
                     // Out of file descriptors, or a connection reset before it was accepted: keep
@@ -48,13 +59,16 @@ pub async fn serve(
 async fn connection(
     stream: tokio::net::TcpStream,
     app: Router,
-    header_timeout: Duration,
+    timeouts: Timeouts,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
+        .header_read_timeout(timeouts.header);
+    // A stalled body fails the handler's body read (400), and hyper closes a connection whose
+    // request body was not read to the end.
+    let app = RequestBodyTimeout::new(app, timeouts.body_idle);
     let serving = builder
         .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app))
         .with_upgrades();

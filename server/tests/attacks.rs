@@ -996,3 +996,48 @@ async fn idle_and_slow_connections_are_closed_after_the_header_timeout() {
     );
     s.stop().await;
 }
+
+/// A request whose head is complete but whose body stalls is answered (400) and its connection closed
+/// after the body's idle timeout, so slow-body connections cannot pile up either; a body that keeps
+/// coming, however slowly overall, is read to the end.
+#[tokio::test]
+async fn a_stalled_request_body_is_abandoned_after_the_body_timeout() {
+    let scene = Scene::new();
+    let mut config = ServerConfig::new(&scene.data);
+    config.token = Some(TOKEN.into());
+    config.body_idle_timeout = Duration::from_millis(300);
+    let s = TestServer::start_with(config).await;
+    let addr = s.addr;
+    let body = prompt_body();
+
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /prompt HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        addr.port(),
+        body.len()
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    stalled.write_all(&body[..body.len() / 2]).await.unwrap();
+    let mut answer = Vec::new();
+    let ended = tokio::time::timeout(PATIENCE, stalled.read_to_end(&mut answer)).await;
+    assert!(ended.is_ok(), "the stalled connection was not closed");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+
+    // The same body in small pieces, each well inside the timeout, is accepted.
+    let mut trickle = TcpStream::connect(addr).await.unwrap();
+    trickle.write_all(head.as_bytes()).await.unwrap();
+    for piece in body.chunks(body.len().div_ceil(4)) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        trickle.write_all(piece).await.unwrap();
+    }
+    let reply = read_reply(&mut trickle).await.expect("an answer");
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    s.stop().await;
+}

@@ -97,23 +97,10 @@ pub async fn view(State(state): State<Shared>, Query(q): Query<ViewQuery>) -> Ap
 fn encoded_response(path: &Path, encoded: imaging::Encoded) -> Response {
     let stem = path
         .file_stem()
-        .map(|n| n.to_string_lossy().replace(['"', '\r', '\n'], "_"))
+        .map(|n| safe_header_name(&n.to_string_lossy()))
         .unwrap_or_default();
-    let mut response = encoded.bytes.into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(encoded.content_type),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
     let disposition = format!("inline; filename=\"{stem}.{}\"", encoded.extension);
-    if let Ok(value) = HeaderValue::from_str(&disposition) {
-        headers.insert(header::CONTENT_DISPOSITION, value);
-    }
-    response
+    served(encoded.bytes, encoded.content_type, Some(&disposition))
 }
 
 /// A user file: typed by extension, never sniffed, active content as an attachment.
@@ -121,30 +108,43 @@ fn file_response(path: &Path, bytes: Vec<u8>) -> Response {
     let ext = extension(path);
     let name = path
         .file_name()
-        .map(|n| n.to_string_lossy().replace(['"', '\r', '\n'], "_"))
+        .map(|n| safe_header_name(&n.to_string_lossy()))
         .unwrap_or_default();
     let disposition = if ACTIVE_CONTENT.contains(&ext.as_str()) {
         format!("attachment; filename=\"{name}\"")
     } else {
         format!("inline; filename=\"{name}\"")
     };
+    served(bytes, content_type(&ext), Some(&disposition))
+}
+
+/// A file's name made safe inside a quoted header parameter.
+fn safe_header_name(name: &str) -> String {
+    name.replace(['"', '\r', '\n'], "_")
+}
+
+/// The one way a file leaves the server: its declared type, `nosniff` (a browser never guesses a
+/// script or a page out of user bytes), and the disposition when one is given.
+pub(super) fn served(
+    bytes: Vec<u8>,
+    content_type: &'static str,
+    disposition: Option<&str>,
+) -> Response {
     let mut response = bytes.into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type(&ext)),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    if let Ok(value) = HeaderValue::from_str(&disposition) {
+    if let Some(value) = disposition.and_then(|d| HeaderValue::from_str(d).ok()) {
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
     response
 }
 
-fn extension(path: &Path) -> String {
+/// A path's extension, lower-cased (`""` when it has none).
+pub(super) fn extension(path: &Path) -> String {
     path.extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default()

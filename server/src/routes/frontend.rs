@@ -4,9 +4,9 @@
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
-use super::Shared;
+use super::{files, Shared};
 use crate::error::{ApiError, ApiResult};
 use crate::paths::{self, Access, PathError};
 
@@ -33,23 +33,13 @@ pub async fn serve(State(state): State<Shared>, uri: Uri) -> ApiResult<Response>
     let bytes = tokio::fs::read(&path)
         .await
         .map_err(|e| ApiError::Internal(format!("cannot read {relative}: {e}")))?;
-    let ext = path
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    let mut response = bytes.into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(web_type(&ext)),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    let ext = files::extension(&path);
+    let mut response = files::served(bytes, web_type(&ext), None);
     if ext == "html" {
         // A new frontend version must be picked up on reload (its assets have hashed names).
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     }
     Ok(response)
 }

@@ -11,7 +11,7 @@ use std::time::UNIX_EPOCH;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -127,29 +127,15 @@ fn walk(dir: &FsPath, prefix: &str, recurse: bool, found: &mut Vec<String>) -> s
 pub async fn read(State(state): State<Shared>, Path(file): Path<String>) -> ApiResult<Response> {
     let root = user_root(&state)?;
     let path = existing_file(&root, &file)?;
-    let bytes = std::fs::read(&path)
+    let bytes = tokio::fs::read(&path)
+        .await
         .map_err(|e| ApiError::Internal(format!("cannot read {file:?}: {e}")))?;
     let (content_type, disposition) = if file == USER_CSS {
         ("text/css; charset=utf-8", "inline")
     } else {
-        let ext = path
-            .extension()
-            .map(|e| e.to_string_lossy().to_ascii_lowercase())
-            .unwrap_or_default();
-        (files::content_type(&ext), "attachment")
+        (files::content_type(&files::extension(&path)), "attachment")
     };
-    let mut response = bytes.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_static(disposition),
-    );
-    Ok(response)
+    Ok(files::served(bytes, content_type, Some(disposition)))
 }
 
 /// `POST /userdata/{file}?overwrite=&full_info=`: stores the body atomically; 409 when the file exists

@@ -353,6 +353,7 @@ fn main() -> Res<()> {
         std::slice::from_ref(&weights),
         false,
         DType::F32,
+        omnigen_model::WeightFormat::Full,
         &Device::Cpu,
     )?;
     let load_s = t0.elapsed().as_secs_f64();

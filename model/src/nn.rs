@@ -1,15 +1,28 @@
 //! Small building blocks shared by the transformer: linear layers whose weights can be replaced (LoRA
 //! merge), RMSNorm with the reference's dtype handling, and a parameter-free LayerNorm.
 
+use std::sync::Arc;
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Tensor, D};
 
 use crate::error::Result;
+use crate::quant::WeightFormat;
 use candle_nn::VarBuilder;
 
-/// A linear layer `y = x Wᵀ + b` whose weight can be swapped after loading (LoRA merging).
+/// A linear layer `y = x Wᵀ + b` whose weight can be swapped after loading (LoRA merging) and stored
+/// quantized ([`crate::quant`]).
 #[derive(Debug, Clone)]
-pub struct Linear {
-    inner: candle_nn::Linear,
+pub enum Linear {
+    /// The weight `[out, in]` in the compute dtype.
+    Dense(candle_nn::Linear),
+    /// The weight in ggml blocks; `dtype` is the compute dtype the layer returns.
+    Quantized {
+        matmul: QMatMul,
+        qtensor: Arc<QTensor>,
+        bias: Option<Tensor>,
+        dtype: DType,
+    },
 }
 
 impl Linear {
@@ -24,32 +37,125 @@ impl Linear {
         Ok(Self::from_parts(w, b))
     }
 
+    /// Loads a bias-free layer like [`Linear::new`] and stores its weight in `format`; the
+    /// full-precision copy is dropped before the next layer loads, so loading never holds more than one
+    /// layer unquantized.
+    pub(crate) fn new_in(
+        in_dim: usize,
+        out_dim: usize,
+        vb: &VarBuilder,
+        format: WeightFormat,
+    ) -> Result<Self> {
+        let mut linear = Self::new(in_dim, out_dim, false, vb)?;
+        linear.quantize(format)?;
+        Ok(linear)
+    }
+
     /// Builds from explicit tensors.
     pub fn from_parts(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self {
-            inner: candle_nn::Linear::new(weight, bias),
+        Self::Dense(candle_nn::Linear::new(weight, bias))
+    }
+
+    /// The `[out, in]` weight (dequantized to f32 when it is stored quantized).
+    pub fn weight(&self) -> Result<Tensor> {
+        Ok(match self {
+            Self::Dense(l) => l.weight().clone(),
+            Self::Quantized { qtensor, .. } => qtensor.dequantize(&qtensor.device())?,
+        })
+    }
+
+    /// `(out, in)`.
+    pub fn dims(&self) -> Result<(usize, usize)> {
+        Ok(match self {
+            Self::Dense(l) => l.weight().dims2()?,
+            Self::Quantized { qtensor, .. } => qtensor.shape().dims2()?,
+        })
+    }
+
+    /// The ggml block type when the weight is stored quantized.
+    pub fn block_type(&self) -> Option<GgmlDType> {
+        match self {
+            Self::Dense(_) => None,
+            Self::Quantized { qtensor, .. } => Some(qtensor.dtype()),
         }
     }
 
-    /// The `[out, in]` weight.
-    pub fn weight(&self) -> &Tensor {
-        self.inner.weight()
+    /// Bytes the weight and bias occupy.
+    pub fn weight_bytes(&self) -> usize {
+        match self {
+            Self::Dense(l) => tensor_bytes(l.weight()) + l.bias().map_or(0, tensor_bytes),
+            Self::Quantized { qtensor, bias, .. } => {
+                qtensor.storage_size_in_bytes() + bias.as_ref().map_or(0, tensor_bytes)
+            }
+        }
     }
 
-    /// Replaces the weight by `weight + delta` (delta in any float dtype; added in f32, stored in the
-    /// weight's dtype).
-    pub fn add_to_weight(&mut self, delta: &Tensor) -> Result<()> {
-        let w = self.inner.weight();
-        let merged =
-            (w.to_dtype(DType::F32)? + delta.to_dtype(DType::F32)?)?.to_dtype(w.dtype())?;
-        self.inner = candle_nn::Linear::new(merged, self.inner.bias().cloned());
+    /// Stores the weight in `format` ([`WeightFormat::block_type`] decides per layer; a layer no block
+    /// size fits stays as it is). A quantized layer is re-quantized from its dequantized weight.
+    pub fn quantize(&mut self, format: WeightFormat) -> Result<()> {
+        let (_, in_dim) = self.dims()?;
+        if let Some(block) = format.block_type(in_dim) {
+            *self = self.rebuilt(self.weight()?, Some(block))?;
+        }
         Ok(())
+    }
+
+    /// Replaces the weight by `weight + delta` (delta in any float dtype; added in f32, stored as the
+    /// weight was: in its dtype, or re-quantized in its block type).
+    pub fn add_to_weight(&mut self, delta: &Tensor) -> Result<()> {
+        let merged = (self.weight()?.to_dtype(DType::F32)? + delta.to_dtype(DType::F32)?)?;
+        *self = self.rebuilt(merged, self.block_type())?;
+        Ok(())
+    }
+
+    /// This layer's bias and compute dtype around a new weight, dense or in `block`.
+    fn rebuilt(&self, weight: Tensor, block: Option<GgmlDType>) -> Result<Self> {
+        let (bias, dtype) = match self {
+            Self::Dense(l) => (l.bias().cloned(), l.weight().dtype()),
+            Self::Quantized { bias, dtype, .. } => (bias.clone(), *dtype),
+        };
+        Ok(match block {
+            None => Self::from_parts(weight.to_dtype(dtype)?, bias),
+            Some(block) => {
+                let qtensor = Arc::new(QTensor::quantize(&weight, block)?);
+                Self::Quantized {
+                    matmul: QMatMul::QTensor(Arc::clone(&qtensor)),
+                    qtensor,
+                    bias,
+                    dtype,
+                }
+            }
+        })
     }
 
     /// Applies the layer over the last dimension.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.inner.forward(x)?)
+        match self {
+            Self::Dense(l) => Ok(l.forward(x)?),
+            Self::Quantized {
+                matmul,
+                bias,
+                dtype,
+                ..
+            } => {
+                // The CPU kernels take f32/bf16 activations as they are; the GPU ones want f32.
+                let input = if x.device().is_cpu() {
+                    x.contiguous()?
+                } else {
+                    x.to_dtype(DType::F32)?.contiguous()?
+                };
+                let y = matmul.forward(&input)?.to_dtype(*dtype)?;
+                Ok(match bias {
+                    Some(b) => y.broadcast_add(b)?,
+                    None => y,
+                })
+            }
+        }
     }
+}
+
+fn tensor_bytes(t: &Tensor) -> usize {
+    t.elem_count() * t.dtype().size_in_bytes()
 }
 
 /// Phi-3 RMSNorm: normalise in f32, cast back, then multiply by the weight in the model dtype.

@@ -6,11 +6,14 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::attention::AttnMask;
 use crate::config::OmniGenConfig;
-use crate::embed::{PatchEmbed, PosEmbed, TimestepEmbedder};
+use crate::embed::{PatchEmbed, TimestepEmbedder};
 use crate::error::{Error, Result};
 use crate::final_layer::{unpatchify, FinalLayer};
 use crate::kv_cache::CacheUse;
 use crate::layer::Phi3Decoder;
+use crate::nn::Linear;
+use crate::pos_embed::PosEmbed;
+use crate::quant::WeightFormat;
 use crate::rope::LongRope;
 pub use crate::span::ImageSpan;
 use candle_nn::VarBuilder;
@@ -51,8 +54,9 @@ pub struct Transformer {
 }
 
 impl Transformer {
-    /// Builds the transformer from checkpoint weights (official names).
-    pub(crate) fn new(cfg: &OmniGenConfig, vb: &VarBuilder) -> Result<Self> {
+    /// Builds the transformer from checkpoint weights (official names), the decoder's linear layers
+    /// stored in `format`.
+    pub(crate) fn new(cfg: &OmniGenConfig, vb: &VarBuilder, format: WeightFormat) -> Result<Self> {
         let (h, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.in_channels);
         Ok(Self {
             x_embedder: PatchEmbed::new(p, c, h, &vb.pp("x_embedder"))?,
@@ -60,7 +64,7 @@ impl Transformer {
             pos_embed: PosEmbed::new(cfg.pos_embed_max_size, h, vb)?,
             time_token: TimestepEmbedder::new(h, &vb.pp("time_token"))?,
             t_embedder: TimestepEmbedder::new(h, &vb.pp("t_embedder"))?,
-            llm: Phi3Decoder::new(cfg, &vb.pp("llm"))?,
+            llm: Phi3Decoder::new(cfg, &vb.pp("llm"), format)?,
             final_layer: FinalLayer::new(h, p, c, &vb.pp("final_layer"))?,
             rope: LongRope::new(cfg),
             dtype: vb.dtype(),
@@ -76,6 +80,7 @@ impl Transformer {
         weights: &[std::path::PathBuf],
         diffusers_names: bool,
         dtype: DType,
+        format: WeightFormat,
         device: &Device,
     ) -> Result<Self> {
         if dtype == DType::F16 {
@@ -88,7 +93,49 @@ impl Transformer {
             crate::weights::Layout::Official
         };
         let vb = crate::weights::open(weights, layout, dtype, device)?;
-        Self::new(&cfg, &vb)
+        Self::new(&cfg, &vb, format)
+    }
+
+    /// The decoder's quantizable linear layers, with their official names
+    /// (`llm.layers.N.self_attn.qkv_proj`, …): what LoRA adapters target and quantization stores.
+    pub(crate) fn decoder_linears_mut(&mut self) -> impl Iterator<Item = (String, &mut Linear)> {
+        self.llm
+            .layers
+            .iter_mut()
+            .enumerate()
+            .flat_map(|(i, layer)| {
+                [
+                    ("self_attn.qkv_proj", &mut layer.self_attn.qkv_proj),
+                    ("self_attn.o_proj", &mut layer.self_attn.o_proj),
+                    ("mlp.gate_up_proj", &mut layer.mlp.gate_up_proj),
+                    ("mlp.down_proj", &mut layer.mlp.down_proj),
+                ]
+                .map(|(name, linear)| (format!("llm.layers.{i}.{name}"), linear))
+            })
+    }
+
+    /// Bytes held by the decoder's linear weights (quantized or not), and how many of those layers are
+    /// stored quantized.
+    pub fn decoder_linear_bytes(&self) -> (usize, usize) {
+        let linears = self.llm.layers.iter().flat_map(|l| {
+            [
+                &l.self_attn.qkv_proj,
+                &l.self_attn.o_proj,
+                &l.mlp.gate_up_proj,
+                &l.mlp.down_proj,
+            ]
+        });
+        linears.fold((0, 0), |(bytes, quantized), l| {
+            (
+                bytes + l.weight_bytes(),
+                quantized + usize::from(l.block_type().is_some()),
+            )
+        })
+    }
+
+    /// The position table, which holds only per-axis values when the checkpoint's is the formula's.
+    pub fn pos_embed(&self) -> &PosEmbed {
+        &self.pos_embed
     }
 
     /// Configuration.

@@ -1,0 +1,78 @@
+//! Quantized transformer weights: the decoder's four linear layers per block (`qkv_proj`, `o_proj`,
+//! `gate_up_proj`, `down_proj`, 97 % of the real model's parameters) stored in ggml block formats and
+//! multiplied with candle's quantized matmul kernels (CPU, CUDA, Metal). Embeddings, norms, the timestep
+//! and patch embedders, adaLN and the final layer stay in the compute dtype.
+
+use candle_core::quantized::GgmlDType;
+
+/// How the decoder's linear weights are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum WeightFormat {
+    /// The compute dtype (f32 or bf16): no quantization.
+    #[default]
+    Full,
+    /// 8 bits: ggml `q8_0` (blocks of 32 weights with one f16 scale, 8.5 bits a weight).
+    Q8,
+    /// 4 bits: ggml `q4k` (super-blocks of 256, 4.5 bits a weight), or `q4_0` (blocks of 32, 4.5 bits)
+    /// for a layer whose input width is not a multiple of 256.
+    Q4,
+}
+
+impl WeightFormat {
+    /// The names [`WeightFormat::parse`] accepts for the quantized formats.
+    pub const QUANTIZED_NAMES: [&'static str; 2] = ["q8", "q4"];
+
+    /// `q8` or `q4` (`None` for any other text: the caller decides whether it is a dtype).
+    pub fn parse_quantized(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "q8" | "q8_0" | "int8" => Some(Self::Q8),
+            "q4" | "q4k" | "q4_k" | "int4" => Some(Self::Q4),
+            _ => None,
+        }
+    }
+
+    /// The ggml block type for a weight whose rows hold `in_features` values, or `None` to keep the
+    /// layer in full precision (format `Full`, or a width no block size divides).
+    pub fn block_type(self, in_features: usize) -> Option<GgmlDType> {
+        let candidates: &[GgmlDType] = match self {
+            Self::Full => &[],
+            Self::Q8 => &[GgmlDType::Q8_0],
+            Self::Q4 => &[GgmlDType::Q4K, GgmlDType::Q4_0],
+        };
+        candidates
+            .iter()
+            .copied()
+            .find(|t| in_features.is_multiple_of(t.block_size()))
+    }
+}
+
+impl std::fmt::Display for WeightFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Full => "full precision",
+            Self::Q8 => "q8",
+            Self::Q4 => "q4",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_types_follow_the_layer_width() {
+        assert_eq!(WeightFormat::Q4.block_type(3072), Some(GgmlDType::Q4K));
+        assert_eq!(WeightFormat::Q4.block_type(32), Some(GgmlDType::Q4_0));
+        assert_eq!(WeightFormat::Q8.block_type(8192), Some(GgmlDType::Q8_0));
+        assert_eq!(WeightFormat::Q8.block_type(48), None);
+        assert_eq!(WeightFormat::Full.block_type(3072), None);
+    }
+
+    #[test]
+    fn names_parse() {
+        assert_eq!(WeightFormat::parse_quantized("Q8"), Some(WeightFormat::Q8));
+        assert_eq!(WeightFormat::parse_quantized("q4k"), Some(WeightFormat::Q4));
+        assert_eq!(WeightFormat::parse_quantized("bf16"), None);
+    }
+}

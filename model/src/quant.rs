@@ -46,6 +46,30 @@ impl WeightFormat {
     }
 }
 
+/// Bytes an `[out, in]` decoder weight takes in `format`; `dense_bytes` per value when it is not quantized
+/// (the compute dtype's size). What [`crate::Transformer::decoder_linear_bytes`] measures, as arithmetic.
+pub fn linear_weight_bytes(
+    out: usize,
+    inp: usize,
+    format: WeightFormat,
+    dense_bytes: usize,
+) -> usize {
+    match format.block_type(inp) {
+        Some(block) => out * inp / block.block_size() * block.type_size(),
+        None => out * inp * dense_bytes,
+    }
+}
+
+/// The `[out, in]` shapes of one decoder block's four linears (qkv, o, gate_up, down).
+pub fn decoder_linear_shapes(hidden: usize, intermediate: usize) -> [(usize, usize); 4] {
+    [
+        (3 * hidden, hidden),
+        (hidden, hidden),
+        (2 * intermediate, hidden),
+        (hidden, intermediate),
+    ]
+}
+
 impl std::fmt::Display for WeightFormat {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -67,6 +91,20 @@ mod tests {
         assert_eq!(WeightFormat::Q8.block_type(8192), Some(GgmlDType::Q8_0));
         assert_eq!(WeightFormat::Q8.block_type(48), None);
         assert_eq!(WeightFormat::Full.block_type(3072), None);
+    }
+
+    #[test]
+    fn real_model_weight_bytes() {
+        // 32 blocks of the real config: 3.62 G weights; q8_0 34 bytes per 32, q4k 144 per 256.
+        let total = |format, dense| -> usize {
+            32 * decoder_linear_shapes(3072, 8192)
+                .iter()
+                .map(|&(o, i)| linear_weight_bytes(o, i, format, dense))
+                .sum::<usize>()
+        };
+        assert_eq!(total(WeightFormat::Full, 2), 7_247_757_312);
+        assert_eq!(total(WeightFormat::Q8, 2), 3_850_371_072);
+        assert_eq!(total(WeightFormat::Q4, 2), 2_038_431_744);
     }
 
     #[test]

@@ -228,7 +228,7 @@ fn quantized_loops_stay_near_the_reference() -> TestResult {
         &candle_core::Device::Cpu,
     )?;
     for (format, latent_bound, pixel_bound) in
-        [(WeightFormat::Q8, 0.02, 4.0), (WeightFormat::Q4, 0.2, 40.0)]
+        [(WeightFormat::Q8, 0.01, 1.0), (WeightFormat::Q4, 0.1, 4.0)]
     {
         let model = tiny_in(format)?;
         for name in ["t2i_sep_kv", "edit_input_size_sep_kv"] {

@@ -5,7 +5,7 @@ use candle_core::{DType, Tensor, D};
 use crate::cpu_kernels;
 use crate::error::Result;
 use crate::nn::Linear;
-use crate::quant::WeightFormat;
+use crate::quant::LinearSource;
 use candle_nn::VarBuilder;
 
 /// `self_attn` of one decoder layer.
@@ -53,11 +53,11 @@ impl Attention {
         hidden: usize,
         n_heads: usize,
         vb: &VarBuilder,
-        format: WeightFormat,
+        source: LinearSource,
     ) -> Result<Self> {
         Ok(Self {
-            qkv_proj: Linear::new_in(hidden, 3 * hidden, &vb.pp("qkv_proj"), format)?,
-            o_proj: Linear::new_in(hidden, hidden, &vb.pp("o_proj"), format)?,
+            qkv_proj: Linear::new_in(hidden, 3 * hidden, &vb.pp("qkv_proj"), source)?,
+            o_proj: Linear::new_in(hidden, hidden, &vb.pp("o_proj"), source)?,
             n_heads,
             head_dim: hidden / n_heads,
         })

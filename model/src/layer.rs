@@ -8,7 +8,7 @@ use crate::cpu_kernels;
 use crate::error::Result;
 use crate::kv_cache::CacheUse;
 use crate::nn::{Linear, RmsNorm};
-use crate::quant::WeightFormat;
+use crate::quant::LinearSource;
 use candle_nn::VarBuilder;
 
 /// `mlp`: `down_proj(up * silu(gate))` with `(gate, up) = gate_up_proj(x).chunk(2)`.
@@ -20,11 +20,11 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    pub(crate) fn new(cfg: &OmniGenConfig, vb: &VarBuilder, format: WeightFormat) -> Result<Self> {
+    pub(crate) fn new(cfg: &OmniGenConfig, vb: &VarBuilder, source: LinearSource) -> Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
         Ok(Self {
-            gate_up_proj: Linear::new_in(h, 2 * i, &vb.pp("gate_up_proj"), format)?,
-            down_proj: Linear::new_in(i, h, &vb.pp("down_proj"), format)?,
+            gate_up_proj: Linear::new_in(h, 2 * i, &vb.pp("gate_up_proj"), source)?,
+            down_proj: Linear::new_in(i, h, &vb.pp("down_proj"), source)?,
             inter: i,
         })
     }
@@ -53,11 +53,11 @@ pub struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    pub(crate) fn new(cfg: &OmniGenConfig, vb: &VarBuilder, format: WeightFormat) -> Result<Self> {
+    pub(crate) fn new(cfg: &OmniGenConfig, vb: &VarBuilder, source: LinearSource) -> Result<Self> {
         let h = cfg.hidden_size;
         Ok(Self {
-            self_attn: Attention::new(h, cfg.num_attention_heads, &vb.pp("self_attn"), format)?,
-            mlp: Mlp::new(cfg, &vb.pp("mlp"), format)?,
+            self_attn: Attention::new(h, cfg.num_attention_heads, &vb.pp("self_attn"), source)?,
+            mlp: Mlp::new(cfg, &vb.pp("mlp"), source)?,
             input_layernorm: RmsNorm::new(h, cfg.rms_norm_eps, &vb.pp("input_layernorm"))?,
             post_attention_layernorm: RmsNorm::new(
                 h,
@@ -95,12 +95,12 @@ pub struct Phi3Decoder {
 }
 
 impl Phi3Decoder {
-    pub(crate) fn new(cfg: &OmniGenConfig, vb: &VarBuilder, format: WeightFormat) -> Result<Self> {
+    pub(crate) fn new(cfg: &OmniGenConfig, vb: &VarBuilder, source: LinearSource) -> Result<Self> {
         let embed_tokens = vb
             .pp("embed_tokens")
             .get(&[cfg.vocab_size, cfg.hidden_size], "weight")?;
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| DecoderLayer::new(cfg, &vb.pp("layers").pp(i), format))
+            .map(|i| DecoderLayer::new(cfg, &vb.pp("layers").pp(i), source))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             embed_tokens,

@@ -7,7 +7,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Tensor, D};
 
 use crate::error::Result;
-use crate::quant::WeightFormat;
+use crate::quant::{LinearSource, WeightFormat};
 use candle_nn::VarBuilder;
 
 /// A linear layer `y = x Wᵀ + b` whose weight can be swapped after loading (LoRA merging) and stored
@@ -37,18 +37,42 @@ impl Linear {
         Ok(Self::from_parts(w, b))
     }
 
-    /// Loads a bias-free layer like [`Linear::new`] and stores its weight in `format`; the
-    /// full-precision copy is dropped before the next layer loads, so loading never holds more than one
-    /// layer unquantized.
+    /// Loads a bias-free decoder layer from `source`: read from the checkpoint and stored in a format
+    /// (the full-precision copy is dropped before the next layer loads, so loading never holds more than
+    /// one layer unquantized), or read already quantized from a pre-quantized model.
     pub(crate) fn new_in(
         in_dim: usize,
         out_dim: usize,
         vb: &VarBuilder,
-        format: WeightFormat,
+        source: LinearSource,
     ) -> Result<Self> {
-        let mut linear = Self::new(in_dim, out_dim, false, vb)?;
-        linear.quantize(format)?;
-        Ok(linear)
+        let name = format!("{}.weight", vb.prefix());
+        match source {
+            LinearSource::Stored(stored) if stored.contains(&name) => {
+                let qtensor = Arc::new(stored.get(&name, &[out_dim, in_dim], vb.device())?);
+                Ok(Self::Quantized {
+                    matmul: QMatMul::QTensor(Arc::clone(&qtensor)),
+                    qtensor,
+                    bias: None,
+                    dtype: vb.dtype(),
+                })
+            }
+            // A layer the writer left in full precision is in the checkpoint with the rest.
+            LinearSource::Stored(_) => Self::new(in_dim, out_dim, false, vb),
+            LinearSource::Quantize(format) => {
+                let mut linear = Self::new(in_dim, out_dim, false, vb)?;
+                linear.quantize(format)?;
+                Ok(linear)
+            }
+        }
+    }
+
+    /// The quantized weight, when it is stored quantized.
+    pub(crate) fn qtensor(&self) -> Option<Arc<QTensor>> {
+        match self {
+            Self::Dense(_) => None,
+            Self::Quantized { qtensor, .. } => Some(Arc::clone(qtensor)),
+        }
     }
 
     /// Builds from explicit tensors.

@@ -12,7 +12,7 @@ use crate::instruction::Instruction;
 use crate::latent::{Latent, VAE_FACTOR};
 use crate::options::{CfgMode, LoadOptions, SampleOptions};
 use crate::processor::{BatchRequest, InstructionInput, Processor};
-use crate::quant::WeightFormat;
+use crate::quant::{LinearSource, StoredLinears, WeightFormat};
 use crate::sampler::{sample_loop, BranchBatch, LoopInputs, LoopOptions, StepProgress};
 use crate::scheduler::sigmas;
 use crate::transformer::Transformer;
@@ -64,7 +64,16 @@ impl OmniGen {
             Layout::Official
         };
         let weights = crate::weights::open(&files.weights, layout, dtype, device)?;
-        let transformer = Transformer::new(&cfg, &weights, format)?;
+        let stored = match &files.quantized {
+            Some(path) => Some(StoredLinears::open(path)?),
+            None => None,
+        };
+        // A pre-quantized folder brings its own format; the requested one applies to the others.
+        let source = match &stored {
+            Some(stored) => LinearSource::Stored(stored),
+            None => LinearSource::Quantize(format),
+        };
+        let transformer = Transformer::new(&cfg, &weights, source)?;
         drop(weights); // unmap the checkpoint
         let processor = Processor::from_tokenizer_file(&files.tokenizer)?;
         Ok(Self {

@@ -13,7 +13,7 @@ use crate::kv_cache::CacheUse;
 use crate::layer::Phi3Decoder;
 use crate::nn::Linear;
 use crate::pos_embed::PosEmbed;
-use crate::quant::WeightFormat;
+use crate::quant::{LinearSource, WeightFormat, DECODER_LINEARS};
 use crate::rope::LongRope;
 pub use crate::span::ImageSpan;
 use candle_nn::VarBuilder;
@@ -54,9 +54,9 @@ pub struct Transformer {
 }
 
 impl Transformer {
-    /// Builds the transformer from checkpoint weights (official names), the decoder's linear layers
-    /// stored in `format`.
-    pub(crate) fn new(cfg: &OmniGenConfig, vb: &VarBuilder, format: WeightFormat) -> Result<Self> {
+    /// Builds the transformer from checkpoint weights (official names), the decoder's linear layers from
+    /// `source`.
+    pub(crate) fn new(cfg: &OmniGenConfig, vb: &VarBuilder, source: LinearSource) -> Result<Self> {
         let (h, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.in_channels);
         Ok(Self {
             x_embedder: PatchEmbed::new(p, c, h, &vb.pp("x_embedder"))?,
@@ -64,7 +64,7 @@ impl Transformer {
             pos_embed: PosEmbed::new(cfg.pos_embed_max_size, h, vb)?,
             time_token: TimestepEmbedder::new(h, &vb.pp("time_token"))?,
             t_embedder: TimestepEmbedder::new(h, &vb.pp("t_embedder"))?,
-            llm: Phi3Decoder::new(cfg, &vb.pp("llm"), format)?,
+            llm: Phi3Decoder::new(cfg, &vb.pp("llm"), source)?,
             final_layer: FinalLayer::new(h, p, c, &vb.pp("final_layer"))?,
             rope: LongRope::new(cfg),
             dtype: vb.dtype(),
@@ -93,7 +93,7 @@ impl Transformer {
             crate::weights::Layout::Official
         };
         let vb = crate::weights::open(weights, layout, dtype, device)?;
-        Self::new(&cfg, &vb, format)
+        Self::new(&cfg, &vb, LinearSource::Quantize(format))
     }
 
     /// The decoder's quantizable linear layers, with their official names
@@ -104,13 +104,16 @@ impl Transformer {
             .iter_mut()
             .enumerate()
             .flat_map(|(i, layer)| {
-                [
-                    ("self_attn.qkv_proj", &mut layer.self_attn.qkv_proj),
-                    ("self_attn.o_proj", &mut layer.self_attn.o_proj),
-                    ("mlp.gate_up_proj", &mut layer.mlp.gate_up_proj),
-                    ("mlp.down_proj", &mut layer.mlp.down_proj),
-                ]
-                .map(|(name, linear)| (format!("llm.layers.{i}.{name}"), linear))
+                let linears = [
+                    &mut layer.self_attn.qkv_proj,
+                    &mut layer.self_attn.o_proj,
+                    &mut layer.mlp.gate_up_proj,
+                    &mut layer.mlp.down_proj,
+                ];
+                DECODER_LINEARS
+                    .into_iter()
+                    .zip(linears)
+                    .map(move |(name, linear)| (format!("llm.layers.{i}.{name}"), linear))
             })
     }
 

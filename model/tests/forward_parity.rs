@@ -191,6 +191,63 @@ fn position_table_is_recognised_as_the_formula() -> TestResult {
     Ok(())
 }
 
+/// `omnigen quantize`'s folder: the decoder linears move, quantized, into `quantized.gguf` and load
+/// from there to exactly the model that quantizing at load gives; the rest of the folder is a complete
+/// official-layout model.
+#[test]
+fn prequantized_folder_loads_the_same_model() -> TestResult {
+    let scratch = tempfile::tempdir()?;
+    let (c, _) = case("two_images_batched")?;
+    for (format, sources) in [
+        (WeightFormat::Q8, fixtures().join("tiny")),
+        (WeightFormat::Q4, fixtures().join("tiny-diffusers")),
+    ] {
+        let out = scratch.path().join(format.to_string());
+        let report = quant::write_prequantized(&sources, &out, format)?;
+        assert_eq!(report.quantized_layers, 8, "{format}");
+        let stored = candle_core::safetensors::load(out.join("model.safetensors"), &Device::Cpu)?;
+        assert!(stored
+            .keys()
+            .all(|k| !k.contains("qkv_proj") && !k.contains("down_proj")));
+        assert!(stored.contains_key("llm.embed_tokens.weight"));
+        let loaded = OmniGen::load_on(&out, DType::F32, &Device::Cpu)?;
+        assert_eq!(
+            loaded.files().quantized,
+            Some(out.join(quant::PREQUANTIZED_FILE))
+        );
+        let direct = tiny_in(format)?;
+        let diff = max_abs_diff(
+            &run(loaded.transformer(), &c)?,
+            &run(direct.transformer(), &c)?,
+        )?;
+        assert_eq!(diff, 0.0, "{format}: pre-quantized vs quantized at load");
+        let again = quant::write_prequantized(&sources, &out, format).expect_err("exists");
+        assert!(again.to_string().contains("already exists"), "{again}");
+    }
+    let full = quant::write_prequantized(
+        &fixtures().join("tiny"),
+        &scratch.path().join("full"),
+        WeightFormat::Full,
+    )
+    .expect_err("full precision is not a quantized format");
+    assert!(full.to_string().contains("q8 or q4"), "{full}");
+    Ok(())
+}
+
+/// A truncated `quantized.gguf` is refused with the file named, not a panic.
+#[test]
+fn truncated_prequantized_file_is_a_clear_error() -> TestResult {
+    let scratch = tempfile::tempdir()?;
+    let out = scratch.path().join("q8");
+    quant::write_prequantized(&fixtures().join("tiny"), &out, WeightFormat::Q8)?;
+    let gguf = out.join(quant::PREQUANTIZED_FILE);
+    let bytes = std::fs::read(&gguf)?;
+    std::fs::write(&gguf, &bytes[..bytes.len() / 2])?;
+    let err = OmniGen::load_on(&out, DType::F32, &Device::Cpu).expect_err("truncated");
+    assert!(err.to_string().contains("quantized.gguf"), "{err}");
+    Ok(())
+}
+
 /// A LoRA merged into quantized weights is re-quantized: the result stays as near the f32 merge as the
 /// quantization itself.
 #[test]

@@ -3,7 +3,38 @@
 //! multiplied with candle's quantized matmul kernels (CPU, CUDA, Metal). Embeddings, norms, the timestep
 //! and patch embedders, adaLN and the final layer stay in the compute dtype.
 
+mod prequantized;
+
 use candle_core::quantized::GgmlDType;
+
+pub(crate) use prequantized::StoredLinears;
+pub use prequantized::{write_prequantized, PrequantizedReport, PREQUANTIZED_FILE};
+
+/// The decoder block's quantizable linear layers, by their names inside `llm.layers.N.`.
+pub(crate) const DECODER_LINEARS: [&str; 4] = [
+    "self_attn.qkv_proj",
+    "self_attn.o_proj",
+    "mlp.gate_up_proj",
+    "mlp.down_proj",
+];
+
+/// True for the official name of a decoder linear's weight (`llm.layers.N.mlp.down_proj.weight`).
+pub(crate) fn is_decoder_linear_weight(name: &str) -> bool {
+    name.strip_prefix("llm.layers.")
+        .and_then(|rest| rest.split_once('.'))
+        .and_then(|(layer, rest)| layer.parse::<usize>().ok().map(|_| rest))
+        .and_then(|rest| rest.strip_suffix(".weight"))
+        .is_some_and(|linear| DECODER_LINEARS.contains(&linear))
+}
+
+/// Where the decoder's linear weights come from while a transformer loads.
+#[derive(Clone, Copy)]
+pub(crate) enum LinearSource<'a> {
+    /// From the checkpoint, stored in this format (quantized one layer at a time).
+    Quantize(WeightFormat),
+    /// Already quantized, from a pre-quantized model's `quantized.gguf`.
+    Stored(&'a StoredLinears),
+}
 
 /// How the decoder's linear weights are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -105,6 +136,23 @@ mod tests {
         assert_eq!(total(WeightFormat::Full, 2), 7_247_757_312);
         assert_eq!(total(WeightFormat::Q8, 2), 3_850_371_072);
         assert_eq!(total(WeightFormat::Q4, 2), 2_038_431_744);
+    }
+
+    #[test]
+    fn decoder_linear_names() {
+        assert!(is_decoder_linear_weight(
+            "llm.layers.31.mlp.down_proj.weight"
+        ));
+        assert!(is_decoder_linear_weight(
+            "llm.layers.0.self_attn.qkv_proj.weight"
+        ));
+        assert!(!is_decoder_linear_weight(
+            "llm.layers.0.input_layernorm.weight"
+        ));
+        assert!(!is_decoder_linear_weight(
+            "llm.layers.x.mlp.down_proj.weight"
+        ));
+        assert!(!is_decoder_linear_weight("final_layer.linear.weight"));
     }
 
     #[test]

@@ -568,12 +568,12 @@ fn quantized(
 }
 
 /// Weights in memory for the real config (hidden 3072, MLP 8192, 32 blocks, vocab 32064), by format and
-/// compute dtype: the decoder linears (arithmetic tested against measured bytes) plus every other tensor
-/// in the compute dtype; the position table counts only its per-axis values (rebuilt from the formula).
+/// compute dtype: the decoder linears (arithmetic tested against measured bytes), the token embedding
+/// (q8_0 when quantized) and every other tensor in the compute dtype; the position table counts only its
+/// per-axis values (rebuilt from the formula).
 fn real_config_weights() {
     let (h, inter, blocks, vocab, grid) = (3072usize, 8192usize, 32usize, 32064usize, 192usize);
-    let others = vocab * h // embed_tokens
-        + 2 * (h * 16 + h) // x_embedder, input_x_embedder
+    let others = 2 * (h * 16 + h) // x_embedder, input_x_embedder
         + 2 * (256 * h + h + h * h + h) // time_token, t_embedder
         + (2 * h * h + 2 * h + 16 * h + 16) // final layer
         + (2 * blocks + 1) * h // RMSNorms
@@ -587,7 +587,15 @@ fn real_config_weights() {
                     .map(|&(o, i)| omnigen_model::quant::linear_weight_bytes(o, i, format, dense))
                     .sum::<usize>()
                     * blocks;
-                format!("{format} {:.2} GB", (linears + others * dense) as f64 / 1e9)
+                // The token embedding: q8_0 with any quantized format (`embedding_block_type`).
+                let embedding = match format.embedding_block_type(h) {
+                    Some(block) => vocab * h / block.block_size() * block.type_size(),
+                    None => vocab * h * dense,
+                };
+                format!(
+                    "{format} {:.2} GB",
+                    (linears + embedding + others * dense) as f64 / 1e9
+                )
             })
             .collect();
         println!(

@@ -7,7 +7,7 @@ use crate::config::OmniGenConfig;
 use crate::cpu_kernels;
 use crate::error::Result;
 use crate::kv_cache::CacheUse;
-use crate::nn::{Linear, RmsNorm};
+use crate::nn::{Embedding, Linear, RmsNorm};
 use crate::quant::LinearSource;
 use candle_nn::VarBuilder;
 
@@ -89,16 +89,19 @@ impl DecoderLayer {
 /// `llm`: token embedding, decoder layers and the final RMSNorm (no `lm_head`).
 #[derive(Debug, Clone)]
 pub struct Phi3Decoder {
-    pub(crate) embed_tokens: Tensor,
+    pub(crate) embed_tokens: Embedding,
     pub(crate) layers: Vec<DecoderLayer>,
     norm: RmsNorm,
 }
 
 impl Phi3Decoder {
     pub(crate) fn new(cfg: &OmniGenConfig, vb: &VarBuilder, source: LinearSource) -> Result<Self> {
-        let embed_tokens = vb
-            .pp("embed_tokens")
-            .get(&[cfg.vocab_size, cfg.hidden_size], "weight")?;
+        let embed_tokens = Embedding::new(
+            cfg.vocab_size,
+            cfg.hidden_size,
+            &vb.pp("embed_tokens"),
+            source,
+        )?;
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| DecoderLayer::new(cfg, &vb.pp("layers").pp(i), source))
             .collect::<Result<Vec<_>>>()?;
@@ -115,8 +118,8 @@ impl Phi3Decoder {
         let flat = ids.flatten_all()?.to_dtype(candle_core::DType::U32)?;
         Ok(self
             .embed_tokens
-            .index_select(&flat, 0)?
-            .reshape((b, t, self.embed_tokens.dim(1)?))?)
+            .lookup(&flat)?
+            .reshape((b, t, self.embed_tokens.hidden()?))?)
     }
 
     /// Runs all layers and the final norm over `x` `[B,Sq,C]`.

@@ -182,6 +182,78 @@ fn tensor_bytes(t: &Tensor) -> usize {
     t.elem_count() * t.dtype().size_in_bytes()
 }
 
+/// The token embedding table, dense or quantized (rows are dequantized as they are looked up).
+#[derive(Debug, Clone)]
+pub enum Embedding {
+    /// `[rows, hidden]` in the compute dtype.
+    Dense(Tensor),
+    /// ggml blocks; `dtype` is the compute dtype of the looked-up rows.
+    Quantized { qtensor: Arc<QTensor>, dtype: DType },
+}
+
+impl Embedding {
+    /// Loads `weight` `[rows, hidden]` under `vb` from `source` (a pre-quantized model's file, or the
+    /// checkpoint, quantized when the format quantizes embeddings).
+    pub(crate) fn new(
+        rows: usize,
+        hidden: usize,
+        vb: &VarBuilder,
+        source: LinearSource,
+    ) -> Result<Self> {
+        let name = format!("{}.weight", vb.prefix());
+        let format = match source {
+            LinearSource::Stored(stored) if stored.contains(&name) => {
+                return Ok(Self::Quantized {
+                    qtensor: Arc::new(stored.get(&name, &[rows, hidden], vb.device())?),
+                    dtype: vb.dtype(),
+                });
+            }
+            LinearSource::Stored(_) => WeightFormat::Full,
+            LinearSource::Quantize(format) => format,
+        };
+        let table = vb.get(&[rows, hidden], "weight")?;
+        Ok(match format.embedding_block_type(hidden) {
+            Some(block) => Self::Quantized {
+                qtensor: Arc::new(QTensor::quantize(&table, block)?),
+                dtype: table.dtype(),
+            },
+            None => Self::Dense(table),
+        })
+    }
+
+    /// Rows for `ids` (u32, flat) as `[ids, hidden]` in the compute dtype.
+    pub fn lookup(&self, ids: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Self::Dense(table) => table.index_select(ids, 0)?,
+            Self::Quantized { qtensor, dtype } => qtensor.embedding(ids)?.to_dtype(*dtype)?,
+        })
+    }
+
+    /// The row width.
+    pub fn hidden(&self) -> Result<usize> {
+        Ok(match self {
+            Self::Dense(table) => table.dim(1)?,
+            Self::Quantized { qtensor, .. } => qtensor.shape().dims2()?.1,
+        })
+    }
+
+    /// Bytes the table occupies.
+    pub fn bytes(&self) -> usize {
+        match self {
+            Self::Dense(table) => tensor_bytes(table),
+            Self::Quantized { qtensor, .. } => qtensor.storage_size_in_bytes(),
+        }
+    }
+
+    /// The quantized table, when it is stored quantized.
+    pub(crate) fn qtensor(&self) -> Option<Arc<QTensor>> {
+        match self {
+            Self::Dense(_) => None,
+            Self::Quantized { qtensor, .. } => Some(Arc::clone(qtensor)),
+        }
+    }
+}
+
 /// Phi-3 RMSNorm: normalise in f32, cast back, then multiply by the weight in the model dtype.
 #[derive(Debug, Clone)]
 pub struct RmsNorm {

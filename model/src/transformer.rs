@@ -117,6 +117,17 @@ impl Transformer {
             })
     }
 
+    /// The token embedding table.
+    pub(crate) fn token_embedding(&self) -> &crate::nn::Embedding {
+        &self.llm.embed_tokens
+    }
+
+    /// Bytes of the token embedding table, and whether it is stored quantized.
+    pub fn token_embedding_bytes(&self) -> (usize, bool) {
+        let table = &self.llm.embed_tokens;
+        (table.bytes(), table.qtensor().is_some())
+    }
+
     /// Bytes held by the decoder's linear weights (quantized or not), and how many of those layers are
     /// stored quantized.
     pub fn decoder_linear_bytes(&self) -> (usize, usize) {

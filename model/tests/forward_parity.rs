@@ -163,6 +163,12 @@ fn quantized_forward_stays_near_the_reference() -> TestResult {
             bytes, computed,
             "{format}: measured bytes vs the arithmetic"
         );
+        let (table, quantized) = model.transformer().token_embedding_bytes();
+        let (dense, _) = full.transformer().token_embedding_bytes();
+        assert!(
+            quantized && table * 3 < dense,
+            "{format}: token embedding {table} vs {dense} bytes"
+        );
         for name in F32_CASES {
             let (c, r) = case(name)?;
             let want = get(&r, &format!("fwd.{name}.out"))?;
@@ -209,7 +215,8 @@ fn prequantized_folder_loads_the_same_model() -> TestResult {
         assert!(stored
             .keys()
             .all(|k| !k.contains("qkv_proj") && !k.contains("down_proj")));
-        assert!(stored.contains_key("llm.embed_tokens.weight"));
+        assert!(!stored.contains_key("llm.embed_tokens.weight"));
+        assert!(stored.contains_key("llm.norm.weight"));
         let loaded = OmniGen::load_on(&out, DType::F32, &Device::Cpu)?;
         assert_eq!(
             loaded.files().quantized,

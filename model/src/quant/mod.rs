@@ -18,6 +18,14 @@ pub(crate) const DECODER_LINEARS: [&str; 4] = [
     "mlp.down_proj",
 ];
 
+/// The token embedding's official name: stored quantized (q8_0) with any quantized format.
+pub(crate) const TOKEN_EMBEDDING: &str = "llm.embed_tokens.weight";
+
+/// True for a tensor a quantized format stores quantized: the decoder linears and the token embedding.
+pub(crate) fn is_quantized_weight(name: &str) -> bool {
+    name == TOKEN_EMBEDDING || is_decoder_linear_weight(name)
+}
+
 /// True for the official name of a decoder linear's weight (`llm.layers.N.mlp.down_proj.weight`).
 pub(crate) fn is_decoder_linear_weight(name: &str) -> bool {
     name.strip_prefix("llm.layers.")
@@ -59,6 +67,17 @@ impl WeightFormat {
             "q8" | "q8_0" | "int8" => Some(Self::Q8),
             "q4" | "q4k" | "q4_k" | "int4" => Some(Self::Q4),
             _ => None,
+        }
+    }
+
+    /// The ggml block type of the token embedding table with rows of `hidden` values: `q8_0` for every
+    /// quantized format (a lookup dequantizes a few hundred rows, and 4 bits would cost quality for 50 MB).
+    pub fn embedding_block_type(self, hidden: usize) -> Option<GgmlDType> {
+        match self {
+            Self::Full => None,
+            Self::Q8 | Self::Q4 => {
+                Some(GgmlDType::Q8_0).filter(|t| hidden.is_multiple_of(t.block_size()))
+            }
         }
     }
 

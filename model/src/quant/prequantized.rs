@@ -14,7 +14,7 @@ use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
 
-use super::{is_decoder_linear_weight, LinearSource, WeightFormat};
+use super::{is_quantized_weight, LinearSource, WeightFormat, TOKEN_EMBEDDING};
 use crate::config::OmniGenConfig;
 use crate::error::{Error, Result};
 use crate::files::ModelFiles;
@@ -91,7 +91,7 @@ fn corrupt(path: &Path, e: impl std::fmt::Display) -> Error {
 /// What [`write_prequantized`] wrote.
 #[derive(Debug, Clone)]
 pub struct PrequantizedReport {
-    /// Decoder linears stored quantized.
+    /// Decoder linears stored quantized (the token embedding is stored quantized too, not counted).
     pub quantized_layers: usize,
     /// Bytes of `quantized.gguf`.
     pub quantized_bytes: u64,
@@ -164,6 +164,15 @@ pub fn write_prequantized(
             }
         }
     }
+    match transformer.token_embedding().qtensor() {
+        Some(q) => quantized.push((TOKEN_EMBEDDING.to_string(), q)),
+        None => {
+            return Err(Error::Input(format!(
+                "the token embedding's width {} fits no block size; cannot quantize this model",
+                transformer.config().hidden_size
+            )))
+        }
+    }
     let format_name = gguf_file::Value::String(format.to_string());
     let refs: Vec<(&str, &QTensor)> = quantized
         .iter()
@@ -198,7 +207,7 @@ pub fn write_prequantized(
     copy(&vae_weights, &vae_out.join(vae_name))?;
 
     let report = PrequantizedReport {
-        quantized_layers: quantized.len(),
+        quantized_layers: quantized.len() - 1,
         quantized_bytes: file_len(&gguf_path),
         other_bytes: file_len(&weights_path),
     };
@@ -235,7 +244,7 @@ fn file_len(path: &Path) -> u64 {
 }
 
 /// A weight backend that passes reads through to the checkpoint and keeps every tensor read except the
-/// decoder linears' weights (tensors share storage with the model, so keeping them costs nothing extra).
+/// ones a quantized format stores quantized (tensors share storage with the model, so keeping them costs nothing extra).
 struct Recorder {
     inner: VarBuilder<'static>,
     kept: Arc<Mutex<HashMap<String, Tensor>>>,
@@ -243,7 +252,7 @@ struct Recorder {
 
 impl Recorder {
     fn keep(&self, name: &str, tensor: &Tensor) {
-        if !is_decoder_linear_weight(name) {
+        if !is_quantized_weight(name) {
             self.kept
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

@@ -77,6 +77,17 @@ pub mod bench_hooks {
     ) -> crate::Result<Tensor> {
         crate::cpu_kernels::attention(q, &[(k.clone(), v.clone())], mask, free_from)
     }
+
+    /// A VAE of `cfg`'s architecture with all-zero weights (for memory and time benchmarks: the work and
+    /// the buffers do not depend on the values).
+    pub fn zero_vae(
+        cfg: crate::VaeConfig,
+        device: &candle_core::Device,
+    ) -> crate::Result<crate::Vae> {
+        // Plain zero tensors, not a VarMap's variables (those would record every op for backprop).
+        let vb = candle_nn::VarBuilder::zeros(candle_core::DType::F32, device);
+        crate::Vae::from_var_builder(cfg, &vb)
+    }
 }
 
 pub use config::{OmniGenConfig, RopeScaling};

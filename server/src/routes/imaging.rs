@@ -60,28 +60,45 @@ pub fn apply_mask(
     encode_png(&pixels, &text_chunks(original_png))
 }
 
-/// The `tEXt`/`zTXt`/`iTXt` chunks of a PNG (none for other formats or unreadable ones).
+/// The `tEXt`/`zTXt`/`iTXt` chunks of a PNG (none for other formats or unreadable ones; a compressed
+/// chunk that does not inflate is skipped).
 pub fn text_chunks(bytes: &[u8]) -> Vec<(String, String)> {
-    let Ok(reader) = png::Decoder::new(Cursor::new(bytes)).read_info() else {
-        return Vec::new();
-    };
+    collect_text_chunks(bytes, false).unwrap_or_default()
+}
+
+/// The text chunks of a PNG, or why they cannot all be read (a truncated file, a compressed chunk over
+/// the decoder's limit …): for reading a graph out of the PNG, where a lost chunk must not go unnoticed.
+pub fn read_text_chunks(bytes: &[u8]) -> Result<Vec<(String, String)>, png::DecodingError> {
+    collect_text_chunks(bytes, true)
+}
+
+fn collect_text_chunks(
+    bytes: &[u8],
+    strict: bool,
+) -> Result<Vec<(String, String)>, png::DecodingError> {
+    let reader = png::Decoder::new(Cursor::new(bytes)).read_info()?;
     let info = reader.info();
     let mut chunks: Vec<(String, String)> = info
         .uncompressed_latin1_text
         .iter()
         .map(|c| (c.keyword.clone(), c.text.clone()))
         .collect();
-    chunks.extend(
-        info.compressed_latin1_text
-            .iter()
-            .filter_map(|c| Some((c.keyword.clone(), c.get_text().ok()?))),
-    );
-    chunks.extend(
-        info.utf8_text
-            .iter()
-            .filter_map(|c| Some((c.keyword.clone(), c.get_text().ok()?))),
-    );
-    chunks
+    let compressed = info
+        .compressed_latin1_text
+        .iter()
+        .map(|c| (c.keyword.clone(), c.get_text()));
+    let utf8 = info
+        .utf8_text
+        .iter()
+        .map(|c| (c.keyword.clone(), c.get_text()));
+    for (keyword, text) in compressed.chain(utf8) {
+        match text {
+            Ok(text) => chunks.push((keyword, text)),
+            Err(e) if strict => return Err(e),
+            Err(_) => {}
+        }
+    }
+    Ok(chunks)
 }
 
 fn encode_png(pixels: &RgbaImage, chunks: &[(String, String)]) -> ApiResult<Vec<u8>> {

@@ -1,5 +1,6 @@
 //! The HTTP routes, one small handler each, every one served both bare and under `/api` as ComfyUI does.
 
+mod convert;
 mod files;
 mod frontend;
 mod history;
@@ -25,7 +26,7 @@ type Shared = Arc<AppState>;
 
 /// The whole application: routes, body limit and the security guard.
 pub fn router(state: Shared, guard: Arc<Guard>) -> Router {
-    let routes: [(&str, MethodRouter<Shared>); 26] = [
+    let routes: [(&str, MethodRouter<Shared>); 27] = [
         ("/prompt", get(prompt::status).post(prompt::submit)),
         ("/queue", get(queue::list).post(queue::change)),
         ("/interrupt", post(queue::interrupt)),
@@ -57,6 +58,7 @@ pub fn router(state: Shared, guard: Arc<Guard>) -> Router {
         ("/upload/image", post(files::upload_image)),
         ("/upload/mask", post(files::upload_mask)),
         ("/ws", get(ws::connect)),
+        ("/omnigen/convert", post(convert::convert)),
     ];
     let mut router = Router::new();
     for (path, handler) in routes {

@@ -1,5 +1,6 @@
 //! The HTTP routes, one small handler each, every one served both bare and under `/api` as ComfyUI does.
 
+mod app;
 mod convert;
 mod files;
 mod frontend;
@@ -66,6 +67,11 @@ pub fn router(state: Shared, guard: Arc<Guard>) -> Router {
             .route(path, handler.clone())
             .route(&format!("/api{path}"), handler);
     }
+    // The app page is a page, not API: served only bare.
+    router = router
+        .route("/app", get(app::index))
+        .route("/app/", get(app::slash))
+        .route("/app/{file}", get(app::asset));
     let limit = state.config.max_body_bytes;
     router = router.fallback(frontend::serve);
     router

@@ -113,13 +113,13 @@ async fn with_an_editor_the_root_is_the_editor_and_the_app_stays_at_app() {
         get(&s, "/").await.text().await.unwrap(),
         "<title>editor</title>"
     );
-    assert_eq!(
-        get(&s, "/index.html").await.status(),
-        200,
-        "how the page knows"
-    );
     let app = get(&s, "/app").await;
     assert_eq!(app.status(), 200);
-    assert!(app.text().await.unwrap().contains("app/app.js"));
+    let html = app.text().await.unwrap();
+    assert!(html.contains("app/app.js"));
+    assert!(
+        html.contains("data-editor=\"installed\""),
+        "it links the editor"
+    );
     s.stop().await;
 }

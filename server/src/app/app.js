@@ -131,30 +131,30 @@ function fieldControl(field) {
   const label = `${field.title} · ${field.name}`;
   const tooltip = field.spec.options.tooltip;
   const id = `field-${key}`;
-  const caption = el('span', { text: label, id: `${id}-label` });
+  const caption = el('span', { class: 'caption', text: label, id: `${id}-label` });
   const wrap = (control, extra = null, cls = 'field') => el('label', { class: cls, title: tooltip }, caption, control, extra);
   const { kind, options, choices } = field.spec;
 
   if (kind === 'BOOLEAN') {
-    const box = el('input', { type: 'checkbox', name: key, id, checked: Boolean(field.value) });
+    const box = el('input', { type: 'checkbox', name: key, id, 'data-label': label, checked: Boolean(field.value) });
     state.current.controls.set(key, () => box.checked);
     return el('label', { class: 'field inline', title: tooltip }, box, caption);
   }
   if (field.role === 'prompt') {
-    const area = el('textarea', { name: key, id, rows: 4, spellcheck: true });
+    const area = el('textarea', { name: key, id, 'data-label': label, rows: 4, spellcheck: true });
     area.value = String(field.value ?? '');
     state.current.controls.set(key, () => area.value);
     return wrap(area);
   }
   if (field.role === 'image') return imageControl(field, key, id, caption, tooltip);
   if (kind === 'COMBO') {
-    const select = comboSelect(choices, field.value, key, id);
+    const select = comboSelect(choices, field.value, key, id, label);
     state.current.controls.set(key, () => select.value);
     return wrap(select);
   }
   if (kind === 'INT' || kind === 'FLOAT') {
     const input = el('input', {
-      type: 'number', name: key, id, inputmode: kind === 'INT' ? 'numeric' : 'decimal',
+      type: 'number', name: key, id, 'data-label': label, inputmode: kind === 'INT' ? 'numeric' : 'decimal',
       min: options.min, max: options.max, step: options.step ?? (kind === 'INT' ? 1 : 'any'),
     });
     input.value = String(field.value ?? '');
@@ -166,14 +166,14 @@ function fieldControl(field) {
     });
     return el('div', { class: 'field', title: tooltip }, el('label', { for: id }, caption), el('div', { class: 'row' }, input, dice));
   }
-  const input = el('input', { type: 'text', name: key, id });
+  const input = el('input', { type: 'text', name: key, id, 'data-label': label });
   input.value = String(field.value ?? '');
   state.current.controls.set(key, () => input.value);
   return wrap(input);
 }
 
-function comboSelect(choices, value, key, id) {
-  const select = el('select', { name: key, id });
+function comboSelect(choices, value, key, id, label) {
+  const select = el('select', { name: key, id, 'data-label': label });
   const all = choices.includes(String(value)) || value === undefined ? choices : [String(value), ...choices];
   for (const choice of all) select.append(el('option', { value: choice, text: choice }));
   select.value = String(value ?? '');
@@ -182,10 +182,11 @@ function comboSelect(choices, value, key, id) {
 
 /** An image input: the input folder's files (when the catalogue lists them) or a name, and an upload. */
 function imageControl(field, key, id, caption, tooltip) {
+  const label = `${field.title} · ${field.name}`;
   const thumb = el('img', { class: 'thumb', alt: `The image for ${field.title}` });
   const chooser = field.spec.kind === 'COMBO'
-    ? comboSelect(field.spec.choices, field.value, key, id)
-    : el('input', { type: 'text', name: key, id, value: String(field.value ?? '') });
+    ? comboSelect(field.spec.choices, field.value, key, id, label)
+    : el('input', { type: 'text', name: key, id, 'data-label': label, value: String(field.value ?? '') });
   const showThumb = () => {
     const name = String(chooser.value || '');
     const slash = name.lastIndexOf('/');
@@ -271,9 +272,11 @@ function startProgress(text) {
   $('progress-title').textContent = 'Running';
   $('progress-text').textContent = text;
   $('progress').value = 0;
+  show($('preview'), false);
 }
 
 function finishProgress(title, text) {
+  show($('preview'), false); // the result is in the gallery now
   $('progress-title').textContent = title;
   $('progress-text').textContent = text;
   show($('interrupt'), false);
@@ -429,10 +432,9 @@ async function openInEditor(id, workflow, problem) {
 
 let editorInstalled = false;
 
-async function detectEditor() {
-  // The editor's index.html is served only when it is installed (without it `/` is this page).
-  const response = await fetch('index.html', { method: 'HEAD', cache: 'no-store' }).catch(() => null);
-  editorInstalled = Boolean(response?.ok);
+function detectEditor() {
+  // The server marks the page: `installed` when it serves the editor at `/`.
+  editorInstalled = document.documentElement.dataset.editor === 'installed';
   show($('editor-link'), editorInstalled);
   show($('editor-missing'), !editorInstalled);
 }
@@ -452,7 +454,8 @@ function start() {
       if (on) refreshGallery();
     },
   });
-  detectEditor().then(refreshGallery);
+  detectEditor();
+  refreshGallery();
   loadLists().then(() => {
     const wanted = new URLSearchParams(location.search).get('template');
     if (wanted) {

@@ -3,11 +3,11 @@
 //! allows only this origin's own scripts (no inline script, no other hosts), so data the page shows can
 //! never run as code.
 
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::files;
+use super::{files, Shared};
 use crate::error::{ApiError, ApiResult};
 
 /// The policy: own scripts, styles and fetches; images from here and the previews the page decodes
@@ -17,7 +17,7 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
      frame-ancestors 'none'";
 
 /// The page's files: name, type, content.
-const ASSETS: [(&str, &str, &str); 5] = [
+const ASSETS: [(&str, &str, &str); 6] = [
     (
         "index.html",
         "text/html; charset=utf-8",
@@ -43,11 +43,15 @@ const ASSETS: [(&str, &str, &str); 5] = [
         "text/javascript; charset=utf-8",
         include_str!("../app/api.js"),
     ),
+    ("icon.svg", "image/svg+xml", include_str!("../app/icon.svg")),
 ];
 
+/// Where the page says whether the editor is installed (it shows a link to it, or how to install it).
+const EDITOR_MARK: &str = "data-editor=\"missing\"";
+
 /// `GET /app`: the page.
-pub async fn index() -> Response {
-    page()
+pub async fn index(State(state): State<Shared>) -> Response {
+    page(&state)
 }
 
 /// `GET /app/`: the page's links are relative to `/app`, so the slash form redirects there.
@@ -68,9 +72,13 @@ pub async fn asset(Path(file): Path<String>) -> ApiResult<Response> {
 }
 
 /// The page itself, for `/app` and for `/` without an editor.
-pub fn page() -> Response {
+pub fn page(state: &Shared) -> Response {
     let (_, content_type, text) = ASSETS[0];
-    with_policy(files::served(text.as_bytes().to_vec(), content_type, None))
+    let text = match state.config.front_end_root {
+        Some(_) => text.replacen(EDITOR_MARK, "data-editor=\"installed\"", 1),
+        None => text.to_string(),
+    };
+    with_policy(files::served(text.into_bytes(), content_type, None))
 }
 
 fn with_policy(mut response: Response) -> Response {

@@ -15,7 +15,7 @@ pub async fn serve(State(state): State<Shared>, uri: Uri) -> ApiResult<Response>
     let Some(root) = state.config.front_end_root.as_deref() else {
         // Without the editor, `/` is our app page, which says how to install it.
         if uri.path() == "/" {
-            return Ok(app::page());
+            return Ok(app::page(&state));
         }
         return Err(ApiError::NotFound(format!("no route for {}", uri.path())));
     };

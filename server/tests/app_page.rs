@@ -106,7 +106,7 @@ async fn with_an_editor_the_root_is_the_editor_and_the_app_stays_at_app() {
     let editor = dir.path().join("editor");
     std::fs::create_dir_all(&editor).unwrap();
     std::fs::write(editor.join("index.html"), "<title>editor</title>").unwrap();
-    let mut config = ServerConfig::new(&dir.path().join("data"));
+    let mut config = ServerConfig::new(dir.path().join("data"));
     config.front_end_root = Some(editor);
     let s = TestServer::start_with(config).await;
     assert_eq!(

@@ -187,8 +187,11 @@ function imageControl(field, key, id, caption, tooltip) {
   const chooser = field.spec.kind === 'COMBO'
     ? comboSelect(field.spec.choices, field.value, key, id, label)
     : el('input', { type: 'text', name: key, id, 'data-label': label, value: String(field.value ?? '') });
+  // Only names known to be in the input folder (listed by the catalogue, or just uploaded) are shown, so
+  // a graph naming a file this server lacks does not request it.
+  const known = new Set(field.spec.choices);
   const showThumb = () => {
-    const name = String(chooser.value || '');
+    const name = known.has(chooser.value) ? String(chooser.value) : '';
     const slash = name.lastIndexOf('/');
     thumb.src = name ? viewUrl({ filename: name.slice(slash + 1), subfolder: slash > 0 ? name.slice(0, slash) : '', type: 'input' }, { preview: 'webp;80' }) : '';
     show(thumb, Boolean(name));
@@ -212,6 +215,7 @@ function imageControl(field, key, id, caption, tooltip) {
           chooser.prepend(el('option', { value: name, text: name }));
         }
         chooser.value = name;
+        known.add(name);
         showThumb();
       } catch (error) {
         say(problem, `Upload failed: ${error.message}`);

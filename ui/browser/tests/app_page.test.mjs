@@ -62,7 +62,11 @@ export async function run(ctx) {
   assert.equal(sampler.inputs.width, 64)
   assert.equal(sampler.inputs.steps, 2)
   assert.equal(Object.values(ran).find((n) => n.class_type === 'BuildPrompt').inputs.instruction, 'A red <b>square</b> & a "blue" circle')
-  assert.ok(first.prompt[3].extra_pnginfo.workflow, 'the UI workflow travels with the run')
+  // The UI workflow travels with the run, carrying the values that ran (the PNG opens with them).
+  const workflow = first.prompt[3].extra_pnginfo.workflow
+  const sampleNode = workflow.nodes.find((n) => n.type === 'OmniGenSample')
+  assert.equal(sampleNode.widgets_values_named.steps, 2)
+  assert.equal(sampleNode.widgets_values[Object.keys(sampleNode.widgets_values_named).indexOf('steps')], 2)
   const text = await page.locator('body').innerText()
   assert.ok(!(await page.locator('#gallery b').count()), 'text is never parsed as HTML')
   assert.ok(text.includes('Done'))
@@ -75,6 +79,17 @@ export async function run(ctx) {
   assert.equal(runs.length, 2)
   assert.notEqual(runs[0].seed, runs[1].seed, 'the re-run has another seed')
   assert.equal(runs[1].steps, 2, 'and the same other inputs')
+
+  // Open in editor: the workflow is saved where the editor lists its own, and the editor opens.
+  const popup = page.waitForEvent('popup')
+  await page.locator('#gallery li').first().getByRole('button', { name: 'Open in editor' }).click()
+  await (await popup).close()
+  await page.locator('#gallery li').first().getByText(/Saved as app\/result-/).waitFor({ timeout: 30_000 })
+  const saved = await (await fetch(`${ctx.server.url}/api/userdata?dir=workflows&recurse=true`)).json()
+  const savedPath = saved.find((path) => path.startsWith('app/result-'))
+  assert.ok(savedPath, `saved for the editor: ${JSON.stringify(saved)}`)
+  const savedWorkflow = await (await fetch(`${ctx.server.url}/api/userdata/${encodeURIComponent(`workflows/${savedPath}`)}`)).json()
+  assert.ok(Array.isArray(savedWorkflow.nodes), 'a UI workflow the editor can open')
 
   // A result PNG opened through the file picker gives its inputs back (POST /api/omnigen/convert).
   const file = await pictures.first().evaluate((img) => img.closest('li').querySelector('a[download]').getAttribute('download'))

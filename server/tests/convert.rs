@@ -143,6 +143,26 @@ async fn bodies_that_are_no_graph_get_a_clear_400() {
     let bad_chunk = comfyui_png(&[("prompt", "{not json".into())]);
     assert!(details(&convert(&s, bad_chunk).await).contains("`prompt` chunk is not JSON"));
 
+    // A compressed chunk that inflates to far more than it weighs (64 MiB of spaces in ~64 KiB) is
+    // refused by the decoder's text limit, not inflated.
+    let mut bomb = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut bomb, 1, 1);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder
+            .add_ztxt_chunk("prompt".into(), " ".repeat(64 << 20))
+            .unwrap();
+        let mut writer = encoder.write_header().unwrap();
+        writer.write_image_data(&[0, 0, 0]).unwrap();
+    }
+    assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+    let refused = convert(&s, bomb).await;
+    assert!(
+        details(&refused).contains("cannot read the PNG's text chunks"),
+        "{}",
+        refused.1
+    );
+
     // A workflow that does not convert names the node, as validation errors do.
     let mut unknown = ui_workflow(1);
     unknown["nodes"][1]["type"] = json!("Missing");

@@ -72,6 +72,10 @@ pub fn read_text_chunks(bytes: &[u8]) -> Result<Vec<(String, String)>, png::Deco
     collect_text_chunks(bytes, true)
 }
 
+/// How much text a PNG's compressed chunks may inflate to, all together: far more than any workflow, far
+/// less than a small zTXt chunk of zeros can claim (the png crate's `get_text` has no bound).
+const TEXT_INFLATE_LIMIT: usize = 32 << 20;
+
 fn collect_text_chunks(
     bytes: &[u8],
     strict: bool,
@@ -83,17 +87,30 @@ fn collect_text_chunks(
         .iter()
         .map(|c| (c.keyword.clone(), c.text.clone()))
         .collect();
-    let compressed = info
-        .compressed_latin1_text
-        .iter()
-        .map(|c| (c.keyword.clone(), c.get_text()));
-    let utf8 = info
-        .utf8_text
-        .iter()
-        .map(|c| (c.keyword.clone(), c.get_text()));
-    for (keyword, text) in compressed.chain(utf8) {
-        match text {
-            Ok(text) => chunks.push((keyword, text)),
+    type Inflate<'c> = Box<dyn Fn(usize) -> Result<String, png::DecodingError> + 'c>;
+    let latin1 = info.compressed_latin1_text.iter().map(|c| {
+        let inflate: Inflate = Box::new(move |limit| {
+            let mut c = c.clone();
+            c.decompress_text_with_limit(limit)?;
+            c.get_text()
+        });
+        (c.keyword.clone(), inflate)
+    });
+    let utf8 = info.utf8_text.iter().map(|c| {
+        let inflate: Inflate = Box::new(move |limit| {
+            let mut c = c.clone();
+            c.decompress_text_with_limit(limit)?;
+            c.get_text()
+        });
+        (c.keyword.clone(), inflate)
+    });
+    let mut budget = TEXT_INFLATE_LIMIT;
+    for (keyword, inflate) in latin1.chain(utf8) {
+        match inflate(budget) {
+            Ok(text) => {
+                budget = budget.saturating_sub(text.len());
+                chunks.push((keyword, text));
+            }
             Err(e) if strict => return Err(e),
             Err(_) => {}
         }

@@ -91,6 +91,15 @@ export async function run(ctx) {
   const savedWorkflow = await (await fetch(`${ctx.server.url}/api/userdata/${encodeURIComponent(`workflows/${savedPath}`)}`)).json()
   assert.ok(Array.isArray(savedWorkflow.nodes), 'a UI workflow the editor can open')
 
+  // Workflows saved in the editor are offered after a reload, and open with their values.
+  await page.reload()
+  const savedOption = `saved:${savedPath}`
+  await page.locator(`#workflow-select option[value="${savedOption}"]`).waitFor({ state: 'attached', timeout: 30_000 })
+  await page.selectOption('#workflow-select', savedOption)
+  await page.waitForFunction((name) => document.getElementById('workflow-name').textContent === name, savedPath.replace(/\.json$/, ''), { timeout: 30_000 })
+  assert.equal(await field(page, 'Sample', 'steps').inputValue(), '2')
+  assert.equal(await pictures.count(), 2, 'the gallery comes back from history')
+
   // A result PNG opened through the file picker gives its inputs back (POST /api/omnigen/convert).
   const file = await pictures.first().evaluate((img) => img.closest('li').querySelector('a[download]').getAttribute('download'))
   const png = Buffer.from(await (await fetch(`${ctx.server.url}/api/view?filename=${encodeURIComponent(file)}&type=output`)).arrayBuffer())

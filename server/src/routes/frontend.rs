@@ -1,6 +1,7 @@
 //! ComfyUI's editor served from disk (`--front-end-root DIR`): any path no API route answers is a file
-//! of that folder, `/` its `index.html`; without one, `/` is our app page ([`super::app`]). The editor is a separate, GPL-3.0 package; it is never built
-//! into the binary. Files are found through [`crate::paths::resolve`] like every other file.
+//! of that folder, `/` its `index.html`; without an editor, `/` is our app page ([`super::app`]). The
+//! editor is a separate, GPL-3.0 package; it is never built into the binary. Files are found through
+//! [`crate::paths::resolve`] like every other file.
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, Uri};

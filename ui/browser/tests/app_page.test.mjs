@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict'
 
 import { describe } from '../support.mjs'
+import { applyToPrompt, applyToWorkflow, fieldsOf, parseValue } from '../../../server/src/app/form.js'
 
 const PHONE = { width: 390, height: 844 }
 const WAIT = { timeout: 180_000 }
@@ -18,7 +19,42 @@ async function history(ctx) {
   return (await fetch(`${ctx.server.url}/api/history`)).json()
 }
 
+/** The form rules without a browser: both combo shapes, roles, ranges, and edits into the workflow. */
+function checkFormRules() {
+  const catalogue = {
+    Gen: { input: { required: {
+      seed: ['INT', { min: 0, max: 100 }],
+      mode: [['a', 'b'], {}],
+      size: ['COMBO', { options: ['s', 'l'] }],
+      text: ['STRING', { multiline: true }],
+      image: ['STRING', { image_upload: true }]
+    } } }
+  }
+  const prompt = { 7: { class_type: 'Gen', _meta: { title: 'G' }, inputs: { seed: 5, mode: 'a', size: 'l', text: 'hi', image: 'x.png', link: ['1', 0] } } }
+  const fields = fieldsOf(prompt, catalogue)
+  assert.deepEqual(fields.map((f) => [f.name, f.role, f.spec.kind]), [
+    ['text', 'prompt', 'STRING'], ['image', 'image', 'STRING'], ['seed', 'seed', 'INT'], ['mode', 'plain', 'COMBO'], ['size', 'plain', 'COMBO']
+  ])
+  assert.deepEqual(fields.find((f) => f.name === 'size').spec.choices, ['s', 'l'])
+  const seed = fields.find((f) => f.name === 'seed')
+  assert.equal(parseValue(seed, '101').error, 'G · seed: at most 100')
+  assert.equal(parseValue(seed, '1.5').error, 'G · seed: must be a whole number')
+  assert.equal(parseValue(seed, '42').value, 42)
+  const values = new Map([['7.seed', 42]])
+  assert.equal(applyToPrompt(prompt, values)[7].inputs.seed, 42)
+  assert.equal(prompt[7].inputs.seed, 5, 'the original is untouched')
+  const workflow = { nodes: [
+    { id: 7, widgets_values: [5, 'randomize', 'a'], widgets_values_named: { seed: 5, control_after_generate: 'randomize', mode: 'a' } },
+    { id: 8, widgets_values: [5] }
+  ] }
+  const edited = applyToWorkflow(workflow, new Map([['7.seed', 42], ['7.mode', 'b'], ['8.seed', 1]]))
+  assert.deepEqual(edited.nodes[0].widgets_values, [42, 'randomize', 'b'])
+  assert.deepEqual(edited.nodes[1].widgets_values, [5], 'without the named map the position is not guessed')
+}
+
 export async function run(ctx) {
+  checkFormRules()
+
   const page = await ctx.openPage('/app', { viewport: PHONE })
 
   // The examples come from /api/workflow_templates.

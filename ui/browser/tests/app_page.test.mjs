@@ -116,6 +116,9 @@ export async function run(ctx) {
   assert.notEqual(runs[0].seed, runs[1].seed, 'the re-run has another seed')
   assert.equal(runs[1].steps, 2, 'and the same other inputs')
 
+  await page.locator('#gallery-card').scrollIntoViewIfNeeded()
+  await ctx.screenshot(page, 'app_page_phone_results')
+
   // Open in editor: the workflow is saved where the editor lists its own, and the editor opens.
   const popup = page.waitForEvent('popup')
   await page.locator('#gallery li').first().getByRole('button', { name: 'Open in editor' }).click()

@@ -77,6 +77,7 @@ function prettyName(name) {
 async function pick(value) {
   say($('pick-error'), '');
   if (!value) return;
+  $('workflow-file').value = '';
   const [source, name] = [value.slice(0, value.indexOf(':')), value.slice(value.indexOf(':') + 1)];
   try {
     const url = source === 'template'
@@ -94,6 +95,7 @@ async function pick(value) {
 async function openFile(file) {
   say($('pick-error'), '');
   if (!file) return;
+  $('workflow-select').value = ''; // the form shows the file now, not the saved workflow
   try {
     await open(file.name.replace(/\.(json|png)$/i, ''), await convert(file));
   } catch (error) {

@@ -34,6 +34,22 @@ pub enum Command {
     Convert(ConvertArgs),
     /// Manage ComfyUI's editor (the frontend `omnigen serve` serves).
     Frontend(FrontendArgs),
+    /// Write a pre-quantized copy of a model folder (8- or 4-bit transformer layers) that loads small.
+    Quantize(QuantizeArgs),
+}
+
+/// Arguments of `omnigen quantize`.
+#[derive(Debug, Args)]
+pub struct QuantizeArgs {
+    /// The model folder (official or diffusers layout, with its `vae/`).
+    #[arg(value_name = "IN")]
+    pub input: PathBuf,
+    /// The new folder to write (official layout); it must not exist.
+    #[arg(value_name = "OUT")]
+    pub output: PathBuf,
+    /// `q8` (ggml q8_0, 8.5 bits a weight) or `q4` (q4k, 4.5 bits).
+    #[arg(long, default_value = "q8")]
+    pub format: String,
 }
 
 /// Arguments of `omnigen frontend`.

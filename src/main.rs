@@ -17,6 +17,7 @@ mod outcome;
 mod overrides;
 mod plugins;
 mod progress;
+mod quantize_cmd;
 mod reporter;
 mod run_cmd;
 mod serve_cmd;
@@ -61,5 +62,6 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Serve(args) => serve_cmd::run(args).await,
         Command::Convert(args) => convert_cmd::run(args),
         Command::Frontend(args) => frontend_cmd::run(args),
+        Command::Quantize(args) => quantize_cmd::run(args),
     }
 }

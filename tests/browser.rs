@@ -121,3 +121,4 @@ macro_rules! browser_test {
 }
 
 browser_test!(editor_loads);
+browser_test!(app_page);

@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use omnigen_engine::workflow::{into_api_document, DocumentKind};
 use omnigen_engine::{
     Event, EventSink, ExecutionErrorData, Executor, ExecutorConfig, NodeFinished, PromptRequest,
     RunOptions, RunStatus,
@@ -78,6 +79,13 @@ impl Engine {
                 },
             ),
         }
+    }
+
+    /// Any graph document (a UI workflow, an API graph or a `POST /prompt` body) as an API-format one,
+    /// converted with the catalogue the way `omnigen convert` does. `Err` is ComfyUI's 400 body naming
+    /// the node.
+    pub fn api_document(&self, doc: Json) -> Result<(DocumentKind, Json), Json> {
+        into_api_document(doc, self.executor.registry()).map_err(|e| e.to_comfy_json())
     }
 
     /// Parses and validates a `POST /prompt` body. `Err` is ComfyUI's 400 body.

@@ -41,6 +41,22 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A 400 `invalid_prompt` in ComfyUI's shape, for a request whose graph cannot be read.
+    pub fn invalid_prompt(message: &str, details: String) -> Self {
+        ApiError::InvalidPrompt(json!({
+            "error": {"type": "invalid_prompt", "message": message, "details": details, "extra_info": {}},
+            "node_errors": {}
+        }))
+    }
+
+    /// A request body that could not be read: over the server's `limit` (413) or broken (400).
+    pub fn body_rejected(e: axum::extract::rejection::BytesRejection, limit: usize) -> Self {
+        match e.status().as_u16() {
+            413 => ApiError::TooLarge { limit },
+            _ => ApiError::BadRequest(format!("cannot read the request body: {e}")),
+        }
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             ApiError::InvalidPrompt(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,

@@ -303,3 +303,81 @@ fn interrupt_and_delete_reach_the_workers() {
     });
     assert!(!worker.logged("running", &waiting));
 }
+
+#[test]
+fn a_front_killed_mid_stream_loses_nothing_after_its_restart() {
+    if nats_support::skipped() {
+        return;
+    }
+    let scene = Scene::new();
+    let server = scene.serve("30", "3");
+    let worker = scene.worker("wr");
+    // About 2 s each: the kill falls while the first runs and the second waits in the stream.
+    let first = server.queue(&job("first", 50, 40));
+    let second = server.queue(&job("second", 50, 40));
+    server.wait_until("the first job running", |_| {
+        worker.logged("running", &first)
+    });
+    server.kill9();
+    // The worker finishes its job with no front to take the result, and holds the next one.
+    worker.wait_for_log("the first job finished", |log| {
+        log.lines()
+            .any(|l| l.contains("finished") && l.contains(&first))
+    });
+    let server = scene.serve("30", "3");
+    for id in [&first, &second] {
+        let entry = wait_for_entry(&server, id);
+        assert_eq!(entry["status"]["status_str"], "success", "{entry}");
+        assert_eq!(times_in_history(&server, id), 1);
+        let (filename, subfolder) = output_file(&entry);
+        let (status, _) = server.get_bytes(&format!(
+            "/view?filename={filename}&subfolder={subfolder}&type=output"
+        ));
+        assert_eq!(status, 200, "{filename} fetched after the restart");
+    }
+}
+
+/// Not a check: the dispatch figure for BENCHMARKS.md (`cargo test --test scale_out -- --ignored
+/// --nocapture`). Median time from `POST /prompt` to `execution_success` at the client's WebSocket for a
+/// one-node graph, embedded queue versus NATS with one worker on the same machine.
+#[test]
+#[ignore = "a measurement for BENCHMARKS.md, not a test"]
+fn dispatch_overhead_figure() {
+    if nats_support::skipped() {
+        return;
+    }
+    const RUNS: u64 = 60;
+    let scene = Scene::new();
+    let measure = |server: &Served, label: &str| {
+        let seen = listen(server.port, label);
+        let mut times: Vec<f64> = (0..RUNS)
+            .map(|i| {
+                // A different graph each time: nothing is served from the cache.
+                let graph = json!({"1": {"class_type": "TestSlowCount", "inputs": {"steps": 1 + i, "delay_ms": 0}}});
+                let start = std::time::Instant::now();
+                let (status, answer) =
+                    server.post("/prompt", &json!({"prompt": graph, "client_id": label}));
+                assert_eq!(status, 200, "{answer}");
+                let id = answer["prompt_id"].as_str().unwrap().to_string();
+                while !types_for(&seen, &id).contains(&"execution_success".to_string()) {
+                    assert!(start.elapsed() < PATIENCE, "no execution_success");
+                    std::thread::sleep(std::time::Duration::from_micros(100));
+                }
+                start.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        let p90 = times[times.len() * 9 / 10];
+        eprintln!("{label}: median {median:.2} ms, p90 {p90:.2} ms over {RUNS} prompts");
+        median
+    };
+    let embedded_dir = scene.dir.path().join("embedded");
+    let embedded = Served::start(scene.dir.path(), &embedded_dir, &["--test-nodes"]);
+    let local = measure(&embedded, "embedded");
+    drop(embedded);
+    let server = scene.serve("30", "3");
+    let _worker = scene.worker("bench");
+    let remote = measure(&server, "nats");
+    eprintln!("added by NATS: {:.2} ms per prompt", remote - local);
+}

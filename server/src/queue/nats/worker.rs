@@ -23,8 +23,8 @@ use super::{connect, files, Link, NatsError, NatsSettings};
 use crate::engine_adapter::{Audience, CancelToken, Dirs, Engine, Outgoing, Registry};
 use crate::preview::{EncodedPreview, Encoder};
 
-/// How long a worker waits for the server's answer to a claim before putting the job back.
-const CLAIM_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a worker waits for the server's answer to a claim before asking again.
+const CLAIM_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a pull request waits for a job before asking again (and checking for shutdown).
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
 
@@ -135,20 +135,10 @@ impl Worker {
             }
         };
         let id = job.id.clone();
-        match self.claim(&id).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::info!(prompt_id = %id, "cancelled or already finished; dropped");
-                let _ = message.ack().await;
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(prompt_id = %id, error = %e, "the server did not answer; job put back");
-                let _ = message
-                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                    .await;
-                return;
-            }
+        if !self.claim_patiently(&message, &id).await {
+            tracing::info!(prompt_id = %id, "cancelled or already finished; dropped");
+            let _ = message.ack().await;
+            return;
         }
         tracing::info!(prompt_id = %id, worker = %self.name, delivered, "running");
         let message = Arc::new(message);
@@ -190,6 +180,25 @@ impl Worker {
                 let _ = message
                     .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
                     .await;
+            }
+        }
+    }
+
+    /// Asks the front until it answers, keeping the job meanwhile (`AckProgress`): a front that is
+    /// down or restarting must not use up the job's deliveries.
+    async fn claim_patiently(&self, message: &jetstream::Message, id: &str) -> bool {
+        let mut warned = false;
+        loop {
+            match self.claim(id).await {
+                Ok(run) => return run,
+                Err(e) => {
+                    if !warned {
+                        tracing::warn!(prompt_id = %id, error = %e, "the server does not answer; holding the job and asking again");
+                        warned = true;
+                    }
+                    let _ = message.ack_with(AckKind::Progress).await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             }
         }
     }

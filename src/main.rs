@@ -26,6 +26,7 @@ mod terminal_text;
 mod test_nodes;
 mod validate_cmd;
 mod watch_cmd;
+mod worker_cmd;
 
 use std::process::ExitCode;
 
@@ -63,5 +64,6 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Convert(args) => convert_cmd::run(args),
         Command::Frontend(args) => frontend_cmd::run(args),
         Command::Quantize(args) => quantize_cmd::run(args),
+        Command::Worker(args) => worker_cmd::run(args).await,
     }
 }

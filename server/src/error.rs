@@ -38,6 +38,9 @@ pub enum ApiError {
     /// Anything else on the server's side.
     #[error("{0}")]
     Internal(String),
+    /// A service the server relies on (NATS, for remote workers) did not take the request: 503.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -65,6 +68,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Queue(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -94,6 +98,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::TooLarge { .. } => "payload_too_large",
             ApiError::Queue(_) | ApiError::Internal(_) => "server_error",
+            ApiError::Unavailable(_) => "unavailable",
         }
     }
 }

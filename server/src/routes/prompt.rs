@@ -7,9 +7,10 @@ use axum::Json;
 use serde_json::{json, Map, Value as Json_};
 
 use super::Shared;
-use crate::engine_adapter::new_prompt_id;
+use crate::engine_adapter::{new_prompt_id, now_ms};
 use crate::error::{ApiError, ApiResult};
-use crate::queue::{NewJob, Priority};
+use crate::queue::nats::Front;
+use crate::queue::{JobResult, JobState, NewJob, Priority};
 use crate::shapes;
 
 /// `GET /prompt`: `{"exec_info": {"queue_remaining": N}}`.
@@ -73,6 +74,9 @@ pub async fn submit(
         client_id: accepted.client_id,
         targets: accepted.targets,
     })?;
+    if let Some(front) = &state.remote {
+        publish(&state, front, &id).await?;
+    }
     state.wake.notify_one();
     state.broadcast_status();
     Ok(Json(json!({
@@ -80,6 +84,29 @@ pub async fn submit(
         "number": shapes::number(number),
         "node_errors": accepted.node_errors,
     })))
+}
+
+/// Hands a queued job to the workers. If NATS does not take it, it is recorded failed (it would
+/// never run) and the client gets 503.
+async fn publish(state: &Shared, front: &Front, id: &str) -> ApiResult<()> {
+    let Some(job) = state.queue.job(id)? else {
+        return Err(ApiError::Internal(format!(
+            "prompt {id} vanished from the queue"
+        )));
+    };
+    let Err(e) = front.publish(&job).await else {
+        return Ok(());
+    };
+    tracing::error!(prompt_id = %id, error = %e, "cannot hand a prompt to the workers");
+    let message = json!(["execution_error", {"prompt_id": id, "node_id": "", "node_type": "",
+        "exception_message": e.to_string(), "exception_type": "dispatch", "traceback": [],
+        "executed": [], "current_inputs": {}, "current_outputs": [], "timestamp": now_ms()}]);
+    let result = JobResult {
+        outputs: json!({}),
+        messages: json!([message]),
+    };
+    state.queue.finish(id, JobState::Failed, &result)?;
+    Err(ApiError::Unavailable(e.to_string()))
 }
 
 /// `number` (a float priority) or `front: true`, else the back of the queue.

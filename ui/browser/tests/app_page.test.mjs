@@ -59,7 +59,10 @@ export async function run(ctx) {
 
   // The examples come from /api/workflow_templates.
   const example = page.locator('#workflow-select option[value="template:text_to_image"]')
-  await example.waitFor({ state: 'attached', timeout: 30_000 })
+  await example.waitFor({ state: 'attached', timeout: 30_000 }).catch(async () => {
+    const answer = await fetch(`${ctx.server.url}/api/workflow_templates`)
+    throw new Error(`the text_to_image example is not offered: GET /api/workflow_templates answered ${answer.status} ${await answer.text()}`)
+  })
   await page.selectOption('#workflow-select', 'template:text_to_image')
   await page.locator('#inputs-card').waitFor({ state: 'visible', timeout: 30_000 })
 

@@ -28,7 +28,7 @@ struct AdapterConfig {
 }
 
 /// The linear layer of `transformer` named `module` (official naming, e.g. `llm.layers.3.self_attn.qkv_proj`).
-fn linear_mut<'a>(tr: &'a mut Transformer, module: &str) -> Option<&'a mut Linear> {
+pub(crate) fn linear_mut<'a>(tr: &'a mut Transformer, module: &str) -> Option<&'a mut Linear> {
     let rest = module.strip_prefix("llm.layers.")?;
     let (idx, name) = rest.split_once('.')?;
     let layer = tr.llm.layers.get_mut(idx.parse::<usize>().ok()?)?;

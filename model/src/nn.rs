@@ -1,15 +1,25 @@
 //! Small building blocks shared by the transformer: linear layers whose weights can be replaced (LoRA
 //! merge), RMSNorm with the reference's dtype handling, and a parameter-free LayerNorm.
 
-use candle_core::{DType, Module, Tensor, D};
+use candle_core::{DType, Module, Tensor, Var, D};
 
 use crate::error::Result;
 use candle_nn::VarBuilder;
 
-/// A linear layer `y = x Wᵀ + b` whose weight can be swapped after loading (LoRA merging).
+/// A linear layer `y = x Wᵀ + b` whose weight can be swapped after loading (LoRA merging), with an optional
+/// trainable LoRA branch `+ scaling · (x Aᵀ) Bᵀ` (PEFT's `lora.Linear`, without dropout).
 #[derive(Debug, Clone)]
 pub struct Linear {
     inner: candle_nn::Linear,
+    lora: Option<LoraBranch>,
+}
+
+/// Trainable LoRA factors of one layer: `A` `[r, in]`, `B` `[out, r]`, `scaling` = alpha / r.
+#[derive(Debug, Clone)]
+pub(crate) struct LoraBranch {
+    pub a: Var,
+    pub b: Var,
+    pub scaling: f64,
 }
 
 impl Linear {
@@ -28,7 +38,13 @@ impl Linear {
     pub fn from_parts(weight: Tensor, bias: Option<Tensor>) -> Self {
         Self {
             inner: candle_nn::Linear::new(weight, bias),
+            lora: None,
         }
+    }
+
+    /// Attaches (or replaces) the trainable LoRA branch.
+    pub(crate) fn set_lora(&mut self, branch: Option<LoraBranch>) {
+        self.lora = branch;
     }
 
     /// The `[out, in]` weight.
@@ -48,7 +64,14 @@ impl Linear {
 
     /// Applies the layer over the last dimension.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.inner.forward(x)?)
+        let y = self.inner.forward(x)?;
+        let Some(lora) = &self.lora else {
+            return Ok(y);
+        };
+        // PEFT: base(x) + lora_B(lora_A(x)) * scaling.
+        let down = candle_nn::Linear::new(lora.a.as_tensor().clone(), None).forward(x)?;
+        let up = candle_nn::Linear::new(lora.b.as_tensor().clone(), None).forward(&down)?;
+        Ok((y + (up * lora.scaling)?)?)
     }
 }
 
@@ -69,10 +92,11 @@ impl RmsNorm {
 
     /// Normalises over the last dimension.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if x.dtype() == DType::F32 {
+        if x.dtype() == DType::F32 && !crate::grad::needs_grad(&[x, &self.weight]) {
             return Ok(candle_nn::ops::rms_norm(x, &self.weight, self.eps as f32)?);
         }
-        // Reduced precision: round the normalised value before the weight multiply, as HF does.
+        // Reduced precision (round the normalised value before the weight multiply, as HF does) or
+        // training (candle's fused rms_norm has no backward): plain ops.
         let xf = x.to_dtype(DType::F32)?;
         let var = xf.sqr()?.mean_keepdim(D::Minus1)?;
         let normed = xf.broadcast_mul(&(var + self.eps)?.sqrt()?.recip()?)?;

@@ -137,11 +137,17 @@ impl LoraAdapter {
             &tmp,
         )?;
         std::fs::rename(&tmp, &weights).map_err(|e| Error::io(&weights, e))?;
+        // PEFT writes an integer alpha; keep that spelling when it is one.
+        let alpha = if self.config.alpha.fract() == 0.0 && self.config.alpha.abs() < 1e15 {
+            serde_json::json!(self.config.alpha as i64)
+        } else {
+            serde_json::json!(self.config.alpha)
+        };
         let config = serde_json::json!({
             "peft_type": "LORA",
             "task_type": null,
             "r": self.config.rank,
-            "lora_alpha": self.config.alpha,
+            "lora_alpha": alpha,
             "lora_dropout": 0.0,
             "bias": "none",
             "fan_in_fan_out": false,

@@ -108,17 +108,22 @@ def examples(rows):
     return feats
 
 
-def run_case(name, rows, seed, opt_cfgs):
-    feats = examples(rows)
-    data = collate(feats)
+def case_inputs(rows, seed):
+    """The collated batch of `rows` and its injected draws (x1, x0, u, condition latents) from `seed`."""
+    data = collate(examples(rows))
     gen = torch.Generator().manual_seed(seed)
-    b = len(rows)
     oh, ow = rows[0][3]
-    x1 = [torch.randn(1, 4, oh // 8, ow // 8, generator=gen) for _ in range(b)]
+    x1 = [torch.randn(1, 4, oh // 8, ow // 8, generator=gen) for _ in rows]
     x0 = [torch.randn(x.shape, generator=gen) for x in x1]
-    u = torch.randn(b, generator=gen)
+    u = torch.randn(len(rows), generator=gen)
     pv = data["input_pixel_values"]  # a list of [1,3,h,w] (keep_raw_resolution)
     cond = [torch.randn(1, 4, p.shape[2] // 8, p.shape[3] // 8, generator=gen) for p in pv] or None
+    return data, x1, x0, u, cond
+
+
+def loss_of(inputs):
+    """`training_losses(model, x1, model_kwargs)["loss"].mean()` with x0 and the normal draw of t injected."""
+    data, x1, x0, u, cond = inputs
     model_kwargs = dict(input_ids=data["input_ids"], input_img_latents=cond,
                         input_image_sizes=data["input_image_sizes"], attention_mask=data["attention_mask"],
                         position_ids=data["position_ids"], padding_latent=data["padding_images"],
@@ -127,9 +132,15 @@ def run_case(name, rows, seed, opt_cfgs):
     real_normal = torch.normal
     torch.normal = lambda **kw: u.clone()
     try:
-        loss = og_loss.training_losses(model, x1, model_kwargs)["loss"].mean()
+        return og_loss.training_losses(model, x1, model_kwargs)["loss"].mean()
     finally:
         torch.normal = real_normal
+
+
+def run_case(name, rows, seed, opt_cfgs):
+    inputs = case_inputs(rows, seed)
+    data, x1, x0, u, cond = inputs
+    loss = loss_of(inputs)
     t = torch.sigmoid(u)
     model.zero_grad()
     loss.backward()
@@ -173,14 +184,32 @@ ref = {f"init.{k}": v for k, v in init_state.items()}
 cases = {"lora": {"r": RANK, "lora_alpha": RANK, "target_modules": ["qkv_proj", "o_proj"],
                   "init_lora_weights": "gaussian", "note": "B injected non-zero (PEFT's init is zero)"},
          "adamw": {"betas": [0.9, 0.999], "eps": 1e-8}, "cases": []}
-for name, rows, seed in [
+CASES = [
         ("batch3", [("<img><|image_1|></img> Remove the cup.", ["a_56x40.png"], False, (64, 64)),
                     ("The woman in <img><|image_1|></img> stands beside the dog.", ["b_45x70.png"], True, (64, 64)),
                     ("A curly-haired man in a red shirt is drinking tea.", None, False, (64, 64))], 10),
-        ("single_nonsquare", [("A curly-haired man in a red shirt is drinking tea.", None, False, (32, 48))], 11)]:
+        ("single_nonsquare", [("A curly-haired man in a red shirt is drinking tea.", None, False, (32, 48))], 11)]
+for name, rows, seed in CASES:
     r, info = run_case(name, rows, seed, [OFFICIAL, SHARP])
     ref.update(r)
     cases["cases"].append(info)
+
+# Two consecutive steps with one optimizer (moments and bias correction at step 2): batch3, then single_nonsquare.
+with torch.no_grad():
+    for n, p in lora_params:
+        p.copy_(init_state[short(n)])
+opt = torch.optim.AdamW([p for _, p in lora_params], lr=SHARP["lr"], weight_decay=SHARP["weight_decay"])
+norms = []
+for name, rows, seed in CASES:
+    inputs = case_inputs(rows, seed)
+    opt.zero_grad()
+    loss_of(inputs).backward()
+    norms.append(torch.nn.utils.clip_grad_norm_(model.parameters(), SHARP["max_grad_norm"]).item())
+    opt.step()
+for n, p in lora_params:
+    ref[f"two_steps.after.{short(n)}"] = p.detach().clone()
+cases["two_steps"] = {"cases": [c[0] for c in CASES], "optimizer": SHARP, "grad_norms": norms}
+print("two steps, grad norms", norms)
 save_file({k: v.contiguous() for k, v in ref.items()}, os.path.join(REF, "train.safetensors"))
 with open(os.path.join(REF, "train_cases.json"), "w") as f:
     json.dump(cases, f, indent=1)

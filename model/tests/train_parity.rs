@@ -178,3 +178,46 @@ fn a_trained_adapter_saved_as_peft_merges_back_to_the_same_weights() -> TestResu
     );
     Ok(())
 }
+
+#[test]
+fn two_adamw_steps_on_two_batches_match_the_official_trainer() -> TestResult {
+    let r = reference("train")?;
+    let cases = train_cases()?;
+    let two = &cases["two_steps"];
+    let opt = &two["optimizer"];
+    let (tr, lora) = adapted(&r)?;
+    let mut optimizer = Optimizer::new(
+        lora.vars(),
+        OptimConfig {
+            lr: opt["lr"].as_f64().expect("lr"),
+            weight_decay: opt["weight_decay"].as_f64().expect("weight_decay"),
+            max_grad_norm: opt["max_grad_norm"].as_f64(),
+            ..OptimConfig::default()
+        },
+    )?;
+    let names = two["cases"].as_array().expect("cases");
+    let want_norms = two["grad_norms"].as_array().expect("grad_norms");
+    for (name, want_norm) in names.iter().zip(want_norms) {
+        let name = name.as_str().expect("case name");
+        let mut grads = case_loss(&tr, &r, name)?.backward()?;
+        let norm = optimizer.step(&mut grads)?;
+        let want_norm = want_norm.as_f64().expect("norm");
+        eprintln!("{name}: grad norm {norm} vs {want_norm}");
+        assert!(
+            (norm - want_norm).abs() <= 1e-5 * want_norm,
+            "{name}: grad norm {norm} vs {want_norm}"
+        );
+    }
+    for (module, a, b) in lora.modules() {
+        for (var, which) in [(a, "lora_A"), (b, "lora_B")] {
+            let want = get(&r, &format!("two_steps.after.{module}.{which}"))?;
+            assert_close(
+                &format!("two steps {module}.{which}"),
+                var.as_tensor(),
+                &want,
+                1e-5,
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -82,7 +82,7 @@ impl Attention {
         let (b, s, c) = x.dims3()?;
         let qkv = self.qkv_proj.forward(x)?;
         // f32 on the CPU: fused RoPE and attention (no score tensor, no head transposes or copies).
-        let fused = cpu_kernels::is_cpu_f32(&[&qkv, cos, sin, &mask.additive]);
+        let fused = cpu_kernels::fused_applies(&[&qkv, cos, sin, &mask.additive]);
         let (q, k, v) = if fused {
             let (q, k) = cpu_kernels::rope_qk(&qkv, cos, sin, self.n_heads, self.head_dim)?;
             let v = qkv
@@ -94,8 +94,8 @@ impl Attention {
             let q = self.heads(&qkv.narrow(D::Minus1, 0, c)?, b, s)?;
             let k = self.heads(&qkv.narrow(D::Minus1, c, c)?, b, s)?;
             let v = self.heads(&qkv.narrow(D::Minus1, 2 * c, c)?, b, s)?;
-            let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
-            let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
+            let q = crate::grad::rope(&q, cos, sin)?;
+            let k = crate::grad::rope(&k, cos, sin)?;
             (q, k, v)
         };
         // The keys/values attended to, as segments along the sequence (cached ones first).
@@ -164,7 +164,7 @@ fn attend_rows(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Res
         None => scores,
     };
     let dtype = scores.dtype();
-    let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(dtype)?;
+    let probs = crate::grad::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(dtype)?;
     Ok(probs.matmul(v)?)
 }
 

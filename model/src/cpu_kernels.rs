@@ -1,7 +1,7 @@
 //! Fused f32 CPU kernels for the decoder's hot paths: attention that never materialises the `[B,H,Sq,Sk]`
 //! score tensor, RoPE written straight into the layout attention reads, and the MLP's `up * silu(gate)`.
 //!
-//! Only f32 tensors on the CPU take these paths ([`is_cpu_f32`]); every other device or dtype keeps the
+//! Only f32 tensors on the CPU take these paths ([`fused_applies`]); every other device or dtype keeps the
 //! candle ops. The results match the candle path to f32 rounding (different summation orders, and
 //! [`exp_fast`] instead of libm's `expf`).
 
@@ -10,10 +10,12 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 
-/// Whether every tensor is f32 on the CPU, i.e. whether the fused kernels apply.
-pub(crate) fn is_cpu_f32(ts: &[&Tensor]) -> bool {
+/// Whether the fused kernels apply: every tensor is f32 on the CPU and none needs a gradient (the kernels
+/// have no backward; see [`crate::grad::needs_grad`]).
+pub(crate) fn fused_applies(ts: &[&Tensor]) -> bool {
     ts.iter()
         .all(|t| matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32)
+        && !crate::grad::needs_grad(ts)
 }
 
 /// `e^x` in f32 without libm, branch-free so that loops over it vectorise.

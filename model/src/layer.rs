@@ -31,7 +31,7 @@ impl Mlp {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let gu = self.gate_up_proj.forward(x)?;
-        let h = if cpu_kernels::is_cpu_f32(&[&gu]) {
+        let h = if cpu_kernels::fused_applies(&[&gu]) {
             // One pass over gate_up instead of narrow, silu and multiply.
             cpu_kernels::silu_mul(&gu, self.inter)?
         } else {

@@ -7,6 +7,7 @@ use candle_core::{DType, Device};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::nn::Linear;
 use crate::transformer::Transformer;
 use crate::weights::Checkpoint;
 
@@ -24,6 +25,12 @@ struct AdapterConfig {
     rank_pattern: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     alpha_pattern: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The linear layer of `transformer` named `module` (official naming, e.g. `llm.layers.3.self_attn.qkv_proj`).
+pub(crate) fn linear_mut<'a>(tr: &'a mut Transformer, module: &str) -> Option<&'a mut Linear> {
+    tr.decoder_linears_mut()
+        .find_map(|(name, linear)| (name == module).then_some(linear))
 }
 
 /// Merges the adapter in `dir` into `tr` with an extra user `scale` (1.0 = as trained). Returns the number
@@ -76,10 +83,7 @@ pub fn merge_lora(tr: &mut Transformer, dir: &Path, scale: f64) -> Result<usize>
     let device = tr.device().clone();
     for key in &modules {
         let module = key.strip_prefix("base_model.model.").unwrap_or(key);
-        let linear = tr
-            .decoder_linears_mut()
-            .find_map(|(name, linear)| (name == module).then_some(linear))
-            .ok_or_else(|| Error::Input(format!(
+        let linear = linear_mut(tr, module).ok_or_else(|| Error::Input(format!(
                 "LoRA targets `{module}`, which is not a mergeable linear layer of OmniGen's transformer"
             )))?;
         let (out_dim, in_dim) = linear.dims()?;

@@ -1,19 +1,28 @@
 //! Small building blocks shared by the transformer: linear layers whose weights can be replaced (LoRA
-//! merge), RMSNorm with the reference's dtype handling, and a parameter-free LayerNorm.
+//! merge), quantized, or given a trainable LoRA branch; the token embedding; RMSNorm with the reference's
+//! dtype handling; and a parameter-free LayerNorm.
 
 use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Module, Tensor, D};
+use candle_core::{DType, Module, Tensor, Var, D};
 
 use crate::error::Result;
 use crate::quant::{LinearSource, WeightFormat};
 use candle_nn::VarBuilder;
 
 /// A linear layer `y = x Wᵀ + b` whose weight can be swapped after loading (LoRA merging) and stored
-/// quantized ([`crate::quant`]).
+/// quantized ([`crate::quant`]), with an optional trainable LoRA branch `+ scaling · (x Aᵀ) Bᵀ` (PEFT's
+/// `lora.Linear`, without dropout).
 #[derive(Debug, Clone)]
-pub enum Linear {
+pub struct Linear {
+    base: Base,
+    lora: Option<LoraBranch>,
+}
+
+/// The frozen part of a [`Linear`].
+#[derive(Debug, Clone)]
+enum Base {
     /// The weight `[out, in]` in the compute dtype.
     Dense(candle_nn::Linear),
     /// The weight in ggml blocks; `dtype` is the compute dtype the layer returns.
@@ -23,6 +32,14 @@ pub enum Linear {
         bias: Option<Tensor>,
         dtype: DType,
     },
+}
+
+/// Trainable LoRA factors of one layer: `A` `[r, in]`, `B` `[out, r]`, `scaling` = alpha / r.
+#[derive(Debug, Clone)]
+pub(crate) struct LoraBranch {
+    pub a: Var,
+    pub b: Var,
+    pub scaling: f64,
 }
 
 impl Linear {
@@ -50,12 +67,12 @@ impl Linear {
         match source {
             LinearSource::Stored(stored) if stored.contains(&name) => {
                 let qtensor = Arc::new(stored.get(&name, &[out_dim, in_dim], vb.device())?);
-                Ok(Self::Quantized {
+                Ok(Self::with_base(Base::Quantized {
                     matmul: QMatMul::QTensor(Arc::clone(&qtensor)),
                     qtensor,
                     bias: None,
                     dtype: vb.dtype(),
-                })
+                }))
             }
             // A layer the writer left in full precision is in the checkpoint with the rest.
             LinearSource::Stored(_) => Self::new(in_dim, out_dim, false, vb),
@@ -67,48 +84,57 @@ impl Linear {
         }
     }
 
-    /// The quantized weight, when it is stored quantized.
-    pub(crate) fn qtensor(&self) -> Option<Arc<QTensor>> {
-        match self {
-            Self::Dense(_) => None,
-            Self::Quantized { qtensor, .. } => Some(Arc::clone(qtensor)),
-        }
-    }
-
     /// Builds from explicit tensors.
     pub fn from_parts(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self::Dense(candle_nn::Linear::new(weight, bias))
+        Self::with_base(Base::Dense(candle_nn::Linear::new(weight, bias)))
+    }
+
+    fn with_base(base: Base) -> Self {
+        Self { base, lora: None }
+    }
+
+    /// Attaches (or replaces) the trainable LoRA branch.
+    pub(crate) fn set_lora(&mut self, branch: Option<LoraBranch>) {
+        self.lora = branch;
+    }
+
+    /// The quantized weight, when it is stored quantized.
+    pub(crate) fn qtensor(&self) -> Option<Arc<QTensor>> {
+        match &self.base {
+            Base::Dense(_) => None,
+            Base::Quantized { qtensor, .. } => Some(Arc::clone(qtensor)),
+        }
     }
 
     /// The `[out, in]` weight (dequantized to f32 when it is stored quantized).
     pub fn weight(&self) -> Result<Tensor> {
-        Ok(match self {
-            Self::Dense(l) => l.weight().clone(),
-            Self::Quantized { qtensor, .. } => qtensor.dequantize(&qtensor.device())?,
+        Ok(match &self.base {
+            Base::Dense(l) => l.weight().clone(),
+            Base::Quantized { qtensor, .. } => qtensor.dequantize(&qtensor.device())?,
         })
     }
 
     /// `(out, in)`.
     pub fn dims(&self) -> Result<(usize, usize)> {
-        Ok(match self {
-            Self::Dense(l) => l.weight().dims2()?,
-            Self::Quantized { qtensor, .. } => qtensor.shape().dims2()?,
+        Ok(match &self.base {
+            Base::Dense(l) => l.weight().dims2()?,
+            Base::Quantized { qtensor, .. } => qtensor.shape().dims2()?,
         })
     }
 
     /// The ggml block type when the weight is stored quantized.
     pub fn block_type(&self) -> Option<GgmlDType> {
-        match self {
-            Self::Dense(_) => None,
-            Self::Quantized { qtensor, .. } => Some(qtensor.dtype()),
+        match &self.base {
+            Base::Dense(_) => None,
+            Base::Quantized { qtensor, .. } => Some(qtensor.dtype()),
         }
     }
 
-    /// Bytes the weight and bias occupy.
+    /// Bytes the weight and bias occupy (the frozen part).
     pub fn weight_bytes(&self) -> usize {
-        match self {
-            Self::Dense(l) => tensor_bytes(l.weight()) + l.bias().map_or(0, tensor_bytes),
-            Self::Quantized { qtensor, bias, .. } => {
+        match &self.base {
+            Base::Dense(l) => tensor_bytes(l.weight()) + l.bias().map_or(0, tensor_bytes),
+            Base::Quantized { qtensor, bias, .. } => {
                 qtensor.storage_size_in_bytes() + bias.as_ref().map_or(0, tensor_bytes)
             }
         }
@@ -119,7 +145,7 @@ impl Linear {
     pub fn quantize(&mut self, format: WeightFormat) -> Result<()> {
         let (_, in_dim) = self.dims()?;
         if let Some(block) = format.block_type(in_dim) {
-            *self = self.rebuilt(self.weight()?, Some(block))?;
+            self.base = self.rebuilt(self.weight()?, Some(block))?;
         }
         Ok(())
     }
@@ -128,21 +154,21 @@ impl Linear {
     /// weight was: in its dtype, or re-quantized in its block type).
     pub fn add_to_weight(&mut self, delta: &Tensor) -> Result<()> {
         let merged = (self.weight()?.to_dtype(DType::F32)? + delta.to_dtype(DType::F32)?)?;
-        *self = self.rebuilt(merged, self.block_type())?;
+        self.base = self.rebuilt(merged, self.block_type())?;
         Ok(())
     }
 
     /// This layer's bias and compute dtype around a new weight, dense or in `block`.
-    fn rebuilt(&self, weight: Tensor, block: Option<GgmlDType>) -> Result<Self> {
-        let (bias, dtype) = match self {
-            Self::Dense(l) => (l.bias().cloned(), l.weight().dtype()),
-            Self::Quantized { bias, dtype, .. } => (bias.clone(), *dtype),
+    fn rebuilt(&self, weight: Tensor, block: Option<GgmlDType>) -> Result<Base> {
+        let (bias, dtype) = match &self.base {
+            Base::Dense(l) => (l.bias().cloned(), l.weight().dtype()),
+            Base::Quantized { bias, dtype, .. } => (bias.clone(), *dtype),
         };
         Ok(match block {
-            None => Self::from_parts(weight.to_dtype(dtype)?, bias),
+            None => Base::Dense(candle_nn::Linear::new(weight.to_dtype(dtype)?, bias)),
             Some(block) => {
                 let qtensor = Arc::new(QTensor::quantize(&weight, block)?);
-                Self::Quantized {
+                Base::Quantized {
                     matmul: QMatMul::QTensor(Arc::clone(&qtensor)),
                     qtensor,
                     bias,
@@ -154,9 +180,9 @@ impl Linear {
 
     /// Applies the layer over the last dimension.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Self::Dense(l) => Ok(l.forward(x)?),
-            Self::Quantized {
+        let y = match &self.base {
+            Base::Dense(l) => l.forward(x)?,
+            Base::Quantized {
                 matmul,
                 bias,
                 dtype,
@@ -169,12 +195,19 @@ impl Linear {
                     x.to_dtype(DType::F32)?.contiguous()?
                 };
                 let y = matmul.forward(&input)?.to_dtype(*dtype)?;
-                Ok(match bias {
+                match bias {
                     Some(b) => y.broadcast_add(b)?,
                     None => y,
-                })
+                }
             }
-        }
+        };
+        let Some(lora) = &self.lora else {
+            return Ok(y);
+        };
+        // PEFT: base(x) + lora_B(lora_A(x)) * scaling.
+        let down = candle_nn::Linear::new(lora.a.as_tensor().clone(), None).forward(x)?;
+        let up = candle_nn::Linear::new(lora.b.as_tensor().clone(), None).forward(&down)?;
+        Ok((y + (up * lora.scaling)?)?)
     }
 }
 
@@ -271,10 +304,11 @@ impl RmsNorm {
 
     /// Normalises over the last dimension.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if x.dtype() == DType::F32 {
+        if x.dtype() == DType::F32 && !crate::grad::needs_grad(&[x, &self.weight]) {
             return Ok(candle_nn::ops::rms_norm(x, &self.weight, self.eps as f32)?);
         }
-        // Reduced precision: round the normalised value before the weight multiply, as HF does.
+        // Reduced precision (round the normalised value before the weight multiply, as HF does) or
+        // training (candle's fused rms_norm has no backward): plain ops.
         let xf = x.to_dtype(DType::F32)?;
         let var = xf.sqr()?.mean_keepdim(D::Minus1)?;
         let normed = xf.broadcast_mul(&(var + self.eps)?.sqrt()?.recip()?)?;

@@ -716,3 +716,46 @@ async fn system_stats_lists_the_devices_it_was_given() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn object_info_lists_the_input_folder_afresh_and_any_existing_file_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path()).await;
+    let image = |info: &Json| info["PickFile"]["input"]["required"]["image"].clone();
+    let (_, info) = s.get("/api/object_info").await;
+    assert_eq!(image(&info), json!([[], {"image_upload": true}]));
+
+    // An upload, a file put there by hand and one in a subfolder: the next request lists the first
+    // two (the folder's top level, as ComfyUI lists it), without a restart.
+    let (status, answer) =
+        upload(&s, "/upload/image", "b.png", png(2, 2, [1, 2, 3, 255]), &[]).await;
+    assert_eq!(status, 200, "{answer}");
+    let input = dir.path().join("input");
+    std::fs::write(input.join("a.png"), png(2, 2, [0; 4])).unwrap();
+    std::fs::write(input.join("notes.txt"), "not an image").unwrap();
+    std::fs::create_dir_all(input.join("sub")).unwrap();
+    std::fs::write(input.join("sub/c.png"), png(2, 2, [0; 4])).unwrap();
+    let (_, info) = s.get("/object_info").await;
+    assert_eq!(
+        image(&info),
+        json!([["a.png", "b.png"], {"image_upload": true}])
+    );
+    let (_, one) = s.get("/api/object_info/PickFile").await;
+    assert_eq!(image(&one), image(&info));
+
+    // The list is what the editor offers, not a limit: an existing file outside it is accepted, a
+    // missing one is refused by the node's own check, not as "not in list".
+    let pick = |name: &str| json!({"prompt": {"1": {"class_type": "PickFile", "inputs": {"image": name}}}});
+    let (status, answer) = s.post("/prompt", pick("sub/c.png")).await;
+    assert_eq!(status, 200, "{answer}");
+    s.finished(answer["prompt_id"].as_str().unwrap()).await;
+    let (status, answer) = s.post("/prompt", pick("gone.png")).await;
+    assert_eq!(status, 400, "{answer}");
+    let error = &answer["node_errors"]["1"]["errors"][0];
+    assert_eq!(error["type"], "custom_validation_failed", "{answer}");
+    assert!(
+        error["details"].as_str().unwrap().contains("gone.png"),
+        "{answer}"
+    );
+    s.stop().await;
+}

@@ -9,6 +9,7 @@ mod jobs;
 mod prompt;
 mod queue;
 mod settings;
+mod templates;
 mod userdata;
 mod ws;
 
@@ -25,7 +26,7 @@ type Shared = Arc<AppState>;
 
 /// The whole application: routes, body limit and the security guard.
 pub fn router(state: Shared, guard: Arc<Guard>) -> Router {
-    let routes: [(&str, MethodRouter<Shared>); 26] = [
+    let routes: [(&str, MethodRouter<Shared>); 30] = [
         ("/prompt", get(prompt::status).post(prompt::submit)),
         ("/queue", get(queue::list).post(queue::change)),
         ("/interrupt", post(queue::interrupt)),
@@ -42,6 +43,10 @@ pub fn router(state: Shared, guard: Arc<Guard>) -> Router {
         ("/features", get(info::features)),
         ("/embeddings", get(info::embeddings)),
         ("/extensions", get(info::extensions)),
+        ("/extensions/omnigen/{file}", get(templates::extension)),
+        ("/workflow_templates", get(templates::list)),
+        ("/workflow_templates/{module}/{file}", get(templates::one)),
+        ("/templates/{file}", get(templates::core_index)),
         ("/users", get(info::users)),
         ("/settings", get(settings::all).post(settings::merge)),
         ("/settings/{id}", get(settings::one).post(settings::set)),

@@ -11,7 +11,7 @@
 //
 // Without --frontend, `omnigen frontend install` fetches the pinned frontend (pip download, sha256 checked)
 // into a temporary data dir, which `omnigen serve` then serves. Needs /usr/bin/chromium (Debian: apt-get
-// install -y chromium) and `npm install` in ui/oracle for playwright-core.
+// install -y chromium) and `npm install --prefix ui` for playwright-core.
 
 import { spawn, execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync, mkdirSync, rmSync, existsSync } from 'node:fs'

@@ -759,3 +759,63 @@ async fn object_info_lists_the_input_folder_afresh_and_any_existing_file_is_acce
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn workflow_templates_and_the_default_workflow_extension_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path()).await;
+    let (status, list) = s.get("/api/workflow_templates").await;
+    assert_eq!(status, 200);
+    let names = list["omnigen"].as_array().expect("{list}");
+    assert_eq!(names[0], "text_to_image", "the default comes first");
+    assert_eq!(names.len(), 8, "{list}");
+    for name in names {
+        let name = name.as_str().unwrap();
+        let (status, workflow) = s
+            .get(&format!("/api/workflow_templates/omnigen/{name}.json"))
+            .await;
+        assert_eq!(status, 200, "{name}");
+        assert!(
+            workflow["nodes"].as_array().is_some_and(|n| !n.is_empty()),
+            "{name}"
+        );
+        let thumb = s
+            .http
+            .get(s.url(&format!("/api/workflow_templates/omnigen/{name}.jpg")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(thumb.headers()["content-type"], "image/jpeg");
+        assert!(
+            thumb.bytes().await.unwrap().starts_with(&[0xff, 0xd8]),
+            "{name}"
+        );
+    }
+    for missing in [
+        "omnigen/nope.json",
+        "other/text_to_image.json",
+        "omnigen/text_to_image.png",
+    ] {
+        let (status, _) = s.get(&format!("/api/workflow_templates/{missing}")).await;
+        assert_eq!(status, 404, "{missing}");
+    }
+
+    // ComfyUI's core template indexes, fetched beside the editor: none (they need ComfyUI's nodes).
+    assert_eq!(s.get("/templates/index.json").await, (200, json!([])));
+    assert_eq!(s.get("/templates/index.fr.json").await, (200, json!([])));
+    assert_eq!(s.get("/templates/index_logo.json").await, (200, json!({})));
+    assert_eq!(s.get("/templates/flux.json").await.0, 404);
+
+    // The extension /extensions lists is served as a script.
+    let (_, extensions) = s.get("/api/extensions").await;
+    let url = extensions[0].as_str().unwrap();
+    let script = s.http.get(s.url(url)).send().await.unwrap();
+    assert_eq!(script.status(), 200);
+    assert!(script.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    assert!(script.text().await.unwrap().contains("registerExtension"));
+    assert_eq!(s.get("/extensions/omnigen/other.js").await.0, 404);
+    s.stop().await;
+}

@@ -63,14 +63,21 @@ pub async fn one(Path((module, file)): Path<(String, String)>) -> ApiResult<Resp
         return Err(missing());
     }
     let (name, ext) = file.rsplit_once('.').ok_or_else(missing)?;
-    let template = TEMPLATES.iter().find(|t| t.name == name).ok_or_else(missing)?;
+    let template = TEMPLATES
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(missing)?;
     match ext {
         "json" => Ok(files::served(
             template.workflow.as_bytes().to_vec(),
             "application/json",
             None,
         )),
-        "jpg" => Ok(files::served(template.thumbnail.to_vec(), "image/jpeg", None)),
+        "jpg" => Ok(files::served(
+            template.thumbnail.to_vec(),
+            "image/jpeg",
+            None,
+        )),
         _ => Err(missing()),
     }
 }
@@ -82,7 +89,12 @@ pub async fn core_index(Path(file): Path<String>) -> ApiResult<Json<Json_>> {
         || file
             .strip_prefix("index.")
             .and_then(|rest| rest.strip_suffix(".json"))
-            .is_some_and(|locale| !locale.is_empty() && locale.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+            .is_some_and(|locale| {
+                !locale.is_empty()
+                    && locale
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
     match file.as_str() {
         "index_logo.json" => Ok(Json(json!({}))),
         _ if is_index => Ok(Json(json!([]))),
@@ -126,7 +138,11 @@ mod tests {
         embedded.sort();
         assert_eq!(committed, embedded);
         for t in &TEMPLATES {
-            assert!(t.thumbnail.starts_with(&[0xff, 0xd8]), "{} thumbnail is a JPEG", t.name);
+            assert!(
+                t.thumbnail.starts_with(&[0xff, 0xd8]),
+                "{} thumbnail is a JPEG",
+                t.name
+            );
             let workflow: Json_ = serde_json::from_str(t.workflow).expect("JSON");
             assert!(workflow["nodes"].is_array(), "{} is a UI workflow", t.name);
         }

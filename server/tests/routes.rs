@@ -740,6 +740,19 @@ async fn object_info_lists_the_input_folder_afresh_and_any_existing_file_is_acce
         image(&info),
         json!([["a.png", "b.png"], {"image_upload": true}])
     );
+    // The editor's assets panel lists the folder itself: every file, newest first.
+    let (status, files) = s.get("/internal/files/input").await;
+    assert_eq!(status, 200);
+    let files: Vec<&str> = files
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    let mut sorted = files.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["a.png", "b.png", "notes.txt"]);
+    assert_eq!(s.get("/internal/files/elsewhere").await.0, 400);
     let (_, one) = s.get("/api/object_info/PickFile").await;
     assert_eq!(image(&one), image(&info));
 

@@ -68,7 +68,7 @@ export function startServer({ omnigen, frontend, dataDir }) {
     const timer = setTimeout(() => reject(new Error(`omnigen serve did not start in 60 s:\n${log}`)), 60_000)
     child.stderr.on('data', (chunk) => {
       log += chunk
-      const match = /on (http:\/\/\S+)/.exec(log)
+      const match = /on (http:\/\/\S+)\s/.exec(log) // the whole address: a chunk may end inside it
       if (match && timer) {
         clearTimeout(timer)
         resolveServer({

@@ -26,7 +26,7 @@ type Shared = Arc<AppState>;
 
 /// The whole application: routes, body limit and the security guard.
 pub fn router(state: Shared, guard: Arc<Guard>) -> Router {
-    let routes: [(&str, MethodRouter<Shared>); 30] = [
+    let routes: [(&str, MethodRouter<Shared>); 31] = [
         ("/prompt", get(prompt::status).post(prompt::submit)),
         ("/queue", get(queue::list).post(queue::change)),
         ("/interrupt", post(queue::interrupt)),
@@ -60,6 +60,7 @@ pub fn router(state: Shared, guard: Arc<Guard>) -> Router {
         ("/userdata/{file}/move/{dest}", post(userdata::rename)),
         ("/view", get(files::view)),
         ("/upload/image", post(files::upload_image)),
+        ("/internal/files/{kind}", get(files::list_folder)),
         ("/upload/mask", post(files::upload_mask)),
         ("/ws", get(ws::connect)),
     ];

@@ -10,8 +10,7 @@ import { join } from 'node:path'
 import { describe } from '../support.mjs'
 
 export async function run(ctx) {
-  const page = await ctx.openEditor({ viewport: { width: 1400, height: 800 } })
-  await page.goto(`${ctx.server.url}/?template=instruction_edit&source=omnigen`)
+  const page = await ctx.openPage('/?template=instruction_edit&source=omnigen', { viewport: { width: 1400, height: 800 } })
   await page.waitForFunction(() => window.app?.graph?._nodes?.some((n) => n.type === 'LoadImage') && !location.search.includes('template='), null, { timeout: 60_000 })
 
   const loadImage = await page.evaluate(() => {
@@ -32,7 +31,9 @@ export async function run(ctx) {
     node.widgets.find((w) => w.type === 'button').callback()
   }, loadImage.id)
   await (await chooser).setFiles(picture)
-  await page.waitForFunction((id) => app.graph.getNodeById(Number(id)).widgets[0].value === 'scene.png', loadImage.id, { timeout: 30_000 })
+  // The template already names scene.png: wait for the upload to add it to the combo's list.
+  await page.waitForFunction((id) => app.graph.getNodeById(Number(id)).widgets[0].options.values.includes('scene.png'), loadImage.id, { timeout: 30_000 })
+  assert.equal(await page.evaluate((id) => app.graph.getNodeById(Number(id)).widgets[0].value, loadImage.id), 'scene.png')
   assert.deepEqual(readFileSync(join(ctx.server.inputDir, 'scene.png')), readFileSync(picture), 'the upload landed in the input folder')
   const listed = await (await fetch(`${ctx.server.url}/api/object_info/LoadImage`)).json()
   assert.deepEqual(listed.LoadImage.input.required.image[0], ['scene.png'], 'the next /object_info lists it')

@@ -34,6 +34,52 @@ pub enum Command {
     Convert(ConvertArgs),
     /// Manage ComfyUI's editor (the frontend `omnigen serve` serves).
     Frontend(FrontendArgs),
+    /// Write a pre-quantized copy of a model folder (8- or 4-bit transformer layers) that loads small.
+    Quantize(QuantizeArgs),
+    /// Run prompts that `omnigen serve --queue nats://…` hands out (see docs/scale-out.md).
+    Worker(WorkerArgs),
+}
+
+/// Arguments of `omnigen quantize`.
+#[derive(Debug, Args)]
+pub struct QuantizeArgs {
+    /// The model folder (official or diffusers layout, with its `vae/`).
+    #[arg(value_name = "IN")]
+    pub input: PathBuf,
+    /// The new folder to write (official layout); it must not exist.
+    #[arg(value_name = "OUT")]
+    pub output: PathBuf,
+    /// `q8` (ggml q8_0, 8.5 bits a weight) or `q4` (q4k, 4.5 bits).
+    #[arg(long, default_value = "q8")]
+    pub format: String,
+}
+
+/// How to reach NATS JetStream (`serve --queue` and `worker`).
+#[derive(Debug, Clone, Args)]
+pub struct NatsArgs {
+    /// A NATS credentials file (`.creds`) for servers that require one.
+    #[arg(long, value_name = "FILE")]
+    pub nats_creds: Option<PathBuf>,
+    /// A CA certificate (PEM) to trust for `tls://` NATS servers.
+    #[arg(long, value_name = "FILE")]
+    pub nats_ca: Option<PathBuf>,
+}
+
+/// Arguments of `omnigen worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The NATS server the front (`omnigen serve --queue`) uses: `nats://HOST:PORT`.
+    #[arg(long, value_name = "nats://HOST:PORT")]
+    pub queue: String,
+    /// This worker's name in logs and results (default: worker-PID).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub dirs: DirArgs,
+    #[command(flatten)]
+    pub catalogue: CatalogueArgs,
 }
 
 /// Arguments of `omnigen frontend`.
@@ -244,6 +290,18 @@ pub struct ServeArgs {
     /// `omnigen frontend install` put into DATA_DIR/frontend, if any.
     #[arg(long, value_name = "DIR")]
     pub front_end_root: Option<PathBuf>,
+    /// Hand prompts to `omnigen worker` processes through NATS JetStream (`nats://HOST:PORT`) instead
+    /// of running them here; history stays in DATA_DIR. See docs/scale-out.md.
+    #[arg(long, value_name = "nats://HOST:PORT")]
+    pub queue: Option<String>,
+    /// With `--queue`: a job neither acked nor heartbeated for this long goes to another worker.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub ack_wait_secs: f64,
+    /// With `--queue`: a job delivered this many times without finishing is recorded failed.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub max_deliver: u32,
+    #[command(flatten)]
+    pub nats: NatsArgs,
     #[command(flatten)]
     pub catalogue: CatalogueArgs,
 }

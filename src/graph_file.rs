@@ -3,16 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-use omnigen_engine::graph::parse_json;
-use omnigen_engine::workflow::{into_api_document, WorkflowError};
+use omnigen_engine::workflow::{
+    document_from_bytes, into_api_document, SourceError, WorkflowError,
+};
 use omnigen_engine::{ParseError, PromptRequest, Registry};
 use omnigen_nodes::io::png_write::read_png_text_chunks;
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
 use crate::overrides::{apply_overrides, Override, OverrideError};
-
-/// The eight bytes every PNG file starts with.
-const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 
 /// Why a graph file could not be turned into a request.
 #[derive(Debug, thiserror::Error)]
@@ -78,65 +76,22 @@ pub fn load_request(
     request_from_document(raw, overrides, registry).map_err(|e| e.at(path))
 }
 
-/// Reads a graph file as JSON. A PNG yields its `prompt` text chunk (with the other chunks, the editor's
-/// `workflow` among them, as `extra_pnginfo`, so a re-save keeps them), else its `workflow` chunk; any
-/// other file is JSON text.
+/// Reads a graph file as JSON, by the engine's one rule ([`document_from_bytes`]): a PNG yields its
+/// `prompt` text chunk (with the other chunks, the editor's `workflow` among them, as `extra_pnginfo`,
+/// so a re-save keeps them), else its `workflow` chunk; any other file is JSON text.
 pub fn read_document(path: &Path) -> Result<Json, GraphLoadError> {
     let bytes = std::fs::read(path).map_err(|source| GraphLoadError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    if bytes.starts_with(PNG_SIGNATURE) {
-        return document_from_png(&bytes).map_err(|e| e.at(path));
-    }
-    let text = String::from_utf8(bytes).map_err(|e| GraphLoadError::Format {
-        path: path.to_path_buf(),
-        problem: format!(
-            "not a graph: neither UTF-8 JSON text nor a PNG (invalid UTF-8 at byte {})",
-            e.utf8_error().valid_up_to()
-        ),
-    })?;
-    parse_json(&text).map_err(|source| GraphLoadError::Parse {
-        path: path.to_path_buf(),
-        source,
+    let path = path.to_path_buf();
+    document_from_bytes(&bytes, read_png_text_chunks).map_err(|e| match e {
+        SourceError::Json(source) => GraphLoadError::Parse { path, source },
+        other => GraphLoadError::Format {
+            path,
+            problem: other.to_string(),
+        },
     })
-}
-
-fn document_from_png(bytes: &[u8]) -> Result<Json, GraphLoadError> {
-    let png = |problem: String| GraphLoadError::Format {
-        path: PathBuf::new(),
-        problem,
-    };
-    let chunks = read_png_text_chunks(bytes)
-        .map_err(|e| png(format!("cannot read the PNG's text chunks: {e}")))?;
-    let chunk_json = |keyword: &str, text: &str| {
-        parse_json(text).map_err(|e| png(format!("the PNG's `{keyword}` chunk is not JSON: {e}")))
-    };
-    let mut prompt = None;
-    let mut extra_pnginfo = Map::new();
-    for (keyword, text) in &chunks {
-        if keyword == "prompt" {
-            prompt = Some(chunk_json(keyword, text)?);
-        } else if let Ok(value) = parse_json(text) {
-            // ComfyUI writes each `extra_pnginfo` entry as a chunk of its own; non-JSON chunks
-            // (a camera's comment, say) are not part of the graph.
-            extra_pnginfo.insert(keyword.clone(), value);
-        }
-    }
-    match (prompt, extra_pnginfo.remove("workflow")) {
-        (Some(prompt), workflow) => {
-            if let Some(workflow) = workflow {
-                extra_pnginfo.insert("workflow".into(), workflow);
-            }
-            Ok(serde_json::json!({"prompt": prompt, "extra_data": {"extra_pnginfo": extra_pnginfo}}))
-        }
-        (None, Some(workflow)) => Ok(workflow),
-        (None, None) => Err(png(
-            "the PNG carries no graph: it has neither a `prompt` nor a `workflow` text chunk (only \
-             images saved by omnigen or ComfyUI do)"
-                .into(),
-        )),
-    }
 }
 
 /// Converts, applies overrides and parses an already-read document.

@@ -17,6 +17,7 @@ mod outcome;
 mod overrides;
 mod plugins;
 mod progress;
+mod quantize_cmd;
 mod reporter;
 mod run_cmd;
 mod serve_cmd;
@@ -25,6 +26,7 @@ mod terminal_text;
 mod test_nodes;
 mod validate_cmd;
 mod watch_cmd;
+mod worker_cmd;
 
 use std::process::ExitCode;
 
@@ -61,5 +63,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Serve(args) => serve_cmd::run(args).await,
         Command::Convert(args) => convert_cmd::run(args),
         Command::Frontend(args) => frontend_cmd::run(args),
+        Command::Quantize(args) => quantize_cmd::run(args),
+        Command::Worker(args) => worker_cmd::run(args).await,
     }
 }

@@ -9,7 +9,7 @@ use omnigen_server::config::FRONTEND_DIR;
 use omnigen_server::{Folders, HistoryLimits, ServerConfig};
 
 use crate::catalogue::{self, io_config};
-use crate::cli::{DirArgs, ServeArgs};
+use crate::cli::{DirArgs, NatsArgs, ServeArgs};
 use crate::outcome::Failure;
 
 /// The environment variable read when `--token` is not given.
@@ -25,7 +25,7 @@ impl ServeArgs {
         }
     }
 
-    fn config(&self) -> ServerConfig {
+    fn config(&self) -> Result<ServerConfig, Failure> {
         let mut config = ServerConfig::new(&self.data_dir);
         config.listen = SocketAddr::new(self.listen, self.port);
         config.folders = self.folders();
@@ -50,13 +50,43 @@ impl ServeArgs {
                 .try_into()
                 .unwrap_or(u64::MAX),
         };
-        config
+        if let Some(url) = &self.queue {
+            let ack_wait = Duration::try_from_secs_f64(self.ack_wait_secs)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    Failure::Usage(anyhow::anyhow!(
+                        "--ack-wait-secs {}: give a positive number of seconds",
+                        self.ack_wait_secs
+                    ))
+                })?;
+            if self.max_deliver == 0 {
+                return Err(Failure::Usage(anyhow::anyhow!(
+                    "--max-deliver 0: a job must be delivered at least once"
+                )));
+            }
+            let mut nats = self.nats.settings(url);
+            nats.ack_wait = ack_wait;
+            nats.max_deliver = i64::from(self.max_deliver);
+            config.nats = Some(nats);
+        }
+        Ok(config)
+    }
+}
+
+impl NatsArgs {
+    /// The client settings for `url` (delivery settings at their defaults).
+    pub fn settings(&self, url: &str) -> omnigen_server::NatsSettings {
+        let mut settings = omnigen_server::NatsSettings::new(url);
+        settings.credentials = self.nats_creds.clone();
+        settings.root_certificate = self.nats_ca.clone();
+        settings
     }
 }
 
 /// Serves until Ctrl-C.
 pub async fn run(args: ServeArgs) -> Result<(), Failure> {
-    let config = args.config();
+    let config = args.config()?;
     if let Some(root) = &config.front_end_root {
         if !root.join("index.html").is_file() {
             return Err(Failure::Usage(anyhow::anyhow!(
@@ -90,7 +120,11 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         server.local_addr()
     );
     let _ = tokio::signal::ctrl_c().await;
-    eprintln!("stopping: a running prompt is queued again at the next start");
+    if args.queue.is_some() {
+        eprintln!("stopping: queued prompts stay in NATS for the workers");
+    } else {
+        eprintln!("stopping: a running prompt is queued again at the next start");
+    }
     server.shutdown().await;
     Ok(())
 }

@@ -50,7 +50,31 @@ impl NodeType for SlowCount {
     }
 }
 
+/// `TestCrash`: kills its own process at once (no unwinding, no cleanup), as a GPU driver fault or
+/// the OOM killer would; the scale-out tests use it as a poison job.
+struct Crash;
+
+impl NodeType for Crash {
+    fn schema(&self) -> NodeSchema {
+        NodeSchema::new("TestCrash")
+            .display_name("Crash the process (test)")
+            .category("testing")
+            .description("Aborts the process running it; only registered with --test-nodes.")
+            .output_node()
+            .required(InputSpec::int("code").default_int(1).min(0).max(255))
+    }
+
+    fn run<'a>(
+        &'a self,
+        _inputs: Inputs,
+        _ctx: NodeContext,
+    ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+        Box::pin(async move { std::process::abort() })
+    }
+}
+
 /// Registers the test-only node types.
 pub fn register(registry: &Registry) {
     registry.register(SlowCount);
+    registry.register(Crash);
 }

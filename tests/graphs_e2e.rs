@@ -756,3 +756,51 @@ fn two_samplers_on_one_device_run_one_after_the_other() {
     let switches = order.windows(2).filter(|w| w[0] != w[1]).count();
     assert_eq!(switches, 1, "samplers interleaved: {order:?}");
 }
+
+/// Quantized weights through the graph: `LoadOmniGen`'s `dtype` q8 quantizes at load, and a folder
+/// written by `omnigen quantize` loads as any model folder; both run text-to-image to a picture.
+#[test]
+fn quantized_models_run_text_to_image() {
+    let session = Session::new();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let folder = scratch.path().join("tiny-q4");
+    let quantize = |out: &Path, format: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_omnigen"))
+            .arg("quantize")
+            .arg(fixtures().join("tiny"))
+            .arg(out)
+            .args(["--format", format])
+            .output()
+            .expect("run omnigen quantize")
+    };
+    let done = quantize(&folder, "q4");
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&done.stdout).trim(),
+        folder.display().to_string()
+    );
+    assert!(folder.join("quantized.gguf").is_file());
+
+    let refused = quantize(&scratch.path().join("f32"), "f32");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not a quantized format"));
+
+    let mut graph = example_graphs()["text_to_image.json"].clone();
+    for_tiny_model(&mut graph);
+    set_all(&mut graph, "LoadOmniGen", "dtype", json!("q8"));
+    let before = session.pngs();
+    session.run_ok("text_to_image q8", &graph);
+    set_all(&mut graph, "LoadOmniGen", "dtype", json!("auto"));
+    set_all(
+        &mut graph,
+        "LoadOmniGen",
+        "model",
+        json!(folder.display().to_string()),
+    );
+    session.run_ok("text_to_image pre-quantized q4", &graph);
+    assert_eq!(session.pngs().difference(&before).count(), 2);
+}

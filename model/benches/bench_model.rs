@@ -7,7 +7,8 @@
 //! model/benches/torch_timing.py` it runs the official PyTorch code on the same weights and inputs in a
 //! second process, alternating rounds with the candle timings, and prints the ratios.
 //!
-//! Run: `cargo bench -p omnigen-model --bench bench_model -- [--dir DIR] [--rounds N] [--python PY --script S]`
+//! Run: `cargo bench -p omnigen-model --bench bench_model -- [--dir DIR] [--rounds N] [--python PY --script S]
+//! [--quantized]`; `--quantized` adds the same forward with 8- and 4-bit decoder weights (bytes, time, error).
 //! `DIR` holds `config.json`, `model.safetensors` and `bench_inputs.safetensors` as written by
 //! `model/scripts/bench_reference.py DIR`; without them, random weights and inputs are generated (seeded).
 
@@ -21,7 +22,7 @@ use omnigen_model::noise::NoiseRng;
 use omnigen_model::sampler::{
     sample_loop, BranchBatch, CfgMode, KvCacheMode, LoopInputs, LoopOptions,
 };
-use omnigen_model::{ForwardInput, KvCache, Transformer};
+use omnigen_model::{ForwardInput, KvCache, Transformer, WeightFormat};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -197,6 +198,7 @@ struct Args {
     rounds: usize,
     python: Option<String>,
     script: Option<String>,
+    quantized: bool,
 }
 
 fn args() -> Args {
@@ -205,6 +207,7 @@ fn args() -> Args {
         rounds: 3,
         python: None,
         script: None,
+        quantized: false,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -215,6 +218,11 @@ fn args() -> Args {
             "--rounds" => a.rounds = next.and_then(|s| s.parse().ok()).unwrap_or(a.rounds),
             "--python" => a.python = next,
             "--script" => a.script = next,
+            "--quantized" => {
+                a.quantized = true;
+                i += 1;
+                continue;
+            }
             _ => {
                 i += 1;
                 continue;
@@ -353,6 +361,7 @@ fn main() -> Res<()> {
         std::slice::from_ref(&weights),
         false,
         DType::F32,
+        WeightFormat::Full,
         &Device::Cpu,
     )?;
     let load_s = t0.elapsed().as_secs_f64();
@@ -497,7 +506,103 @@ fn main() -> Res<()> {
     }
     drop(torch);
     breakdown(s)?;
+    if a.quantized {
+        drop(cache);
+        quantized(&dir, &tr, &fwd, &out, a.rounds)?;
+    }
+    real_config_weights();
     Ok(())
+}
+
+/// `--quantized`: the same weights with 8- and 4-bit decoder linears: bytes, forward time and the
+/// velocity's relative error against the f32 forward `want`.
+fn quantized(
+    dir: &Path,
+    full: &Transformer,
+    fwd: &ForwardInput,
+    want: &Tensor,
+    rounds: usize,
+) -> Res<()> {
+    let (full_bytes, _) = full.decoder_linear_bytes();
+    let full_s = best_of(rounds, || {
+        full.forward(fwd)?;
+        Ok(())
+    })?;
+    println!(
+        "f32: decoder linears {:.1} MB, forward {full_s:.3} s (best of {rounds})",
+        full_bytes as f64 / 1e6
+    );
+    for format in [WeightFormat::Q8, WeightFormat::Q4] {
+        let t0 = Instant::now();
+        let tr = Transformer::load(
+            &dir.join("config.json"),
+            &[dir.join("model.safetensors")],
+            false,
+            DType::F32,
+            format,
+            &Device::Cpu,
+        )?;
+        let load_s = t0.elapsed().as_secs_f64();
+        let (bytes, layers) = tr.decoder_linear_bytes();
+        let out = tr.forward(fwd)?;
+        let diff = (&out - want)?
+            .sqr()?
+            .sum_all()?
+            .sqrt()?
+            .to_scalar::<f32>()?;
+        let norm = want.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?;
+        let s = best_of(rounds, || {
+            tr.forward(fwd)?;
+            Ok(())
+        })?;
+        println!(
+            "{format}: {layers} layers quantized, decoder linears {:.1} MB ({:.3}x f32), load {load_s:.2} s, \
+             forward {s:.3} s ({:.2}x f32), velocity relative error {:.2e}",
+            bytes as f64 / 1e6,
+            bytes as f64 / full_bytes as f64,
+            s / full_s,
+            diff / norm
+        );
+    }
+    Ok(())
+}
+
+/// Weights in memory for the real config (hidden 3072, MLP 8192, 32 blocks, vocab 32064), by format and
+/// compute dtype: the decoder linears (arithmetic tested against measured bytes), the token embedding
+/// (q8_0 when quantized) and every other tensor in the compute dtype; the position table counts only its
+/// per-axis values (rebuilt from the formula).
+fn real_config_weights() {
+    let (h, inter, blocks, vocab, grid) = (3072usize, 8192usize, 32usize, 32064usize, 192usize);
+    let others = 2 * (h * 16 + h) // x_embedder, input_x_embedder
+        + 2 * (256 * h + h + h * h + h) // time_token, t_embedder
+        + (2 * h * h + 2 * h + 16 * h + 16) // final layer
+        + (2 * blocks + 1) * h // RMSNorms
+        + grid * h / 2; // position table, per axis
+    for (dtype, dense) in [("bf16", 2usize), ("f32", 4)] {
+        let line: Vec<String> = [WeightFormat::Full, WeightFormat::Q8, WeightFormat::Q4]
+            .into_iter()
+            .map(|format| {
+                let linears: usize = omnigen_model::quant::decoder_linear_shapes(h, inter)
+                    .iter()
+                    .map(|&(o, i)| omnigen_model::quant::linear_weight_bytes(o, i, format, dense))
+                    .sum::<usize>()
+                    * blocks;
+                // The token embedding: q8_0 with any quantized format (`embedding_block_type`).
+                let embedding = match format.embedding_block_type(h) {
+                    Some(block) => vocab * h / block.block_size() * block.type_size(),
+                    None => vocab * h * dense,
+                };
+                format!(
+                    "{format} {:.2} GB",
+                    (linears + embedding + others * dense) as f64 / 1e9
+                )
+            })
+            .collect();
+        println!(
+            "real config weights, other tensors in {dtype}: {}",
+            line.join(", ")
+        );
+    }
 }
 
 /// Times the pieces of one layer at sequence length `s`: the four linears and the attention core.

@@ -5,6 +5,7 @@ use candle_core::{DType, Tensor, D};
 use crate::cpu_kernels;
 use crate::error::Result;
 use crate::nn::Linear;
+use crate::quant::LinearSource;
 use candle_nn::VarBuilder;
 
 /// `self_attn` of one decoder layer.
@@ -48,10 +49,15 @@ pub(crate) enum LayerCache<'a> {
 }
 
 impl Attention {
-    pub(crate) fn new(hidden: usize, n_heads: usize, vb: &VarBuilder) -> Result<Self> {
+    pub(crate) fn new(
+        hidden: usize,
+        n_heads: usize,
+        vb: &VarBuilder,
+        source: LinearSource,
+    ) -> Result<Self> {
         Ok(Self {
-            qkv_proj: Linear::new(hidden, 3 * hidden, false, &vb.pp("qkv_proj"))?,
-            o_proj: Linear::new(hidden, hidden, false, &vb.pp("o_proj"))?,
+            qkv_proj: Linear::new_in(hidden, 3 * hidden, &vb.pp("qkv_proj"), source)?,
+            o_proj: Linear::new_in(hidden, hidden, &vb.pp("o_proj"), source)?,
             n_heads,
             head_dim: hidden / n_heads,
         })

@@ -1,6 +1,6 @@
 //! OmniGen's embeddings around the decoder: 2×2 patch embedding (as a matmul, which also works for bf16
-//! on CPU where candle has no bf16 conv), the center-cropped 2-D sin-cos position table, and the DiT
-//! timestep embedder (`t` in [0,1], cos first).
+//! on CPU where candle has no bf16 conv) and the DiT timestep embedder (`t` in [0,1], cos first). The
+//! position table is [`crate::pos_embed`].
 
 use candle_core::{DType, Tensor};
 
@@ -51,40 +51,6 @@ impl PatchEmbed {
             .permute((0, 2, 4, 1, 3, 5))?
             .reshape((b, gh * gw, c * p * p))?;
         self.proj.forward(&patches)
-    }
-}
-
-/// The fixed `[1, M·M, C]` 2-D sin-cos table, cropped around its center per image.
-#[derive(Debug, Clone)]
-pub struct PosEmbed {
-    table: Tensor,
-    max_size: usize,
-}
-
-impl PosEmbed {
-    pub(crate) fn new(max_size: usize, hidden: usize, vb: &VarBuilder) -> Result<Self> {
-        let table = vb.get(&[1, max_size * max_size, hidden], "pos_embed")?;
-        let table = table.reshape((max_size, max_size, hidden))?;
-        Ok(Self { table, max_size })
-    }
-
-    /// Position rows for a token grid of `gh × gw` (center crop), as `[gh·gw, C]`.
-    pub fn crop(&self, gh: usize, gw: usize) -> Result<Tensor> {
-        if gh > self.max_size || gw > self.max_size {
-            return Err(Error::Input(format!(
-                "a {gh}x{gw} token grid exceeds the {m}x{m} position table (max {px} px per side)",
-                m = self.max_size,
-                px = self.max_size * 16
-            )));
-        }
-        let top = (self.max_size - gh) / 2;
-        let left = (self.max_size - gw) / 2;
-        let c = self.table.dim(2)?;
-        Ok(self
-            .table
-            .narrow(0, top, gh)?
-            .narrow(1, left, gw)?
-            .reshape((gh * gw, c))?)
     }
 }
 

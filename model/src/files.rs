@@ -31,6 +31,8 @@ pub struct ModelFiles {
     pub vae_dir: PathBuf,
     /// Whether the folder uses diffusers' names.
     pub diffusers: bool,
+    /// The quantized decoder weights of a pre-quantized folder (`omnigen quantize`), when present.
+    pub quantized: Option<PathBuf>,
 }
 
 fn safetensors_in(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -109,6 +111,7 @@ impl ModelFiles {
             tokenizer: dir.join(tokenizer),
             vae_dir,
             diffusers,
+            quantized: Some(base.join(crate::quant::PREQUANTIZED_FILE)).filter(|p| p.is_file()),
         })
     }
 

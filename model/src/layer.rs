@@ -7,7 +7,8 @@ use crate::config::OmniGenConfig;
 use crate::cpu_kernels;
 use crate::error::Result;
 use crate::kv_cache::CacheUse;
-use crate::nn::{Linear, RmsNorm};
+use crate::nn::{Embedding, Linear, RmsNorm};
+use crate::quant::LinearSource;
 use candle_nn::VarBuilder;
 
 /// `mlp`: `down_proj(up * silu(gate))` with `(gate, up) = gate_up_proj(x).chunk(2)`.
@@ -19,11 +20,11 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    pub(crate) fn new(cfg: &OmniGenConfig, vb: &VarBuilder) -> Result<Self> {
+    pub(crate) fn new(cfg: &OmniGenConfig, vb: &VarBuilder, source: LinearSource) -> Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
         Ok(Self {
-            gate_up_proj: Linear::new(h, 2 * i, false, &vb.pp("gate_up_proj"))?,
-            down_proj: Linear::new(i, h, false, &vb.pp("down_proj"))?,
+            gate_up_proj: Linear::new_in(h, 2 * i, &vb.pp("gate_up_proj"), source)?,
+            down_proj: Linear::new_in(i, h, &vb.pp("down_proj"), source)?,
             inter: i,
         })
     }
@@ -52,11 +53,11 @@ pub struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    pub(crate) fn new(cfg: &OmniGenConfig, vb: &VarBuilder) -> Result<Self> {
+    pub(crate) fn new(cfg: &OmniGenConfig, vb: &VarBuilder, source: LinearSource) -> Result<Self> {
         let h = cfg.hidden_size;
         Ok(Self {
-            self_attn: Attention::new(h, cfg.num_attention_heads, &vb.pp("self_attn"))?,
-            mlp: Mlp::new(cfg, &vb.pp("mlp"))?,
+            self_attn: Attention::new(h, cfg.num_attention_heads, &vb.pp("self_attn"), source)?,
+            mlp: Mlp::new(cfg, &vb.pp("mlp"), source)?,
             input_layernorm: RmsNorm::new(h, cfg.rms_norm_eps, &vb.pp("input_layernorm"))?,
             post_attention_layernorm: RmsNorm::new(
                 h,
@@ -88,18 +89,21 @@ impl DecoderLayer {
 /// `llm`: token embedding, decoder layers and the final RMSNorm (no `lm_head`).
 #[derive(Debug, Clone)]
 pub struct Phi3Decoder {
-    pub(crate) embed_tokens: Tensor,
+    pub(crate) embed_tokens: Embedding,
     pub(crate) layers: Vec<DecoderLayer>,
     norm: RmsNorm,
 }
 
 impl Phi3Decoder {
-    pub(crate) fn new(cfg: &OmniGenConfig, vb: &VarBuilder) -> Result<Self> {
-        let embed_tokens = vb
-            .pp("embed_tokens")
-            .get(&[cfg.vocab_size, cfg.hidden_size], "weight")?;
+    pub(crate) fn new(cfg: &OmniGenConfig, vb: &VarBuilder, source: LinearSource) -> Result<Self> {
+        let embed_tokens = Embedding::new(
+            cfg.vocab_size,
+            cfg.hidden_size,
+            &vb.pp("embed_tokens"),
+            source,
+        )?;
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| DecoderLayer::new(cfg, &vb.pp("layers").pp(i)))
+            .map(|i| DecoderLayer::new(cfg, &vb.pp("layers").pp(i), source))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             embed_tokens,
@@ -114,8 +118,8 @@ impl Phi3Decoder {
         let flat = ids.flatten_all()?.to_dtype(candle_core::DType::U32)?;
         Ok(self
             .embed_tokens
-            .index_select(&flat, 0)?
-            .reshape((b, t, self.embed_tokens.dim(1)?))?)
+            .lookup(&flat)?
+            .reshape((b, t, self.embed_tokens.hidden()?))?)
     }
 
     /// Runs all layers and the final norm over `x` `[B,Sq,C]`.

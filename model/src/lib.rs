@@ -50,6 +50,8 @@ mod nn;
 pub mod noise;
 pub mod options;
 mod pipeline;
+pub mod pos_embed;
+pub mod quant;
 pub mod rope;
 pub mod sampler;
 pub mod scheduler;
@@ -75,6 +77,17 @@ pub mod bench_hooks {
     ) -> crate::Result<Tensor> {
         crate::cpu_kernels::attention(q, &[(k.clone(), v.clone())], mask, free_from)
     }
+
+    /// A VAE of `cfg`'s architecture with all-zero weights (for memory and time benchmarks: the work and
+    /// the buffers do not depend on the values).
+    pub fn zero_vae(
+        cfg: crate::VaeConfig,
+        device: &candle_core::Device,
+    ) -> crate::Result<crate::Vae> {
+        // Plain zero tensors, not a VarMap's variables (those would record every op for backprop).
+        let vb = candle_nn::VarBuilder::zeros(candle_core::DType::F32, device);
+        crate::Vae::from_var_builder(cfg, &vb)
+    }
 }
 
 pub use config::{OmniGenConfig, RopeScaling};
@@ -87,6 +100,7 @@ pub use kv_cache::KvCache;
 pub use latent::Latent;
 pub use options::{LoadOptions, OptionError, OptionField, SampleOptions};
 pub use pipeline::OmniGen;
+pub use quant::WeightFormat;
 pub use sampler::{BranchBatch, CfgMode, KvCacheMode, LoopInputs, LoopOptions, StepProgress};
 pub use transformer::{ForwardInput, ImageSpan, Transformer};
 pub use vae::{EncodeMode, Vae, VaeConfig};

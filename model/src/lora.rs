@@ -7,7 +7,6 @@ use candle_core::{DType, Device};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::nn::Linear;
 use crate::transformer::Transformer;
 use crate::weights::Checkpoint;
 
@@ -25,20 +24,6 @@ struct AdapterConfig {
     rank_pattern: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     alpha_pattern: serde_json::Map<String, serde_json::Value>,
-}
-
-/// The linear layer of `transformer` named `module` (official naming, e.g. `llm.layers.3.self_attn.qkv_proj`).
-fn linear_mut<'a>(tr: &'a mut Transformer, module: &str) -> Option<&'a mut Linear> {
-    let rest = module.strip_prefix("llm.layers.")?;
-    let (idx, name) = rest.split_once('.')?;
-    let layer = tr.llm.layers.get_mut(idx.parse::<usize>().ok()?)?;
-    Some(match name {
-        "self_attn.qkv_proj" => &mut layer.self_attn.qkv_proj,
-        "self_attn.o_proj" => &mut layer.self_attn.o_proj,
-        "mlp.gate_up_proj" => &mut layer.mlp.gate_up_proj,
-        "mlp.down_proj" => &mut layer.mlp.down_proj,
-        _ => return None,
-    })
 }
 
 /// Merges the adapter in `dir` into `tr` with an extra user `scale` (1.0 = as trained). Returns the number
@@ -91,10 +76,13 @@ pub fn merge_lora(tr: &mut Transformer, dir: &Path, scale: f64) -> Result<usize>
     let device = tr.device().clone();
     for key in &modules {
         let module = key.strip_prefix("base_model.model.").unwrap_or(key);
-        let linear = linear_mut(tr, module).ok_or_else(|| Error::Input(format!(
-            "LoRA targets `{module}`, which is not a mergeable linear layer of OmniGen's transformer"
-        )))?;
-        let (out_dim, in_dim) = linear.weight().dims2()?;
+        let linear = tr
+            .decoder_linears_mut()
+            .find_map(|(name, linear)| (name == module).then_some(linear))
+            .ok_or_else(|| Error::Input(format!(
+                "LoRA targets `{module}`, which is not a mergeable linear layer of OmniGen's transformer"
+            )))?;
+        let (out_dim, in_dim) = linear.dims()?;
         let vb = vb.pp(key);
         let a = vb.get((cfg.r, in_dim), "lora_A.weight")?;
         let b = vb.get((out_dim, cfg.r), "lora_B.weight")?;

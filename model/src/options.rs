@@ -3,6 +3,7 @@
 //! (the graph nodes, a CLI) can point at the input to fix.
 
 use crate::device::{DTypeChoice, DeviceChoice};
+use crate::quant::WeightFormat;
 
 /// Output sides are multiples of this many pixels (VAE factor 8 × patch size 2).
 pub const OUTPUT_SIDE_MULTIPLE: usize = 16;
@@ -62,8 +63,8 @@ pub enum OptionError {
     /// Zero denoising steps.
     #[error("steps {0} must be at least 1")]
     Steps(usize),
-    /// A dtype name that is not `auto`, `f32`, `bf16` (or `f16`, which loading refuses).
-    #[error("unknown dtype `{0}` (expected auto, f32 or bf16)")]
+    /// A dtype name that is not `auto`, `f32`, `bf16`, `q8`, `q4` (or `f16`, which loading refuses).
+    #[error("unknown dtype `{0}` (expected auto, f32, bf16, q8 or q4)")]
     UnknownDType(String),
     /// A device name that is not `auto`, `cpu`, `cuda[:N]` or `metal[:N]`.
     #[error("unknown device `{0}` (expected auto, cpu, cuda:N or metal:N)")]
@@ -181,11 +182,26 @@ impl KvCacheMode {
 pub struct LoadOptions {
     /// Compute dtype.
     pub dtype: DTypeChoice,
+    /// How the decoder's linear weights are stored (full precision, 8 or 4 bits).
+    pub weights: WeightFormat,
     /// Device.
     pub device: DeviceChoice,
 }
 
 impl LoadOptions {
+    /// Reads a precision name as `LoadOmniGen`'s `dtype` takes it: a compute dtype (`auto`, `f32`,
+    /// `bf16`, …), or `q8`/`q4` for quantized decoder weights with the automatic compute dtype.
+    pub fn set_precision(&mut self, text: &str) -> std::result::Result<(), OptionError> {
+        if let Some(format) = WeightFormat::parse_quantized(text) {
+            self.dtype = DTypeChoice::Auto;
+            self.weights = format;
+        } else {
+            self.dtype = DTypeChoice::parse(text)?;
+            self.weights = WeightFormat::Full;
+        }
+        Ok(())
+    }
+
     /// Refuses float16 before anything is opened ([`crate::Error::F16Unsupported`]).
     pub fn validate(&self) -> crate::Result<()> {
         if self.dtype == DTypeChoice::F16 {

@@ -12,6 +12,7 @@ use crate::instruction::Instruction;
 use crate::latent::{Latent, VAE_FACTOR};
 use crate::options::{CfgMode, LoadOptions, SampleOptions};
 use crate::processor::{BatchRequest, InstructionInput, Processor};
+use crate::quant::{LinearSource, StoredLinears, WeightFormat};
 use crate::sampler::{sample_loop, BranchBatch, LoopInputs, LoopOptions, StepProgress};
 use crate::scheduler::sigmas;
 use crate::transformer::Transformer;
@@ -31,11 +32,22 @@ impl OmniGen {
         opts.validate()?;
         let device = opts.device.open()?;
         let dtype = opts.dtype.resolve(&device)?;
-        Self::load_on(dir.as_ref(), dtype, &device)
+        Self::load_in(dir.as_ref(), dtype, opts.weights, &device)
     }
 
-    /// Loads on an explicit device and dtype (f16 is refused).
+    /// Loads on an explicit device and dtype (f16 is refused), in full precision.
     pub fn load_on(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        Self::load_in(dir, dtype, WeightFormat::Full, device)
+    }
+
+    /// Loads on an explicit device and compute dtype, the decoder's linear weights stored in `format`
+    /// (quantized one layer at a time as they load).
+    pub fn load_in(
+        dir: &Path,
+        dtype: DType,
+        format: WeightFormat,
+        device: &Device,
+    ) -> Result<Self> {
         if dtype == DType::F16 {
             return Err(Error::F16Unsupported);
         }
@@ -52,7 +64,16 @@ impl OmniGen {
             Layout::Official
         };
         let weights = crate::weights::open(&files.weights, layout, dtype, device)?;
-        let transformer = Transformer::new(&cfg, &weights)?;
+        let stored = match &files.quantized {
+            Some(path) => Some(StoredLinears::open(path)?),
+            None => None,
+        };
+        // A pre-quantized folder brings its own format; the requested one applies to the others.
+        let source = match &stored {
+            Some(stored) => LinearSource::Stored(stored),
+            None => LinearSource::Quantize(format),
+        };
+        let transformer = Transformer::new(&cfg, &weights, source)?;
         drop(weights); // unmap the checkpoint
         let processor = Processor::from_tokenizer_file(&files.tokenizer)?;
         Ok(Self {

@@ -6,11 +6,14 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::attention::AttnMask;
 use crate::config::OmniGenConfig;
-use crate::embed::{PatchEmbed, PosEmbed, TimestepEmbedder};
+use crate::embed::{PatchEmbed, TimestepEmbedder};
 use crate::error::{Error, Result};
 use crate::final_layer::{unpatchify, FinalLayer};
 use crate::kv_cache::CacheUse;
 use crate::layer::Phi3Decoder;
+use crate::nn::Linear;
+use crate::pos_embed::PosEmbed;
+use crate::quant::{LinearSource, WeightFormat, DECODER_LINEARS};
 use crate::rope::LongRope;
 pub use crate::span::ImageSpan;
 use candle_nn::VarBuilder;
@@ -51,8 +54,9 @@ pub struct Transformer {
 }
 
 impl Transformer {
-    /// Builds the transformer from checkpoint weights (official names).
-    pub(crate) fn new(cfg: &OmniGenConfig, vb: &VarBuilder) -> Result<Self> {
+    /// Builds the transformer from checkpoint weights (official names), the decoder's linear layers from
+    /// `source`.
+    pub(crate) fn new(cfg: &OmniGenConfig, vb: &VarBuilder, source: LinearSource) -> Result<Self> {
         let (h, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.in_channels);
         Ok(Self {
             x_embedder: PatchEmbed::new(p, c, h, &vb.pp("x_embedder"))?,
@@ -60,7 +64,7 @@ impl Transformer {
             pos_embed: PosEmbed::new(cfg.pos_embed_max_size, h, vb)?,
             time_token: TimestepEmbedder::new(h, &vb.pp("time_token"))?,
             t_embedder: TimestepEmbedder::new(h, &vb.pp("t_embedder"))?,
-            llm: Phi3Decoder::new(cfg, &vb.pp("llm"))?,
+            llm: Phi3Decoder::new(cfg, &vb.pp("llm"), source)?,
             final_layer: FinalLayer::new(h, p, c, &vb.pp("final_layer"))?,
             rope: LongRope::new(cfg),
             dtype: vb.dtype(),
@@ -76,6 +80,7 @@ impl Transformer {
         weights: &[std::path::PathBuf],
         diffusers_names: bool,
         dtype: DType,
+        format: WeightFormat,
         device: &Device,
     ) -> Result<Self> {
         if dtype == DType::F16 {
@@ -88,7 +93,63 @@ impl Transformer {
             crate::weights::Layout::Official
         };
         let vb = crate::weights::open(weights, layout, dtype, device)?;
-        Self::new(&cfg, &vb)
+        Self::new(&cfg, &vb, LinearSource::Quantize(format))
+    }
+
+    /// The decoder's quantizable linear layers, with their official names
+    /// (`llm.layers.N.self_attn.qkv_proj`, …): what LoRA adapters target and quantization stores.
+    pub(crate) fn decoder_linears_mut(&mut self) -> impl Iterator<Item = (String, &mut Linear)> {
+        self.llm
+            .layers
+            .iter_mut()
+            .enumerate()
+            .flat_map(|(i, layer)| {
+                let linears = [
+                    &mut layer.self_attn.qkv_proj,
+                    &mut layer.self_attn.o_proj,
+                    &mut layer.mlp.gate_up_proj,
+                    &mut layer.mlp.down_proj,
+                ];
+                DECODER_LINEARS
+                    .into_iter()
+                    .zip(linears)
+                    .map(move |(name, linear)| (format!("llm.layers.{i}.{name}"), linear))
+            })
+    }
+
+    /// The token embedding table.
+    pub(crate) fn token_embedding(&self) -> &crate::nn::Embedding {
+        &self.llm.embed_tokens
+    }
+
+    /// Bytes of the token embedding table, and whether it is stored quantized.
+    pub fn token_embedding_bytes(&self) -> (usize, bool) {
+        let table = &self.llm.embed_tokens;
+        (table.bytes(), table.qtensor().is_some())
+    }
+
+    /// Bytes held by the decoder's linear weights (quantized or not), and how many of those layers are
+    /// stored quantized.
+    pub fn decoder_linear_bytes(&self) -> (usize, usize) {
+        let linears = self.llm.layers.iter().flat_map(|l| {
+            [
+                &l.self_attn.qkv_proj,
+                &l.self_attn.o_proj,
+                &l.mlp.gate_up_proj,
+                &l.mlp.down_proj,
+            ]
+        });
+        linears.fold((0, 0), |(bytes, quantized), l| {
+            (
+                bytes + l.weight_bytes(),
+                quantized + usize::from(l.block_type().is_some()),
+            )
+        })
+    }
+
+    /// The position table, which holds only per-axis values when the checkpoint's is the formula's.
+    pub fn pos_embed(&self) -> &PosEmbed {
+        &self.pos_embed
     }
 
     /// Configuration.

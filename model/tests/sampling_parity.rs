@@ -10,7 +10,7 @@ use candle_core::{DType, Tensor};
 use common::*;
 use omnigen_model::{
     scheduler, to_rgb8, CfgMode, Error, Instruction, KvCacheMode, Latent, OmniGen, SampleOptions,
-    Vae,
+    Vae, WeightFormat,
 };
 
 struct Run {
@@ -214,6 +214,55 @@ fn decoded_images_match_reference_uint8() -> TestResult {
             .unwrap_or(0);
         eprintln!("{name}: max uint8 difference {worst}");
         assert!(worst <= 1, "{name}: uint8 pixels differ by {worst}");
+    }
+    Ok(())
+}
+
+/// Whole sampling loops with quantized decoder weights: the final latent and the decoded picture against
+/// the official f32 run (figures in BENCHMARKS.md, Quantized weights).
+#[test]
+fn quantized_loops_stay_near_the_reference() -> TestResult {
+    let r = reference("sampling")?;
+    let vae = Vae::load(
+        fixtures().join("tiny").join("vae"),
+        &candle_core::Device::Cpu,
+    )?;
+    for (format, latent_bound, pixel_bound) in
+        [(WeightFormat::Q8, 0.01, 1.0), (WeightFormat::Q4, 0.1, 4.0)]
+    {
+        let model = tiny_in(format)?;
+        for name in ["t2i_sep_kv", "edit_input_size_sep_kv"] {
+            let case = sampling_cases()?
+                .into_iter()
+                .find(|c| c["name"] == name)
+                .ok_or_else(|| anyhow::anyhow!("case {name} missing"))?;
+            let run = run_case(&model, &case, KvCacheMode::Reference)?;
+            let want = get(&r, &format!("loop.{name}.final_latent"))?;
+            let err = relative_error(&run.final_latent, &want)?;
+            let img = to_rgb8(&vae.decode(&Latent::new(run.final_latent)?)?)?.remove(0);
+            let want = get(&r, &format!("loop.{name}.image_uint8"))?
+                .flatten_all()?
+                .to_vec1::<u8>()?;
+            let diffs: Vec<f64> = img
+                .as_raw()
+                .iter()
+                .zip(&want)
+                .map(|(&a, &b)| (a as f64 - b as f64).abs())
+                .collect();
+            let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
+            let worst = diffs.iter().copied().fold(0.0, f64::max);
+            eprintln!(
+                "{format} {name}: final latent relative error {err:.2e}; pixels mean |Δ| {mean:.2}, max {worst}"
+            );
+            assert!(
+                err <= latent_bound,
+                "{format} {name}: latent relative error {err}"
+            );
+            assert!(
+                mean <= pixel_bound,
+                "{format} {name}: mean pixel difference {mean}"
+            );
+        }
     }
     Ok(())
 }

@@ -99,6 +99,9 @@ pub struct ServerConfig {
     /// A request body that sends nothing for this long is abandoned and its connection closed (a body
     /// trickled in slowly after its head); the time between two chunks counts, not the whole upload.
     pub body_idle_timeout: Duration,
+    /// Run jobs on `omnigen worker` processes through NATS JetStream instead of in this process
+    /// (docs/scale-out.md); `None` runs them here.
+    pub nats: Option<crate::queue::nats::NatsSettings>,
     /// A folder with ComfyUI's editor (`index.html` and its assets), served for every path no API route
     /// answers; `None` serves no editor.
     pub front_end_root: Option<PathBuf>,
@@ -123,6 +126,7 @@ impl ServerConfig {
             header_read_timeout: Duration::from_secs(30),
             body_idle_timeout: Duration::from_secs(30),
             front_end_root: None,
+            nats: None,
         }
     }
 

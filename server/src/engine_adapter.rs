@@ -4,9 +4,10 @@
 
 use std::sync::{Arc, Mutex};
 
+use omnigen_engine::workflow::{into_api_document, DocumentKind};
 use omnigen_engine::{
     Event, EventSink, ExecutionErrorData, Executor, ExecutorConfig, NodeFinished, PromptRequest,
-    RunOptions, RunStatus,
+    RunOptions, RunStatus, SavedFile,
 };
 use serde_json::{json, Map, Value as Json};
 
@@ -53,6 +54,8 @@ pub struct Finished {
     pub state: JobState,
     /// Outputs and status messages for history.
     pub result: JobResult,
+    /// The files output nodes wrote (a remote worker ships them to the server).
+    pub saved: Vec<SavedFile>,
 }
 
 /// The engine as the server uses it: one executor (one cache) over an open registry.
@@ -78,6 +81,13 @@ impl Engine {
                 },
             ),
         }
+    }
+
+    /// Any graph document (a UI workflow, an API graph or a `POST /prompt` body) as an API-format one,
+    /// converted with the catalogue the way `omnigen convert` does. `Err` is ComfyUI's 400 body naming
+    /// the node.
+    pub fn api_document(&self, doc: Json) -> Result<(DocumentKind, Json), Json> {
+        into_api_document(doc, self.executor.registry()).map_err(|e| e.to_comfy_json())
     }
 
     /// Parses and validates a `POST /prompt` body. `Err` is ComfyUI's 400 body.
@@ -163,6 +173,7 @@ impl Engine {
                 outputs: Json::Object(outputs),
                 messages: Json::Array(relay.take_history()),
             },
+            saved: report.saved_files.into_values().flatten().collect(),
         }
     }
 
@@ -189,6 +200,10 @@ impl Engine {
 pub enum Outgoing<'a> {
     /// A JSON text for its audience.
     Text(&'a Audience, String),
+    /// A JSON text that ends the run (`execution_success`, `execution_error`, `execution_interrupted`,
+    /// `executing` with no node): a remote worker holds these back until the result is recorded, so a
+    /// client told "done" finds the outputs on the server.
+    Final(&'a Audience, String),
     /// A preview to encode (off the execution path) and send to its client.
     Preview(PendingPreview),
 }
@@ -261,6 +276,17 @@ impl Relay {
         }
     }
 
+    /// Whether `event` ends the run (see [`Outgoing::Final`]).
+    fn ends_run(event: &Event) -> bool {
+        matches!(
+            event,
+            Event::ExecutionSuccess { .. }
+                | Event::ExecutionError(_)
+                | Event::ExecutionInterrupted { .. }
+                | Event::Executing { node: None, .. }
+        )
+    }
+
     /// A node returned: it is finished in `progress_state`.
     fn finished(&self, node: &str) {
         if self.audience != Audience::Nobody {
@@ -271,6 +297,7 @@ impl Relay {
 
     fn send_event(&self, to: &Audience, event: &Event) {
         match serde_json::to_string(event) {
+            Ok(text) if Self::ends_run(event) => (self.out)(Outgoing::Final(to, text)),
             Ok(text) => (self.out)(Outgoing::Text(to, text)),
             Err(e) => tracing::error!(error = %e, "cannot serialise an event"),
         }
@@ -313,6 +340,7 @@ fn refused(prompt_id: &str, relay: &Relay, error: Json) -> Finished {
             outputs: json!({}),
             messages: Json::Array(relay.take_history()),
         },
+        saved: Vec::new(),
     }
 }
 

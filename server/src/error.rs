@@ -38,9 +38,28 @@ pub enum ApiError {
     /// Anything else on the server's side.
     #[error("{0}")]
     Internal(String),
+    /// A service the server relies on (NATS, for remote workers) did not take the request: 503.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ApiError {
+    /// A 400 `invalid_prompt` in ComfyUI's shape, for a request whose graph cannot be read.
+    pub fn invalid_prompt(message: &str, details: String) -> Self {
+        ApiError::InvalidPrompt(json!({
+            "error": {"type": "invalid_prompt", "message": message, "details": details, "extra_info": {}},
+            "node_errors": {}
+        }))
+    }
+
+    /// A request body that could not be read: over the server's `limit` (413) or broken (400).
+    pub fn body_rejected(e: axum::extract::rejection::BytesRejection, limit: usize) -> Self {
+        match e.status().as_u16() {
+            413 => ApiError::TooLarge { limit },
+            _ => ApiError::BadRequest(format!("cannot read the request body: {e}")),
+        }
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             ApiError::InvalidPrompt(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -49,6 +68,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Queue(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -78,6 +98,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::TooLarge { .. } => "payload_too_large",
             ApiError::Queue(_) | ApiError::Internal(_) => "server_error",
+            ApiError::Unavailable(_) => "unavailable",
         }
     }
 }

@@ -34,11 +34,12 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 pub use config::{Folders, ServerConfig, DEFAULT_MAX_BODY, DEFAULT_PORT};
-pub use engine_adapter::Registry;
+pub use engine_adapter::{Dirs, Registry};
 pub use error::ApiError;
+pub use queue::nats::{run_worker, NatsSettings, WorkerConfig};
 pub use queue::{HistoryLimits, Queue, SqliteQueue};
 
-use crate::engine_adapter::{Dirs, Engine};
+use crate::engine_adapter::Engine;
 use crate::security::Guard;
 use crate::state::AppState;
 
@@ -59,6 +60,9 @@ pub enum StartError {
     /// The queue database could not be opened or recovered.
     #[error(transparent)]
     Queue(#[from] queue::QueueError),
+    /// NATS could not be reached or set up (`--queue nats://…`).
+    #[error(transparent)]
+    Nats(#[from] queue::nats::NatsError),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {reason}")]
     Bind {
@@ -122,7 +126,16 @@ pub async fn start(
         })?;
     }
     let queue = SqliteQueue::open(&config.database_path())?;
-    let recovery = queue.recover()?;
+    // With remote workers a job left running may still be running on its worker (or will be
+    // redelivered by NATS): nothing to recover here.
+    let remote = match &config.nats {
+        Some(settings) => Some(queue::nats::Front::connect(settings.clone()).await?),
+        None => None,
+    };
+    let recovery = match remote {
+        Some(_) => queue::Recovery::default(),
+        None => queue.recover()?,
+    };
     for id in &recovery.requeued {
         tracing::warn!(prompt_id = %id, "prompt was running when the server stopped: queued again");
     }
@@ -163,11 +176,13 @@ pub async fn start(
         current: Mutex::new(None),
         shutdown: shutdown.clone(),
         config,
+        remote: remote.clone(),
     });
-    let background = vec![
-        tokio::spawn(worker::run(Arc::clone(&state))),
-        tokio::spawn(worker::prune(Arc::clone(&state))),
-    ];
+    let mut background = vec![tokio::spawn(worker::prune(Arc::clone(&state)))];
+    match &remote {
+        Some(front) => background.extend(front.spawn(Arc::clone(&state)).await?),
+        None => background.push(tokio::spawn(worker::run(Arc::clone(&state)))),
+    }
     let app = routes::router(state, guard);
     let http = tokio::spawn(serving::serve(listener, app, timeouts, shutdown));
     Ok(RunningServer {

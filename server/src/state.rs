@@ -8,6 +8,8 @@ use tokio::sync::{watch, Notify};
 use crate::clients::Clients;
 use crate::config::ServerConfig;
 use crate::engine_adapter::{Audience, CancelToken, Engine};
+use crate::queue::nats::protocol::Control;
+use crate::queue::nats::Front;
 use crate::queue::Queue;
 
 /// The job the worker is running, so `/interrupt` can stop it.
@@ -35,6 +37,8 @@ pub struct AppState {
     pub current: Mutex<Option<Current>>,
     /// Becomes `true` when the server shuts down (open sockets close).
     pub shutdown: watch::Receiver<bool>,
+    /// With `--queue nats://…`: the workers run the jobs and this is how to reach them.
+    pub remote: Option<Arc<Front>>,
 }
 
 impl AppState {
@@ -63,6 +67,21 @@ impl AppState {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Stops the running job (only `wanted` when given): the local one, or, with remote workers, the
+    /// one any worker runs.
+    pub async fn interrupt(&self, wanted: Option<&str>) {
+        if let Some(front) = &self.remote {
+            let control = Control::Interrupt {
+                prompt_id: wanted.map(String::from),
+            };
+            front.control(&control).await;
+        } else if let Some(current) = self.current() {
+            if wanted.is_none_or(|id| id == current.id) {
+                current.cancel.cancel();
+            }
+        }
     }
 
     pub(crate) fn set_current(&self, current: Option<Current>) {

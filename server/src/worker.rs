@@ -44,7 +44,9 @@ pub async fn run(state: Arc<AppState>) {
         let finished = state
             .engine
             .run(job, cancel, move |out| match out {
-                Outgoing::Text(to, text) => relay.clients.send_text(to, text),
+                Outgoing::Text(to, text) | Outgoing::Final(to, text) => {
+                    relay.clients.send_text(to, text)
+                }
                 Outgoing::Preview(preview) => {
                     if let Some(previews) = &previews {
                         previews.submit(preview);

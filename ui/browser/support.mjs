@@ -69,7 +69,8 @@ export function startServer({ omnigen, frontend, dataDir, extraArgs = [] }) {
     const timer = setTimeout(() => reject(new Error(`omnigen serve did not start in 60 s:\n${log}`)), 60_000)
     child.stderr.on('data', (chunk) => {
       log += chunk
-      const match = /on (http:\/\/\S+)\s/.exec(log) // the whole address: a chunk may end inside it
+      // The address is whole once whitespace follows it (stderr may arrive mid-line).
+      const match = /on (http:\/\/\S+)\s/.exec(log)
       if (match && timer) {
         clearTimeout(timer)
         resolveServer({

@@ -42,3 +42,45 @@ pub enum WorkflowError {
         problem: String,
     },
 }
+
+impl WorkflowError {
+    /// The execution id of the node the problem is at (none for a document of the wrong shape).
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            WorkflowError::Shape(_) => None,
+            WorkflowError::UnknownNodeType { node, .. }
+            | WorkflowError::Widgets { node, .. }
+            | WorkflowError::BrokenLink { node, .. }
+            | WorkflowError::Unsupported { node, .. } => Some(node),
+        }
+    }
+
+    /// ComfyUI's error JSON for this problem: `invalid_workflow`, with the node (when there is one) in
+    /// `node_errors` as validation errors are, so a client can point at it.
+    pub fn to_comfy_json(&self) -> serde_json::Value {
+        let message = "Cannot convert the UI workflow to the API format";
+        let details = self.to_string();
+        let error = |extra_info: serde_json::Value| {
+            serde_json::json!({"type": "invalid_workflow", "message": message, "details": details,
+                               "extra_info": extra_info})
+        };
+        let mut node_errors = serde_json::Map::new();
+        if let Some(node) = self.node() {
+            let class_type = match self {
+                WorkflowError::UnknownNodeType { class_type, .. }
+                | WorkflowError::Widgets { class_type, .. } => class_type.as_str(),
+                _ => "",
+            };
+            node_errors.insert(
+                node.to_string(),
+                serde_json::json!({"errors": [error(serde_json::json!({}))],
+                                   "dependent_outputs": [], "class_type": class_type}),
+            );
+        }
+        let extra_info = match self.node() {
+            Some(node) => serde_json::json!({"node_id": node}),
+            None => serde_json::json!({}),
+        };
+        serde_json::json!({"error": error(extra_info), "node_errors": node_errors})
+    }
+}

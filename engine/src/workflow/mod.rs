@@ -16,6 +16,7 @@ mod error;
 mod flatten;
 mod model;
 mod resolve;
+mod source;
 mod widgets;
 
 use std::collections::HashMap;
@@ -30,6 +31,9 @@ use flatten::{flatten, ExecNode, Scope};
 pub use model::looks_like_ui_workflow;
 use model::{UiGraph, Workflow, MODE_BYPASS, MODE_NEVER};
 use resolve::{is_virtual_type, Resolved, Resolver};
+pub use source::{
+    document_from_bytes, document_from_png_chunks, is_png, SourceError, PNG_SIGNATURE,
+};
 use widgets::{match_values, widgets_of, SavedValues};
 
 /// The PrimitiveNode property that turns on `%…%` text replacement, which is not reproduced.

@@ -2,7 +2,7 @@
 //! down/up samplers, and the mid block.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, GroupNorm};
+use candle_nn::{Conv2d, Conv2dConfig};
 
 use crate::error::Result;
 use candle_nn::VarBuilder;
@@ -27,24 +27,43 @@ pub(crate) fn conv(
     Ok(Conv2d::new(w, Some(b), cfg))
 }
 
+/// candle's `GroupNorm` (the whole-map path) with its parameters kept for the banded path
+/// ([`super::tiled`]), which candle's type does not expose.
+#[derive(Debug, Clone)]
+pub(crate) struct GroupNorm {
+    inner: candle_nn::GroupNorm,
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub groups: usize,
+    pub eps: f64,
+}
+
+impl GroupNorm {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.inner.forward(x)?)
+    }
+}
+
 pub(crate) fn group_norm(groups: usize, c: usize, vb: &VarBuilder) -> Result<GroupNorm> {
-    Ok(GroupNorm::new(
-        vb.get(&[c], "weight")?,
-        vb.get(&[c], "bias")?,
-        c,
+    let weight = vb.get(&[c], "weight")?;
+    let bias = vb.get(&[c], "bias")?;
+    Ok(GroupNorm {
+        inner: candle_nn::GroupNorm::new(weight.clone(), bias.clone(), c, groups, EPS)?,
+        weight,
+        bias,
         groups,
-        EPS,
-    )?)
+        eps: EPS,
+    })
 }
 
 /// `ResnetBlock2D` without time embedding.
 #[derive(Debug, Clone)]
 pub(crate) struct ResnetBlock {
-    norm1: GroupNorm,
-    conv1: Conv2d,
-    norm2: GroupNorm,
-    conv2: Conv2d,
-    shortcut: Option<Conv2d>,
+    pub norm1: GroupNorm,
+    pub conv1: Conv2d,
+    pub norm2: GroupNorm,
+    pub conv2: Conv2d,
+    pub shortcut: Option<Conv2d>,
 }
 
 impl ResnetBlock {
@@ -80,11 +99,11 @@ impl ResnetBlock {
 /// Single-head self-attention over all pixels, with residual (`attentions.0`).
 #[derive(Debug, Clone)]
 pub(crate) struct AttentionBlock {
-    group_norm: GroupNorm,
-    q: candle_nn::Linear,
-    k: candle_nn::Linear,
-    v: candle_nn::Linear,
-    out: candle_nn::Linear,
+    pub group_norm: GroupNorm,
+    pub q: candle_nn::Linear,
+    pub k: candle_nn::Linear,
+    pub v: candle_nn::Linear,
+    pub out: candle_nn::Linear,
 }
 
 impl AttentionBlock {
@@ -131,9 +150,9 @@ impl AttentionBlock {
 /// `UNetMidBlock2D`: resnet, attention, resnet.
 #[derive(Debug, Clone)]
 pub(crate) struct MidBlock {
-    res0: ResnetBlock,
-    attn: Option<AttentionBlock>,
-    res1: ResnetBlock,
+    pub res0: ResnetBlock,
+    pub attn: Option<AttentionBlock>,
+    pub res1: ResnetBlock,
 }
 
 impl MidBlock {
@@ -180,7 +199,7 @@ impl Downsample {
 /// `Upsample2D`: nearest ×2, then a 3×3 conv.
 #[derive(Debug, Clone)]
 pub(crate) struct Upsample {
-    conv: Conv2d,
+    pub conv: Conv2d,
 }
 
 impl Upsample {

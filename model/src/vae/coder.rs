@@ -1,18 +1,18 @@
 //! The VAE encoder and decoder stacks.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, GroupNorm};
+use candle_nn::Conv2d;
 
-use super::blocks::{conv, group_norm, Downsample, MidBlock, ResnetBlock, Upsample};
+use super::blocks::{conv, group_norm, Downsample, GroupNorm, MidBlock, ResnetBlock, Upsample};
 use super::config::VaeConfig;
 use crate::error::Result;
 use candle_nn::VarBuilder;
 
 #[derive(Debug, Clone)]
-struct Level {
-    resnets: Vec<ResnetBlock>,
+pub(crate) struct Level {
+    pub resnets: Vec<ResnetBlock>,
     down: Option<Downsample>,
-    up: Option<Upsample>,
+    pub up: Option<Upsample>,
 }
 
 /// `encoder`: pixels `[B,3,H,W]` → moments `[B,2·latent,H/8,W/8]`.
@@ -76,11 +76,11 @@ impl Encoder {
 /// `decoder`: latents `[B,latent,h,w]` (unscaled) → pixels `[B,3,8h,8w]` in about [-1,1].
 #[derive(Debug, Clone)]
 pub(crate) struct Decoder {
-    conv_in: Conv2d,
-    mid: MidBlock,
-    levels: Vec<Level>,
-    norm_out: GroupNorm,
-    conv_out: Conv2d,
+    pub conv_in: Conv2d,
+    pub mid: MidBlock,
+    pub levels: Vec<Level>,
+    pub norm_out: GroupNorm,
+    pub conv_out: Conv2d,
 }
 
 impl Decoder {

@@ -3,6 +3,7 @@
 mod blocks;
 mod coder;
 pub mod config;
+mod tiled;
 
 use std::path::{Path, PathBuf};
 
@@ -15,12 +16,17 @@ use crate::weights::Layout;
 use blocks::conv;
 use coder::{Decoder, Encoder};
 pub use config::VaeConfig;
+pub use tiled::DEFAULT_BAND_BYTES;
 
 /// The config of a VAE folder.
 pub const VAE_CONFIG_FILE: &str = "config.json";
 /// The weight file names of a VAE folder, in order of preference.
 pub const VAE_WEIGHT_FILES: [&str; 2] =
     ["diffusion_pytorch_model.safetensors", "model.safetensors"];
+
+/// The largest latent (in positions, 128² = a 1024² picture) that [`Vae::decode`] decodes as one map;
+/// its mid-block attention scores alone take 1 GiB there.
+pub const WHOLE_MAP_MAX_TOKENS: usize = 128 * 128;
 
 /// How `Vae::encode` turns the posterior into a latent.
 #[derive(Debug, Clone)]
@@ -66,10 +72,10 @@ impl Vae {
             missing: vec![VAE_WEIGHT_FILES[0].to_string()],
         })?;
         let vb = crate::weights::open(&[weights], Layout::Official, DType::F32, device)?;
-        Self::new(cfg, &vb)
+        Self::from_var_builder(cfg, &vb)
     }
 
-    fn new(cfg: VaeConfig, vb: &VarBuilder) -> Result<Self> {
+    pub(crate) fn from_var_builder(cfg: VaeConfig, vb: &VarBuilder) -> Result<Self> {
         let l = cfg.latent_channels;
         Ok(Self {
             encoder: Encoder::new(&cfg, &vb.pp("encoder"))?,
@@ -150,8 +156,22 @@ impl Vae {
         Latent::new(z)
     }
 
-    /// Decodes a scaled latent into pixels `[B,3,8h,8w]` (about [-1,1], not clamped).
+    /// Decodes a scaled latent into pixels `[B,3,8h,8w]` (about [-1,1], not clamped). Latents of more
+    /// than [`WHOLE_MAP_MAX_TOKENS`] positions (pictures over 1024²) decode in row bands
+    /// ([`Vae::decode_tiled`]): the same picture, without the whole-map path's attention scores (4 GiB
+    /// at 1448², 17 GiB at 2048²).
     pub fn decode(&self, latent: &Latent) -> Result<Tensor> {
+        let z = self.decoder_input(latent)?;
+        let (_, _, h, w) = z.dims4()?;
+        if h * w > WHOLE_MAP_MAX_TOKENS {
+            self.decoder.forward_tiled(&z, DEFAULT_BAND_BYTES)
+        } else {
+            self.decoder.forward(&z)
+        }
+    }
+
+    /// The decoder's input: the latent unscaled (and unshifted), through `post_quant_conv`.
+    fn decoder_input(&self, latent: &Latent) -> Result<Tensor> {
         let z = latent
             .tensor()
             .to_device(&self.device)?
@@ -161,10 +181,16 @@ impl Vae {
             Some(s) => (z + s)?,
             None => z,
         };
-        let z = match &self.post_quant_conv {
+        Ok(match &self.post_quant_conv {
             Some(c) => c.forward(&z)?,
             None => z,
-        };
-        self.decoder.forward(&z)
+        })
+    }
+
+    /// [`Vae::decode`] in row bands (the same picture up to float summation order), each band's
+    /// temporaries about `band_bytes`: for pictures whose whole-map decode does not fit in memory.
+    pub fn decode_tiled(&self, latent: &Latent, band_bytes: usize) -> Result<Tensor> {
+        self.decoder
+            .forward_tiled(&self.decoder_input(latent)?, band_bytes)
     }
 }

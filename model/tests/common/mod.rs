@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
-use omnigen_model::{ImageSpan, OmniGen};
+use omnigen_model::{ImageSpan, OmniGen, WeightFormat};
 
 pub type TestResult = anyhow::Result<()>;
 
@@ -41,6 +41,30 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> anyhow::Result<f32> {
     );
     let d = (a.to_dtype(DType::F32)? - b.to_dtype(DType::F32)?)?.abs()?;
     Ok(d.flatten_all()?.max(0)?.to_scalar::<f32>()?)
+}
+
+/// `‖a − b‖ / ‖b‖` over all elements (both cast to f32): the relative error of `a` against `b`.
+pub fn relative_error(a: &Tensor, b: &Tensor) -> anyhow::Result<f32> {
+    anyhow::ensure!(
+        a.dims() == b.dims(),
+        "shape {:?} vs {:?}",
+        a.dims(),
+        b.dims()
+    );
+    let (a, b) = (a.to_dtype(DType::F32)?, b.to_dtype(DType::F32)?);
+    let norm =
+        |t: &Tensor| -> anyhow::Result<f32> { Ok(t.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?) };
+    Ok(norm(&(a - &b)?)? / norm(&b)?)
+}
+
+/// The tiny official-layout model in f32 on CPU with its decoder weights stored in `format`.
+pub fn tiny_in(format: WeightFormat) -> anyhow::Result<OmniGen> {
+    Ok(OmniGen::load_in(
+        &fixtures().join("tiny"),
+        DType::F32,
+        format,
+        &Device::Cpu,
+    )?)
 }
 
 /// Asserts `max |a - b| <= tol` and returns the error for reporting.

@@ -4,6 +4,7 @@
 //! Rows are the truth: a job's [`JobState`] lives in storage, not in memory, so a restart (or a crash)
 //! loses nothing. The queue knows graphs only as JSON; it never parses or runs them.
 
+pub mod nats;
 mod sqlite;
 
 use serde_json::Value as Json;
@@ -245,6 +246,10 @@ pub trait Queue: Send + Sync {
     fn clear_pending(&self) -> QueueResult<usize>;
     /// Marks the next pending job (lowest number, then oldest) running and returns it.
     fn claim_next(&self) -> QueueResult<Option<Job>>;
+    /// Marks this job running for a remote worker and returns it: when it is pending, or already running
+    /// (its earlier worker died and the job was delivered again). `None` when it is unknown or final
+    /// (cancelled, or finished by an earlier delivery): the worker must not run it.
+    fn claim(&self, id: &str) -> QueueResult<Option<Job>>;
     /// Records how a running job ended (`state` must be final).
     fn finish(&self, id: &str, state: JobState, result: &JobResult) -> QueueResult<()>;
     /// Pending jobs in the order they will run.

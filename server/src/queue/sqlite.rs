@@ -322,6 +322,18 @@ impl Queue for SqliteQueue {
         Ok(Some(job))
     }
 
+    fn claim(&self, id: &str) -> QueueResult<Option<Job>> {
+        let changed = self.conn().execute(
+            "UPDATE jobs SET state = 'running', started_at = ?2, attempts = attempts + 1
+             WHERE id = ?1 AND state IN ('pending', 'running')",
+            params![id, ms(now_ms())],
+        )?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.job(id)
+    }
+
     fn finish(&self, id: &str, state: JobState, result: &JobResult) -> QueueResult<()> {
         debug_assert!(state.is_final());
         let conn = self.conn();
@@ -518,6 +530,27 @@ mod tests {
             job.prompt["1"]["inputs"]["value"].to_string(),
             "12345678901234567890"
         );
+    }
+
+    #[test]
+    fn claim_by_id_takes_pending_or_redelivered_jobs_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = open(&dir);
+        for id in ["a", "b", "c"] {
+            q.enqueue(new_job(id, Priority::Back)).unwrap();
+        }
+        // Any pending job, not only the next one.
+        let b = q.claim("b").unwrap().unwrap();
+        assert_eq!((b.state, b.attempts), (JobState::Running, 1));
+        // Delivered again after its worker died: still runnable, one more attempt.
+        assert_eq!(q.claim("b").unwrap().unwrap().attempts, 2);
+        q.finish("b", JobState::Completed, &JobResult::default())
+            .unwrap();
+        assert_eq!(q.claim("b").unwrap(), None, "finished");
+        q.delete_pending(&["c".into()]).unwrap();
+        assert_eq!(q.claim("c").unwrap(), None, "cancelled");
+        assert_eq!(q.claim("zz").unwrap(), None, "unknown");
+        assert_eq!(ids(&q.pending().unwrap()), ["a"]);
     }
 
     #[test]

@@ -1,18 +1,23 @@
 //! ComfyUI's editor served from disk (`--front-end-root DIR`): any path no API route answers is a file
-//! of that folder, `/` its `index.html`. The editor is a separate, GPL-3.0 package; it is never built
-//! into the binary. Files are found through [`crate::paths::resolve`] like every other file.
+//! of that folder, `/` its `index.html`; without an editor, `/` is our app page ([`super::app`]). The
+//! editor is a separate, GPL-3.0 package; it is never built into the binary. Files are found through
+//! [`crate::paths::resolve`] like every other file.
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, Uri};
 use axum::response::Response;
 
-use super::{files, Shared};
+use super::{app, files, Shared};
 use crate::error::{ApiError, ApiResult};
 use crate::paths::{self, Access, PathError};
 
 /// Answers a request no API route matched.
 pub async fn serve(State(state): State<Shared>, uri: Uri) -> ApiResult<Response> {
     let Some(root) = state.config.front_end_root.as_deref() else {
+        // Without the editor, `/` is our app page, which says how to install it.
+        if uri.path() == "/" {
+            return Ok(app::page(&state));
+        }
         return Err(ApiError::NotFound(format!("no route for {}", uri.path())));
     };
     let relative = uri.path().trim_start_matches('/');

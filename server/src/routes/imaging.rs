@@ -60,28 +60,62 @@ pub fn apply_mask(
     encode_png(&pixels, &text_chunks(original_png))
 }
 
-/// The `tEXt`/`zTXt`/`iTXt` chunks of a PNG (none for other formats or unreadable ones).
+/// The `tEXt`/`zTXt`/`iTXt` chunks of a PNG (none for other formats or unreadable ones; a compressed
+/// chunk that does not inflate is skipped).
 pub fn text_chunks(bytes: &[u8]) -> Vec<(String, String)> {
-    let Ok(reader) = png::Decoder::new(Cursor::new(bytes)).read_info() else {
-        return Vec::new();
-    };
+    collect_text_chunks(bytes, false).unwrap_or_default()
+}
+
+/// The text chunks of a PNG, or why they cannot all be read (a truncated file, a compressed chunk over
+/// the decoder's limit …): for reading a graph out of the PNG, where a lost chunk must not go unnoticed.
+pub fn read_text_chunks(bytes: &[u8]) -> Result<Vec<(String, String)>, png::DecodingError> {
+    collect_text_chunks(bytes, true)
+}
+
+/// How much text a PNG's compressed chunks may inflate to, all together: far more than any workflow, far
+/// less than a small zTXt chunk of zeros can claim (the png crate's `get_text` has no bound).
+const TEXT_INFLATE_LIMIT: usize = 32 << 20;
+
+fn collect_text_chunks(
+    bytes: &[u8],
+    strict: bool,
+) -> Result<Vec<(String, String)>, png::DecodingError> {
+    let reader = png::Decoder::new(Cursor::new(bytes)).read_info()?;
     let info = reader.info();
     let mut chunks: Vec<(String, String)> = info
         .uncompressed_latin1_text
         .iter()
         .map(|c| (c.keyword.clone(), c.text.clone()))
         .collect();
-    chunks.extend(
-        info.compressed_latin1_text
-            .iter()
-            .filter_map(|c| Some((c.keyword.clone(), c.get_text().ok()?))),
-    );
-    chunks.extend(
-        info.utf8_text
-            .iter()
-            .filter_map(|c| Some((c.keyword.clone(), c.get_text().ok()?))),
-    );
-    chunks
+    type Inflate<'c> = Box<dyn Fn(usize) -> Result<String, png::DecodingError> + 'c>;
+    let latin1 = info.compressed_latin1_text.iter().map(|c| {
+        let inflate: Inflate = Box::new(move |limit| {
+            let mut c = c.clone();
+            c.decompress_text_with_limit(limit)?;
+            c.get_text()
+        });
+        (c.keyword.clone(), inflate)
+    });
+    let utf8 = info.utf8_text.iter().map(|c| {
+        let inflate: Inflate = Box::new(move |limit| {
+            let mut c = c.clone();
+            c.decompress_text_with_limit(limit)?;
+            c.get_text()
+        });
+        (c.keyword.clone(), inflate)
+    });
+    let mut budget = TEXT_INFLATE_LIMIT;
+    for (keyword, inflate) in latin1.chain(utf8) {
+        match inflate(budget) {
+            Ok(text) => {
+                budget = budget.saturating_sub(text.len());
+                chunks.push((keyword, text));
+            }
+            Err(e) if strict => return Err(e),
+            Err(_) => {}
+        }
+    }
+    Ok(chunks)
 }
 
 fn encode_png(pixels: &RgbaImage, chunks: &[(String, String)]) -> ApiResult<Vec<u8>> {

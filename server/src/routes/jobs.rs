@@ -135,6 +135,17 @@ async fn cancel(state: &Shared, id: &str) -> ApiResult<Option<bool>> {
     if state.queue.delete_pending(&[id.to_string()])? == 1 {
         return Ok(Some(true));
     }
+    if state.remote.is_some() {
+        // A remote worker runs it (or is about to): every worker is told.
+        return Ok(Some(match state.queue.job(id)?.map(|j| j.state) {
+            Some(JobState::Running) => {
+                state.interrupt(Some(id)).await;
+                true
+            }
+            Some(JobState::Cancelled | JobState::Interrupted) => true,
+            _ => false,
+        }));
+    }
     // Not pending (any more). The worker marks a job running in storage a moment before it publishes
     // the job's cancel token: give it that moment.
     for _ in 0..CLAIM_WAITS {

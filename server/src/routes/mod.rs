@@ -1,5 +1,7 @@
 //! The HTTP routes, one small handler each, every one served both bare and under `/api` as ComfyUI does.
 
+mod app;
+mod convert;
 mod files;
 mod frontend;
 mod history;
@@ -26,7 +28,7 @@ type Shared = Arc<AppState>;
 
 /// The whole application: routes, body limit and the security guard.
 pub fn router(state: Shared, guard: Arc<Guard>) -> Router {
-    let routes: [(&str, MethodRouter<Shared>); 31] = [
+    let routes: [(&str, MethodRouter<Shared>); 32] = [
         ("/prompt", get(prompt::status).post(prompt::submit)),
         ("/queue", get(queue::list).post(queue::change)),
         ("/interrupt", post(queue::interrupt)),
@@ -63,6 +65,7 @@ pub fn router(state: Shared, guard: Arc<Guard>) -> Router {
         ("/internal/files/{kind}", get(files::list_folder)),
         ("/upload/mask", post(files::upload_mask)),
         ("/ws", get(ws::connect)),
+        ("/omnigen/convert", post(convert::convert)),
     ];
     let mut router = Router::new();
     for (path, handler) in routes {
@@ -70,6 +73,11 @@ pub fn router(state: Shared, guard: Arc<Guard>) -> Router {
             .route(path, handler.clone())
             .route(&format!("/api{path}"), handler);
     }
+    // The app page is a page, not API: served only bare.
+    router = router
+        .route("/app", get(app::index))
+        .route("/app/", get(app::slash))
+        .route("/app/{file}", get(app::asset));
     let limit = state.config.max_body_bytes;
     router = router.fallback(frontend::serve);
     router

@@ -7,9 +7,10 @@ use axum::Json;
 use serde_json::{json, Map, Value as Json_};
 
 use super::Shared;
-use crate::engine_adapter::new_prompt_id;
+use crate::engine_adapter::{new_prompt_id, now_ms};
 use crate::error::{ApiError, ApiResult};
-use crate::queue::{NewJob, Priority};
+use crate::queue::nats::Front;
+use crate::queue::{JobResult, JobState, NewJob, Priority};
 use crate::shapes;
 
 /// `GET /prompt`: `{"exec_info": {"queue_remaining": N}}`.
@@ -24,20 +25,18 @@ pub async fn submit(
     State(state): State<Shared>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Json_>> {
-    let body = body.map_err(|e| match e.status().as_u16() {
-        413 => ApiError::TooLarge {
-            limit: state.config.max_body_bytes,
-        },
-        _ => ApiError::BadRequest(format!("cannot read the request body: {e}")),
-    })?;
+    let body = body.map_err(|e| ApiError::body_rejected(e, state.config.max_body_bytes))?;
     let mut body: Json_ = serde_json::from_slice(&body).map_err(|e| {
-        invalid(
+        ApiError::invalid_prompt(
             "Invalid JSON body",
             format!("line {}, column {}: {e}", e.line(), e.column()),
         )
     })?;
     let Some(fields) = body.as_object_mut() else {
-        return Err(invalid("The body must be a JSON object", String::new()));
+        return Err(ApiError::invalid_prompt(
+            "The body must be a JSON object",
+            String::new(),
+        ));
     };
     if !fields.contains_key("prompt") {
         return Err(ApiError::InvalidPrompt(json!({
@@ -49,12 +48,17 @@ pub async fn submit(
     if let Some(Json_::Object(extra)) = fields.get_mut("extra_data") {
         strip_secrets(extra);
     }
+    // A UI workflow as `prompt` runs as the editor would send it (and is kept as extra_pnginfo).
+    let (_, body) = state
+        .engine
+        .api_document(body)
+        .map_err(ApiError::InvalidPrompt)?;
 
     let accepted = state.engine.accept(body).map_err(ApiError::InvalidPrompt)?;
     let id = match &accepted.prompt_id {
         Some(id) if is_uuid(id) => id.clone(),
         Some(id) => {
-            return Err(invalid(
+            return Err(ApiError::invalid_prompt(
                 "Invalid prompt_id",
                 format!("{id:?} is not a canonical UUID (8-4-4-4-12 hex digits)"),
             ))
@@ -70,6 +74,9 @@ pub async fn submit(
         client_id: accepted.client_id,
         targets: accepted.targets,
     })?;
+    if let Some(front) = &state.remote {
+        publish(&state, front, &id).await?;
+    }
     state.wake.notify_one();
     state.broadcast_status();
     Ok(Json(json!({
@@ -79,12 +86,35 @@ pub async fn submit(
     })))
 }
 
+/// Hands a queued job to the workers. If NATS does not take it, it is recorded failed (it would
+/// never run) and the client gets 503.
+async fn publish(state: &Shared, front: &Front, id: &str) -> ApiResult<()> {
+    let Some(job) = state.queue.job(id)? else {
+        return Err(ApiError::Internal(format!(
+            "prompt {id} vanished from the queue"
+        )));
+    };
+    let Err(e) = front.publish(&job).await else {
+        return Ok(());
+    };
+    tracing::error!(prompt_id = %id, error = %e, "cannot hand a prompt to the workers");
+    let message = json!(["execution_error", {"prompt_id": id, "node_id": "", "node_type": "",
+        "exception_message": e.to_string(), "exception_type": "dispatch", "traceback": [],
+        "executed": [], "current_inputs": {}, "current_outputs": [], "timestamp": now_ms()}]);
+    let result = JobResult {
+        outputs: json!({}),
+        messages: json!([message]),
+    };
+    state.queue.finish(id, JobState::Failed, &result)?;
+    Err(ApiError::Unavailable(e.to_string()))
+}
+
 /// `number` (a float priority) or `front: true`, else the back of the queue.
 fn priority(fields: &Map<String, Json_>) -> ApiResult<Priority> {
     if let Some(n) = fields.get("number").filter(|n| !n.is_null()) {
         return match n.as_f64() {
             Some(n) if n.is_finite() => Ok(Priority::Number(n)),
-            _ => Err(invalid(
+            _ => Err(ApiError::invalid_prompt(
                 "Invalid number",
                 format!("number must be a finite number, found {n}"),
             )),
@@ -93,7 +123,7 @@ fn priority(fields: &Map<String, Json_>) -> ApiResult<Priority> {
     match fields.get("front") {
         None | Some(Json_::Null) | Some(Json_::Bool(false)) => Ok(Priority::Back),
         Some(Json_::Bool(true)) => Ok(Priority::Front),
-        Some(other) => Err(invalid(
+        Some(other) => Err(ApiError::invalid_prompt(
             "Invalid front",
             format!("front must be a boolean, found {other}"),
         )),
@@ -112,13 +142,6 @@ fn is_uuid(s: &str) -> bool {
             .iter()
             .zip([8, 4, 4, 4, 12])
             .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
-}
-
-fn invalid(message: &str, details: String) -> ApiError {
-    ApiError::InvalidPrompt(json!({
-        "error": {"type": "invalid_prompt", "message": message, "details": details, "extra_info": {}},
-        "node_errors": {}
-    }))
 }
 
 #[cfg(test)]

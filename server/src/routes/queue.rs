@@ -7,6 +7,7 @@ use serde_json::{json, Value as Json_};
 
 use super::Shared;
 use crate::error::{ApiError, ApiResult};
+use crate::queue::nats::protocol::Control;
 use crate::shapes;
 
 /// `GET /queue`: `{"queue_running": [[number, id, prompt, extra_data, outputs]], "queue_pending": […]}`.
@@ -49,11 +50,7 @@ pub async fn interrupt(State(state): State<Shared>, body: Bytes) -> ApiResult<()
         json_body(&body)?
     };
     let wanted = body.get("prompt_id").and_then(Json_::as_str);
-    if let Some(current) = state.current() {
-        if wanted.is_none_or(|id| id == current.id) {
-            current.cancel.cancel();
-        }
-    }
+    state.interrupt(wanted).await;
     Ok(())
 }
 
@@ -64,6 +61,9 @@ pub async fn free(State(state): State<Shared>, body: Bytes) -> ApiResult<()> {
     let flag = |k: &str| body.get(k).and_then(Json_::as_bool) == Some(true);
     if flag("free_memory") || flag("unload_models") {
         state.engine.free_memory();
+        if let Some(front) = &state.remote {
+            front.control(&Control::FreeMemory).await;
+        }
     }
     Ok(())
 }

@@ -146,12 +146,7 @@ pub async fn write(
     Query(q): Query<WriteQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let body = body.map_err(|e| match e.status().as_u16() {
-        413 => ApiError::TooLarge {
-            limit: state.config.max_body_bytes,
-        },
-        _ => ApiError::BadRequest(format!("cannot read the request body: {e}")),
-    })?;
+    let body = body.map_err(|e| ApiError::body_rejected(e, state.config.max_body_bytes))?;
     let root = user_root(&state)?;
     let (parent, name) = split(&file);
     let path = paths::resolve(&root, parent, name, Access::Write)?;

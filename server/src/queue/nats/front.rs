@@ -1,0 +1,410 @@
+//! The server's side of NATS: it publishes accepted prompts, answers workers' claims from its SQLite
+//! queue (a cancelled or finished job is not run), relays each job's events and previews to the
+//! WebSocket client that queued it, records each result once (fetching its files first), and records a
+//! job that exhausted `max_deliver` as failed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_nats::jetstream::{self, message::PublishMessage as Publish};
+use async_nats::HeaderMap;
+use futures_util::StreamExt;
+use serde_json::{json, Value as Json};
+use tokio::task::JoinHandle;
+
+use super::protocol::{
+    max_deliveries_advisory, AttemptFailed, ClaimReply, ClaimRequest, Control, JobMessage,
+    ResultMessage, StoredFile, ATTEMPT_SUBJECT, CLAIM_SUBJECT, CONTROL_SUBJECT, EVENTS_PREFIX,
+    FILES_BUCKET, FRONT_CONSUMER, JOBS_STREAM, JOBS_SUBJECT, METADATA_HEADER, PREVIEWS_PREFIX,
+    RESULTS_STREAM, TO_EVERYONE, TO_HEADER, WORKERS_CONSUMER,
+};
+use super::{connect, files, Link, NatsError, NatsSettings};
+use crate::engine_adapter::{now_ms, Audience};
+use crate::preview::EncodedPreview;
+use crate::queue::{Job, JobResult, JobState};
+use crate::state::AppState;
+
+/// The server's NATS side.
+pub struct Front {
+    link: Link,
+    settings: NatsSettings,
+    /// Serialises recording results and delivery failures, so a job is finished once.
+    finishing: tokio::sync::Mutex<()>,
+    /// The last error a worker reported per job, for the record when it runs out of deliveries.
+    last_errors: Mutex<HashMap<String, String>>,
+}
+
+impl std::fmt::Debug for Front {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Front")
+            .field("url", &self.settings.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Front {
+    /// Connects and sets up the streams, the shared worker consumer and the file bucket.
+    pub async fn connect(settings: NatsSettings) -> Result<Arc<Front>, NatsError> {
+        let link = connect(&settings, "omnigen-server").await?;
+        Ok(Arc::new(Front {
+            link,
+            settings,
+            finishing: tokio::sync::Mutex::new(()),
+            last_errors: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// Publishes a queued job to the work queue; returns once JetStream stored it.
+    pub async fn publish(&self, job: &Job) -> Result<(), NatsError> {
+        let doing = format!("publish prompt {}", job.id);
+        let payload =
+            serde_json::to_vec(&JobMessage::of(job)).map_err(|e| NatsError::new(&doing, e))?;
+        let ack = self
+            .link
+            .js
+            .send_publish(
+                JOBS_SUBJECT,
+                Publish::build().payload(payload.into()).message_id(&job.id),
+            )
+            .await
+            .map_err(|e| NatsError::new(&doing, e))?;
+        ack.await.map_err(|e| NatsError::new(&doing, e))?;
+        Ok(())
+    }
+
+    /// Tells every worker (interrupt, free memory).
+    pub async fn control(&self, control: &Control) {
+        let publish = async {
+            let body = serde_json::to_vec(control).map_err(|e| e.to_string())?;
+            self.link
+                .client
+                .publish(CONTROL_SUBJECT, body.into())
+                .await
+                .map_err(|e| e.to_string())?;
+            self.link.client.flush().await.map_err(|e| e.to_string())
+        };
+        if let Err(e) = publish.await {
+            tracing::error!(error = %e, ?control, "cannot tell the workers");
+        }
+    }
+
+    /// Starts the tasks that serve workers: claims, events, previews, results, attempts, advisories.
+    pub async fn spawn(
+        self: &Arc<Self>,
+        state: Arc<AppState>,
+    ) -> Result<Vec<JoinHandle<()>>, NatsError> {
+        let client = &self.link.client;
+        let sub = |subject: String| async move {
+            client
+                .subscribe(subject.clone())
+                .await
+                .map_err(|e| NatsError::new(format!("subscribe to {subject}"), e))
+        };
+        let claims = sub(CLAIM_SUBJECT.into()).await?;
+        let events = sub(format!("{EVENTS_PREFIX}.>")).await?;
+        let previews = sub(PREVIEWS_PREFIX.into()).await?;
+        let attempts = sub(ATTEMPT_SUBJECT.into()).await?;
+        let advisories = sub(max_deliveries_advisory(JOBS_STREAM, WORKERS_CONSUMER)).await?;
+        let results = self
+            .link
+            .js
+            .get_stream(RESULTS_STREAM)
+            .await
+            .map_err(|e| NatsError::new(format!("open stream {RESULTS_STREAM}"), e))?
+            .get_consumer::<jetstream::consumer::pull::Config>(FRONT_CONSUMER)
+            .await
+            .map_err(|e| NatsError::new(format!("open consumer {FRONT_CONSUMER}"), e))?
+            .messages()
+            .await
+            .map_err(|e| NatsError::new(format!("consume {RESULTS_STREAM}"), e))?;
+        Ok(vec![
+            tokio::spawn(Arc::clone(self).answer_claims(Arc::clone(&state), claims)),
+            tokio::spawn(relay_events(Arc::clone(&state), events)),
+            tokio::spawn(relay_previews(Arc::clone(&state), previews)),
+            tokio::spawn(Arc::clone(self).note_attempts(attempts)),
+            tokio::spawn(Arc::clone(self).record_results(Arc::clone(&state), results)),
+            tokio::spawn(Arc::clone(self).record_exhausted(state, advisories)),
+        ])
+    }
+
+    async fn answer_claims(
+        self: Arc<Self>,
+        state: Arc<AppState>,
+        mut claims: async_nats::Subscriber,
+    ) {
+        while let Some(message) = claims.next().await {
+            let Some(reply) = message.reply.clone() else {
+                continue;
+            };
+            let run = match serde_json::from_slice::<ClaimRequest>(&message.payload) {
+                Ok(claim) => match state.queue.claim(&claim.id) {
+                    Ok(Some(_)) => {
+                        tracing::debug!(prompt_id = %claim.id, worker = %claim.worker, "claimed");
+                        true
+                    }
+                    Ok(None) => false,
+                    Err(e) => {
+                        // No answer: the worker retries later.
+                        tracing::error!(prompt_id = %claim.id, error = %e, "cannot record a claim");
+                        continue;
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "a malformed claim");
+                    false
+                }
+            };
+            let body = json!(ClaimReply { run }).to_string();
+            if let Err(e) = self.link.client.publish(reply, body.into()).await {
+                tracing::warn!(error = %e, "cannot answer a claim");
+            }
+            if run {
+                state.broadcast_status();
+            }
+        }
+    }
+
+    async fn note_attempts(self: Arc<Self>, mut attempts: async_nats::Subscriber) {
+        while let Some(message) = attempts.next().await {
+            if let Ok(attempt) = serde_json::from_slice::<AttemptFailed>(&message.payload) {
+                tracing::warn!(prompt_id = %attempt.id, worker = %attempt.worker, error = %attempt.error, "an attempt failed");
+                self.last_errors
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(attempt.id, attempt.error);
+            }
+        }
+    }
+
+    async fn record_results(
+        self: Arc<Self>,
+        state: Arc<AppState>,
+        mut results: jetstream::consumer::pull::Stream,
+    ) {
+        while let Some(message) = results.next().await {
+            let message = match message {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading results");
+                    continue;
+                }
+            };
+            match serde_json::from_slice::<ResultMessage>(&message.payload) {
+                Ok(result) => self.record(&state, result).await,
+                Err(e) => tracing::error!(error = %e, "a malformed result; dropped"),
+            }
+            if let Err(e) = message.ack().await {
+                tracing::warn!(error = %e, "cannot ack a result (it will be seen again and ignored)");
+            }
+        }
+    }
+
+    /// Records one result unless its job is already final (a second run after a redelivery).
+    async fn record(&self, state: &AppState, result: ResultMessage) {
+        let _once = self.finishing.lock().await;
+        let bucket = match self.link.js.get_object_store(FILES_BUCKET).await {
+            Ok(bucket) => bucket,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the file bucket");
+                return;
+            }
+        };
+        let id = result.id.clone();
+        match state.queue.job(&id) {
+            Ok(Some(job)) if !job.state.is_final() => {}
+            Ok(_) => {
+                tracing::info!(prompt_id = %id, worker = %result.worker, "a duplicate result; ignored");
+                discard(&bucket, &id, &result.files).await;
+                return;
+            }
+            Err(e) => {
+                tracing::error!(prompt_id = %id, error = %e, "cannot read the job of a result");
+                return;
+            }
+        }
+        let mut finished = JobState::parse(&result.state)
+            .filter(|s| s.is_final())
+            .unwrap_or(JobState::Failed);
+        let mut messages = result.messages;
+        if let Err(e) = files::fetch(&bucket, &id, &state.config.folders, &result.files).await {
+            tracing::error!(prompt_id = %id, error = %e, "cannot fetch a result's files");
+            finished = JobState::Failed;
+            if let Json::Array(list) = &mut messages {
+                list.push(json!([
+                    "execution_error",
+                    error_data(&id, &format!("the outputs did not arrive: {e}"))
+                ]));
+            }
+        }
+        let record = JobResult {
+            outputs: result.outputs,
+            messages,
+        };
+        if let Err(e) = state.queue.finish(&id, finished, &record) {
+            tracing::error!(prompt_id = %id, error = %e, "cannot record a result");
+            return;
+        }
+        self.last_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        for closing in result.closing {
+            state
+                .clients
+                .send_text(&audience(closing.to.as_deref()), closing.text);
+        }
+        state.broadcast_status();
+    }
+
+    async fn record_exhausted(
+        self: Arc<Self>,
+        state: Arc<AppState>,
+        mut advisories: async_nats::Subscriber,
+    ) {
+        while let Some(message) = advisories.next().await {
+            let advisory: Json = serde_json::from_slice(&message.payload).unwrap_or_default();
+            let Some(seq) = advisory["stream_seq"].as_u64() else {
+                tracing::warn!(%advisory, "a max-deliveries advisory without stream_seq");
+                continue;
+            };
+            let deliveries = advisory["deliveries"]
+                .as_u64()
+                .unwrap_or(self.settings.max_deliver as u64);
+            if let Err(e) = self.exhausted(&state, seq, deliveries).await {
+                tracing::error!(error = %e, "cannot record a job that ran out of deliveries");
+            }
+        }
+    }
+
+    /// A job delivered `max_deliver` times without a result: failed, with the last error known.
+    async fn exhausted(
+        &self,
+        state: &AppState,
+        seq: u64,
+        deliveries: u64,
+    ) -> Result<(), NatsError> {
+        let stream = self
+            .link
+            .js
+            .get_stream(JOBS_STREAM)
+            .await
+            .map_err(|e| NatsError::new(format!("open stream {JOBS_STREAM}"), e))?;
+        let stored = stream
+            .get_raw_message(seq)
+            .await
+            .map_err(|e| NatsError::new(format!("read job message {seq}"), e))?;
+        let job: JobMessage = serde_json::from_slice(&stored.payload)
+            .map_err(|e| NatsError::new(format!("parse job message {seq}"), e))?;
+        let _once = self.finishing.lock().await;
+        let known = self
+            .last_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&job.id);
+        let error = match known {
+            Some(e) => format!("delivered {deliveries} times without finishing; last error: {e}"),
+            None => format!(
+                "delivered {deliveries} times without finishing: each worker that took it stopped (crashed, was killed or lost its connection) before a result"
+            ),
+        };
+        let final_now = state
+            .queue
+            .job(&job.id)
+            .map_err(|e| NatsError::new("read the queue", e))?
+            .is_some_and(|j| j.state.is_final());
+        if !final_now {
+            let data = error_data(&job.id, &error);
+            let record = JobResult {
+                outputs: json!({}),
+                messages: json!([["execution_error", data.clone()]]),
+            };
+            state
+                .queue
+                .finish(&job.id, JobState::Failed, &record)
+                .map_err(|e| NatsError::new("record the failure", e))?;
+            tracing::error!(prompt_id = %job.id, %error, "recorded failed");
+            if let Some(client) = &job.client_id {
+                let to = Audience::Client(client.clone());
+                state
+                    .clients
+                    .send(&to, &json!({"type": "execution_error", "data": data}));
+                state.clients.send(
+                    &to,
+                    &json!({"type": "executing", "data": {"node": null, "display_node": null, "prompt_id": job.id}}),
+                );
+            }
+            state.broadcast_status();
+        }
+        // Nobody will take it again: free the work queue.
+        stream
+            .delete_message(seq)
+            .await
+            .map_err(|e| NatsError::new(format!("delete job message {seq}"), e))?;
+        Ok(())
+    }
+}
+
+/// Deletes the files of a result that will not be recorded.
+async fn discard(bucket: &jetstream::object_store::ObjectStore, id: &str, files: &[StoredFile]) {
+    for file in files {
+        let _ = bucket.delete(file.object_name(id).as_str()).await;
+    }
+}
+
+/// `execution_error`'s data for a failure outside any node.
+fn error_data(prompt_id: &str, message: &str) -> Json {
+    json!({
+        "prompt_id": prompt_id,
+        "node_id": "",
+        "node_type": "",
+        "executed": [],
+        "exception_message": message,
+        "exception_type": "delivery",
+        "traceback": [],
+        "current_inputs": {},
+        "current_outputs": [],
+        "timestamp": now_ms(),
+    })
+}
+
+fn audience(to: Option<&str>) -> Audience {
+    match to {
+        None | Some(TO_EVERYONE) => Audience::Everyone,
+        Some(sid) => Audience::Client(sid.to_string()),
+    }
+}
+
+fn header_audience(headers: Option<&HeaderMap>) -> Audience {
+    audience(headers.and_then(|h| h.get(TO_HEADER)).map(|v| v.as_str()))
+}
+
+/// Each worker event, unchanged, to the socket it names.
+async fn relay_events(state: Arc<AppState>, mut events: async_nats::Subscriber) {
+    while let Some(message) = events.next().await {
+        let to = header_audience(message.headers.as_ref());
+        match String::from_utf8(message.payload.to_vec()) {
+            Ok(text) => state.clients.send_text(&to, text),
+            Err(_) => {
+                tracing::warn!(subject = %message.subject, "an event that is not UTF-8; dropped")
+            }
+        }
+    }
+}
+
+/// Each worker preview (already encoded) to the socket it names.
+async fn relay_previews(state: Arc<AppState>, mut previews: async_nats::Subscriber) {
+    while let Some(message) = previews.next().await {
+        let to = header_audience(message.headers.as_ref());
+        let metadata = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(METADATA_HEADER))
+            .map(|v| v.as_str().to_string())
+            .unwrap_or_default();
+        let preview = EncodedPreview {
+            image: message.payload,
+            metadata,
+        };
+        state.clients.send_preview(&to, Arc::new(preview));
+    }
+}

@@ -1,0 +1,393 @@
+//! `omnigen worker`: pulls jobs from the shared consumer one at a time, asks the server whether to run
+//! each (it may have been cancelled, or finished by an earlier delivery), runs it with the same
+//! [`Engine`] the embedded server uses, heartbeats (`AckProgress`) while it runs, publishes its events
+//! and previews as they come, stores its files in the object store, publishes its result, then acks.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::pull;
+use async_nats::jetstream::message::PublishMessage as Publish;
+use async_nats::jetstream::{self, AckKind};
+use async_nats::HeaderMap;
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+
+use super::protocol::{
+    AttemptFailed, ClaimReply, ClaimRequest, Closing, Control, JobMessage, ResultMessage,
+    ATTEMPT_SUBJECT, CLAIM_SUBJECT, CONTROL_SUBJECT, EVENTS_PREFIX, FILES_BUCKET, JOBS_STREAM,
+    METADATA_HEADER, PREVIEWS_PREFIX, RESULTS_SUBJECT, TO_EVERYONE, TO_HEADER, WORKERS_CONSUMER,
+};
+use super::{connect, files, Link, NatsError, NatsSettings};
+use crate::engine_adapter::{Audience, CancelToken, Dirs, Engine, Outgoing, Registry};
+use crate::preview::{EncodedPreview, Encoder};
+
+/// How long a worker waits for the server's answer to a claim before asking again.
+const CLAIM_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a pull request waits for a job before asking again (and checking for shutdown).
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+
+/// What a worker is started with.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// How to reach NATS.
+    pub settings: NatsSettings,
+    /// This worker's name (logs, results).
+    pub name: String,
+    /// The folders its nodes read and write.
+    pub dirs: Dirs,
+}
+
+/// The job being run, so a control message can interrupt it.
+type Current = Arc<Mutex<Option<(String, CancelToken)>>>;
+
+/// Runs jobs until `stop` completes (between jobs; a job running then is left to be redelivered).
+pub async fn run_worker(
+    config: WorkerConfig,
+    registry: Arc<Registry>,
+    stop: impl Future<Output = ()>,
+) -> Result<(), NatsError> {
+    for dir in [&config.dirs.input, &config.dirs.output, &config.dirs.temp] {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| NatsError::new(format!("create {}", dir.display()), e))?;
+    }
+    let link = connect(&config.settings, &config.name).await?;
+    let consumer: jetstream::consumer::Consumer<pull::Config> = link
+        .js
+        .get_stream(JOBS_STREAM)
+        .await
+        .map_err(|e| NatsError::new(format!("open stream {JOBS_STREAM}"), e))?
+        .get_consumer(WORKERS_CONSUMER)
+        .await
+        .map_err(|e| NatsError::new(format!("open consumer {WORKERS_CONSUMER}"), e))?;
+    // The consumer's own ack wait (whoever created it set it), so heartbeats always beat it.
+    let ack_wait = consumer.cached_info().config.ack_wait;
+    let engine = Arc::new(Engine::new(registry, config.dirs.clone()));
+    let current: Current = Arc::default();
+    let control = link
+        .client
+        .subscribe(CONTROL_SUBJECT)
+        .await
+        .map_err(|e| NatsError::new(format!("subscribe to {CONTROL_SUBJECT}"), e))?;
+    let controls = tokio::spawn(obey(control, Arc::clone(&current), Arc::clone(&engine)));
+    let outbound = Outbound::start(link.client.clone());
+    let to_previews = outbound.clone();
+    let encoder = Encoder::start(move |to, preview| to_previews.preview(to, preview))
+        .map_err(|e| NatsError::new("start the preview encoder", e))?;
+    let worker = Worker {
+        link,
+        name: config.name,
+        dirs: config.dirs,
+        engine,
+        current,
+        outbound,
+        encoder,
+        heartbeat: (ack_wait / 3).max(Duration::from_millis(100)),
+    };
+    tokio::pin!(stop);
+    loop {
+        let batch = tokio::select! {
+            () = &mut stop => break,
+            batch = consumer.batch().max_messages(1).expires(PULL_EXPIRES).messages() => batch,
+        };
+        let mut batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot pull a job; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        while let Some(message) = batch.next().await {
+            match message {
+                Ok(message) => worker.take(message).await,
+                Err(e) => tracing::debug!(error = %e, "pull"),
+            }
+        }
+    }
+    controls.abort();
+    Ok(())
+}
+
+struct Worker {
+    link: Link,
+    name: String,
+    dirs: Dirs,
+    engine: Arc<Engine>,
+    current: Current,
+    outbound: Outbound,
+    encoder: Encoder,
+    heartbeat: Duration,
+}
+
+impl Worker {
+    /// One delivered job: claim, run, store, publish, ack.
+    async fn take(&self, message: jetstream::Message) {
+        let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
+        let job: JobMessage = match serde_json::from_slice(&message.payload) {
+            Ok(job) => job,
+            Err(e) => {
+                // Not a job this version can read: never deliver it again.
+                tracing::error!(error = %e, "a malformed job message; terminated");
+                let _ = message.ack_with(AckKind::Term).await;
+                return;
+            }
+        };
+        let id = job.id.clone();
+        if !self.claim_patiently(&message, &id).await {
+            tracing::info!(prompt_id = %id, "cancelled or already finished; dropped");
+            let _ = message.ack().await;
+            return;
+        }
+        tracing::info!(prompt_id = %id, worker = %self.name, delivered, "running");
+        let message = Arc::new(message);
+        let beating = Arc::clone(&message);
+        let every = self.heartbeat;
+        let heartbeat = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = beating.ack_with(AckKind::Progress).await {
+                    tracing::warn!(error = %e, "cannot send a heartbeat");
+                }
+            }
+        });
+        let outcome = self
+            .run(job, u32::try_from(delivered).unwrap_or(u32::MAX))
+            .await;
+        heartbeat.abort();
+        match outcome {
+            Ok(()) => {
+                if let Err(e) = message.double_ack().await {
+                    // The result is published; a redelivery is answered "already finished".
+                    tracing::warn!(prompt_id = %id, error = %e, "cannot ack a finished job");
+                }
+                tracing::info!(prompt_id = %id, worker = %self.name, "finished");
+            }
+            Err(e) => {
+                tracing::error!(prompt_id = %id, error = %e, "attempt failed; job put back");
+                let attempt = AttemptFailed {
+                    id: id.clone(),
+                    worker: self.name.clone(),
+                    error: e.to_string(),
+                };
+                if let Ok(body) = serde_json::to_vec(&attempt) {
+                    let _ = self.link.client.publish(ATTEMPT_SUBJECT, body.into()).await;
+                    let _ = self.link.client.flush().await;
+                }
+                let _ = message
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                    .await;
+            }
+        }
+    }
+
+    /// Asks the front until it answers, keeping the job meanwhile (`AckProgress`): a front that is
+    /// down or restarting must not use up the job's deliveries.
+    async fn claim_patiently(&self, message: &jetstream::Message, id: &str) -> bool {
+        let mut warned = false;
+        loop {
+            match self.claim(id).await {
+                Ok(run) => return run,
+                Err(e) => {
+                    if !warned {
+                        tracing::warn!(prompt_id = %id, error = %e, "the server does not answer; holding the job and asking again");
+                        warned = true;
+                    }
+                    let _ = message.ack_with(AckKind::Progress).await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    async fn claim(&self, id: &str) -> Result<bool, String> {
+        let body = serde_json::to_vec(&ClaimRequest {
+            id: id.to_string(),
+            worker: self.name.clone(),
+        })
+        .map_err(|e| e.to_string())?;
+        let request = self.link.client.request(CLAIM_SUBJECT, body.into());
+        let answer = tokio::time::timeout(CLAIM_TIMEOUT, request)
+            .await
+            .map_err(|_| format!("no answer within {CLAIM_TIMEOUT:?}"))?
+            .map_err(|e| e.to_string())?;
+        let reply: ClaimReply =
+            serde_json::from_slice(&answer.payload).map_err(|e| e.to_string())?;
+        Ok(reply.run)
+    }
+
+    /// Runs the job and publishes its result (after its events and files).
+    async fn run(&self, job: JobMessage, attempts: u32) -> Result<(), NatsError> {
+        let id = job.id.clone();
+        let cancel = CancelToken::new();
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((id.clone(), cancel.clone()));
+        let closing: Arc<Mutex<Vec<Closing>>> = Arc::default();
+        let held = Arc::clone(&closing);
+        let events = self.outbound.clone();
+        let previews = self.encoder.previews();
+        let subject = format!("{EVENTS_PREFIX}.{id}");
+        let finished = self
+            .engine
+            .run(job.into_job(attempts), cancel, move |out| match out {
+                Outgoing::Text(to, text) => events.text(subject.clone(), to, text),
+                Outgoing::Final(Audience::Nobody, _) => {}
+                Outgoing::Final(to, text) => held
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(Closing { to: sid(to), text }),
+                Outgoing::Preview(preview) => previews.submit(preview),
+            })
+            .await;
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let bucket = self
+            .link
+            .js
+            .get_object_store(FILES_BUCKET)
+            .await
+            .map_err(|e| NatsError::new(format!("open object store {FILES_BUCKET}"), e))?;
+        let stored = files::store(&bucket, &id, &self.dirs, &finished.saved).await?;
+        // Every event of the run reaches NATS before its result.
+        self.outbound.flush().await;
+        let result = ResultMessage {
+            id: id.clone(),
+            worker: self.name.clone(),
+            state: finished.state.as_str().to_string(),
+            outputs: finished.result.outputs,
+            messages: finished.result.messages,
+            files: stored,
+            closing: std::mem::take(&mut *closing.lock().unwrap_or_else(|p| p.into_inner())),
+        };
+        let doing = format!("publish the result of {id}");
+        let body = serde_json::to_vec(&result).map_err(|e| NatsError::new(&doing, e))?;
+        let ack = self
+            .link
+            .js
+            .send_publish(
+                RESULTS_SUBJECT,
+                Publish::build()
+                    .payload(body.into())
+                    .message_id(format!("{id}.{}.{attempts}", self.name)),
+            )
+            .await
+            .map_err(|e| NatsError::new(&doing, e))?;
+        ack.await.map_err(|e| NatsError::new(&doing, e))?;
+        Ok(())
+    }
+}
+
+/// The client a message is for (`None`: everyone).
+fn sid(to: &Audience) -> Option<String> {
+    match to {
+        Audience::Client(sid) => Some(sid.clone()),
+        Audience::Everyone | Audience::Nobody => None,
+    }
+}
+
+/// Control messages: interrupt the running job, free the cache.
+async fn obey(mut control: async_nats::Subscriber, current: Current, engine: Arc<Engine>) {
+    while let Some(message) = control.next().await {
+        match serde_json::from_slice::<Control>(&message.payload) {
+            Ok(Control::Interrupt { prompt_id }) => {
+                let running = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if let Some((id, cancel)) = running {
+                    if prompt_id.as_deref().is_none_or(|wanted| wanted == id) {
+                        tracing::info!(prompt_id = %id, "interrupted");
+                        cancel.cancel();
+                    }
+                }
+            }
+            Ok(Control::FreeMemory) => engine.free_memory(),
+            Err(e) => tracing::warn!(error = %e, "a malformed control message"),
+        }
+    }
+}
+
+/// Events and previews leave in the order the run made them, on one task, without blocking execution.
+#[derive(Clone)]
+struct Outbound {
+    tx: mpsc::UnboundedSender<Out>,
+}
+
+enum Out {
+    Text {
+        subject: String,
+        to: Option<String>,
+        text: String,
+    },
+    Preview {
+        to: Option<String>,
+        preview: Arc<EncodedPreview>,
+    },
+    Flush(oneshot::Sender<()>),
+}
+
+impl Outbound {
+    fn start(client: async_nats::Client) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Out>();
+        tokio::spawn(async move {
+            while let Some(out) = rx.recv().await {
+                let sent = match out {
+                    Out::Text { subject, to, text } => {
+                        client
+                            .publish_with_headers(subject, headers(to.as_deref()), text.into())
+                            .await
+                    }
+                    Out::Preview { to, preview } => {
+                        let mut h = headers(to.as_deref());
+                        h.insert(METADATA_HEADER, preview.metadata.as_str());
+                        client
+                            .publish_with_headers(PREVIEWS_PREFIX, h, preview.image.clone())
+                            .await
+                    }
+                    Out::Flush(done) => {
+                        let _ = client.flush().await;
+                        let _ = done.send(());
+                        Ok(())
+                    }
+                };
+                if let Err(e) = sent {
+                    tracing::warn!(error = %e, "cannot publish an event");
+                }
+            }
+        });
+        Outbound { tx }
+    }
+
+    fn text(&self, subject: String, to: &Audience, text: String) {
+        if *to == Audience::Nobody {
+            return;
+        }
+        let _ = self.tx.send(Out::Text {
+            subject,
+            to: sid(to),
+            text,
+        });
+    }
+
+    fn preview(&self, to: &Audience, preview: Arc<EncodedPreview>) {
+        if *to == Audience::Nobody {
+            return;
+        }
+        let _ = self.tx.send(Out::Preview {
+            to: sid(to),
+            preview,
+        });
+    }
+
+    async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Out::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+fn headers(to: Option<&str>) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(TO_HEADER, to.unwrap_or(TO_EVERYONE));
+    h
+}

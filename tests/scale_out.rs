@@ -1,0 +1,383 @@
+//! Scale-out on NATS JetStream through the real binaries (docs/scale-out.md): `omnigen serve --queue`
+//! as the front, `omnigen worker` processes running the jobs, a throwaway `nats-server -js` between
+//! them (tests/nats_support). Needs Debian's `nats-server`; `OMNIGEN_SKIP_NATS=1` skips.
+#![cfg(unix)]
+
+mod nats_support;
+mod serve_support;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use futures_util::StreamExt;
+use nats_support::{Nats, Worker};
+use serde_json::{json, Value as Json};
+use serve_support::{Served, PATIENCE};
+
+struct Scene {
+    dir: tempfile::TempDir,
+    nats: Nats,
+}
+
+impl Scene {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("data/input")).unwrap();
+        serve_support::write_png(&dir.path().join("data/input/input.png"), 6, 4);
+        Scene {
+            dir,
+            nats: Nats::start(),
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The front, with `ack_wait` seconds before a silent worker's job moves and `max_deliver`.
+    fn serve(&self, ack_wait: &str, max_deliver: &str) -> Served {
+        Served::start(
+            self.dir.path(),
+            &self.data(),
+            &[
+                "--test-nodes",
+                "--queue",
+                &self.nats.url,
+                "--ack-wait-secs",
+                ack_wait,
+                "--max-deliver",
+                max_deliver,
+            ],
+        )
+    }
+
+    /// A worker sharing the server's input folder (its output folder is its own).
+    fn worker(&self, name: &str) -> Worker {
+        Worker::start(
+            &self.nats.url,
+            name,
+            &self.dir.path().join("workers"),
+            &self.data().join("input"),
+        )
+    }
+}
+
+/// `LoadImage -> SaveImage` next to a `TestSlowCount` of `steps` × `delay_ms`.
+fn job(prefix: &str, steps: u64, delay_ms: u64) -> Json {
+    json!({
+        "1": {"class_type": "LoadImage", "inputs": {"image": "input.png"}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}},
+        "3": {"class_type": "TestSlowCount", "inputs": {"steps": steps, "delay_ms": delay_ms}}
+    })
+}
+
+fn entry(server: &Served, id: &str) -> Option<Json> {
+    let (_, history) = server.get(&format!("/history/{id}"));
+    history.get(id).cloned()
+}
+
+fn wait_for_entry(server: &Served, id: &str) -> Json {
+    server.wait_until(&format!("{id} in history"), |s| entry(s, id).is_some());
+    entry(server, id).expect("an entry")
+}
+
+fn message_types(entry: &Json) -> Vec<String> {
+    entry["status"]["messages"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter_map(|m| m[0].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// How many times `id` is a key of the raw `/history` body (a parsed map would hide a duplicate).
+fn times_in_history(server: &Served, id: &str) -> usize {
+    let (status, body) = server.get_bytes("/history");
+    assert_eq!(status, 200);
+    String::from_utf8_lossy(&body)
+        .matches(&format!("\"{id}\":"))
+        .count()
+}
+
+/// A WebSocket client under `client_id`, collecting its JSON messages on its own thread.
+fn listen(port: u16, client_id: &str) -> Arc<Mutex<Vec<Json>>> {
+    let seen: Arc<Mutex<Vec<Json>>> = Arc::default();
+    let sink = Arc::clone(&seen);
+    let url = format!("ws://127.0.0.1:{port}/ws?clientId={client_id}");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
+                .await
+                .expect("connect the WebSocket");
+            let _ = ready_tx.send(());
+            while let Some(Ok(message)) = socket.next().await {
+                if let Ok(text) = message.to_text() {
+                    if let Ok(value) = serde_json::from_str::<Json>(text) {
+                        sink.lock().unwrap().push(value);
+                    }
+                }
+            }
+        });
+    });
+    ready_rx
+        .recv_timeout(PATIENCE)
+        .expect("the WebSocket connected");
+    seen
+}
+
+fn types_for(seen: &Mutex<Vec<Json>>, id: &str) -> Vec<String> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m["data"]["prompt_id"] == id)
+        .filter_map(|m| m["type"].as_str().map(String::from))
+        .collect()
+}
+
+fn output_file(entry: &Json) -> (String, String) {
+    let image = &entry["outputs"]["2"]["images"][0];
+    (
+        image["filename"].as_str().expect("a filename").to_string(),
+        image["subfolder"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+fn png_of(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn a_remote_job_runs_end_to_end_and_its_events_and_output_reach_the_client() {
+    if nats_support::skipped() {
+        return;
+    }
+    let scene = Scene::new();
+    let server = scene.serve("30", "3");
+    let worker = scene.worker("w1");
+    let seen = listen(server.port, "client-a");
+    let (status, answer) = server.post(
+        "/prompt",
+        &json!({"prompt": job("remote", 3, 10), "client_id": "client-a"}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["prompt_id"].as_str().unwrap().to_string();
+    server.wait_until("execution_success at the client", |_| {
+        types_for(&seen, &id).contains(&"execution_success".to_string())
+    });
+    // The engine's events, relayed unchanged and in order.
+    let types = types_for(&seen, &id);
+    let first = |t: &str| {
+        types
+            .iter()
+            .position(|x| x == t)
+            .unwrap_or_else(|| panic!("no {t} in {types:?}"))
+    };
+    assert!(first("execution_start") < first("executing"));
+    assert!(first("progress") < first("execution_success"));
+    assert!(first("executed") < first("execution_success"));
+    assert!(types.contains(&"progress_state".to_string()), "{types:?}");
+    // Told it is done, the client finds the history and the file on the server.
+    let entry = entry(&server, &id).expect("recorded before execution_success was relayed");
+    assert_eq!(entry["status"]["status_str"], "success", "{entry}");
+    assert_eq!(entry["outputs"]["3"]["text"][0], "counted to 3");
+    let (filename, subfolder) = output_file(&entry);
+    let (status, bytes) = server.get_bytes(&format!(
+        "/view?filename={filename}&subfolder={subfolder}&type=output"
+    ));
+    assert_eq!(status, 200);
+    let made = png_of(&scene.dir.path().join("workers/w1/output").join(&filename));
+    assert_eq!(bytes, made, "/view serves the worker's file byte for byte");
+    let decoded = image::load_from_memory(&bytes).expect("a PNG");
+    assert_eq!((decoded.width(), decoded.height()), (6, 4));
+    assert!(worker.logged("finished", &id), "{}", worker.log());
+    assert_eq!(times_in_history(&server, &id), 1);
+}
+
+#[test]
+fn a_killed_workers_job_is_redelivered_and_completes_exactly_once() {
+    if nats_support::skipped() {
+        return;
+    }
+    let scene = Scene::new();
+    let server = scene.serve("2", "5");
+    let mut a = scene.worker("wa");
+    let mut b = scene.worker("wb");
+    // About 4 s: long enough to be caught running.
+    let id = server.queue(&job("survivor", 100, 40));
+    server.wait_until("a worker running it", |_| {
+        a.logged("running", &id) || b.logged("running", &id)
+    });
+    let (victim, survivor) = if a.logged("running", &id) {
+        (&mut a, &b)
+    } else {
+        (&mut b, &a)
+    };
+    victim.kill9();
+    let entry = wait_for_entry(&server, &id);
+    assert_eq!(entry["status"]["status_str"], "success", "{entry}");
+    assert!(survivor.logged("finished", &id), "{}", survivor.log());
+    let types = message_types(&entry);
+    assert_eq!(
+        types.iter().filter(|t| *t == "execution_success").count(),
+        1,
+        "{types:?}"
+    );
+    assert_eq!(times_in_history(&server, &id), 1);
+    let (filename, subfolder) = output_file(&entry);
+    let (status, bytes) = server.get_bytes(&format!(
+        "/view?filename={filename}&subfolder={subfolder}&type=output"
+    ));
+    assert_eq!(status, 200);
+    assert!(image::load_from_memory(&bytes).is_ok(), "an intact PNG");
+    // The /jobs record counts both claims.
+    let (_, job) = server.get(&format!("/jobs/{id}"));
+    assert_eq!(job["status"], "completed", "{job}");
+}
+
+#[test]
+fn a_poison_job_is_failed_after_max_deliver_with_its_error() {
+    if nats_support::skipped() {
+        return;
+    }
+    let scene = Scene::new();
+    let server = scene.serve("1", "2");
+    let mut a = scene.worker("pa");
+    let mut b = scene.worker("pb");
+    let id = server.queue(&json!({"1": {"class_type": "TestCrash", "inputs": {"code": 1}}}));
+    // Each delivery kills the worker that takes it.
+    server.wait_until("both workers crashed on it", |_| a.exited() && b.exited());
+    assert!(a.logged("running", &id) && b.logged("running", &id));
+    // JetStream notices the exhausted job when a worker next asks for work; this one never gets it.
+    let c = scene.worker("pc");
+    let entry = wait_for_entry(&server, &id);
+    assert_eq!(entry["status"]["status_str"], "error", "{entry}");
+    let messages = entry["status"]["messages"].to_string();
+    assert!(
+        messages.contains("delivered 2 times without finishing"),
+        "{messages}"
+    );
+    let next = server.queue(&job("after", 1, 1));
+    assert_eq!(
+        wait_for_entry(&server, &next)["status"]["status_str"],
+        "success"
+    );
+    assert!(!c.logged("running", &id), "{}", c.log());
+}
+
+#[test]
+fn interrupt_and_delete_reach_the_workers() {
+    if nats_support::skipped() {
+        return;
+    }
+    let scene = Scene::new();
+    let server = scene.serve("30", "3");
+    let worker = scene.worker("wi");
+    let long = server.queue(&job("long", 100_000, 50));
+    let waiting = server.queue(&job("waiting", 1, 1));
+    server.wait_until("the long job running", |_| worker.logged("running", &long));
+    for (path, body) in [
+        ("/queue", json!({"delete": [waiting]})),
+        ("/interrupt", json!({"prompt_id": long})),
+    ] {
+        let sent =
+            serve_support::http(server.port, "POST", path, Some(body.to_string().as_bytes()));
+        assert_eq!(sent.map(|(status, _)| status), Ok(200), "POST {path}");
+    }
+    let entry = wait_for_entry(&server, &long);
+    assert!(
+        message_types(&entry).contains(&"execution_interrupted".to_string()),
+        "{entry}"
+    );
+    let (_, deleted) = server.get(&format!("/jobs/{waiting}"));
+    assert_eq!(deleted["status"], "cancelled", "{deleted}");
+    worker.wait_for_log("the deleted job dropped", |log| {
+        log.lines()
+            .any(|l| l.contains(&waiting) && l.contains("dropped"))
+    });
+    assert!(!worker.logged("running", &waiting));
+}
+
+#[test]
+fn a_front_killed_mid_stream_loses_nothing_after_its_restart() {
+    if nats_support::skipped() {
+        return;
+    }
+    let scene = Scene::new();
+    let server = scene.serve("30", "3");
+    let worker = scene.worker("wr");
+    // About 2 s each: the kill falls while the first runs and the second waits in the stream.
+    let first = server.queue(&job("first", 50, 40));
+    let second = server.queue(&job("second", 50, 40));
+    server.wait_until("the first job running", |_| {
+        worker.logged("running", &first)
+    });
+    server.kill9();
+    // The worker finishes its job with no front to take the result, and holds the next one.
+    worker.wait_for_log("the first job finished", |log| {
+        log.lines()
+            .any(|l| l.contains("finished") && l.contains(&first))
+    });
+    let server = scene.serve("30", "3");
+    for id in [&first, &second] {
+        let entry = wait_for_entry(&server, id);
+        assert_eq!(entry["status"]["status_str"], "success", "{entry}");
+        assert_eq!(times_in_history(&server, id), 1);
+        let (filename, subfolder) = output_file(&entry);
+        let (status, _) = server.get_bytes(&format!(
+            "/view?filename={filename}&subfolder={subfolder}&type=output"
+        ));
+        assert_eq!(status, 200, "{filename} fetched after the restart");
+    }
+}
+
+/// Not a check: the dispatch figure for BENCHMARKS.md (`cargo test --test scale_out -- --ignored
+/// --nocapture`). Median time from `POST /prompt` to `execution_success` at the client's WebSocket for a
+/// one-node graph, embedded queue versus NATS with one worker on the same machine.
+#[test]
+#[ignore = "a measurement for BENCHMARKS.md, not a test"]
+fn dispatch_overhead_figure() {
+    if nats_support::skipped() {
+        return;
+    }
+    const RUNS: u64 = 60;
+    let scene = Scene::new();
+    let measure = |server: &Served, label: &str| {
+        let seen = listen(server.port, label);
+        let mut times: Vec<f64> = (0..RUNS)
+            .map(|i| {
+                // A different graph each time: nothing is served from the cache.
+                let graph = json!({"1": {"class_type": "TestSlowCount", "inputs": {"steps": 1 + i, "delay_ms": 0}}});
+                let start = std::time::Instant::now();
+                let (status, answer) =
+                    server.post("/prompt", &json!({"prompt": graph, "client_id": label}));
+                assert_eq!(status, 200, "{answer}");
+                let id = answer["prompt_id"].as_str().unwrap().to_string();
+                while !types_for(&seen, &id).contains(&"execution_success".to_string()) {
+                    assert!(start.elapsed() < PATIENCE, "no execution_success");
+                    std::thread::sleep(std::time::Duration::from_micros(100));
+                }
+                start.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        let p90 = times[times.len() * 9 / 10];
+        eprintln!("{label}: median {median:.2} ms, p90 {p90:.2} ms over {RUNS} prompts");
+        median
+    };
+    let embedded_dir = scene.dir.path().join("embedded");
+    let embedded = Served::start(scene.dir.path(), &embedded_dir, &["--test-nodes"]);
+    let local = measure(&embedded, "embedded");
+    drop(embedded);
+    let server = scene.serve("30", "3");
+    let _worker = scene.worker("bench");
+    let remote = measure(&server, "nats");
+    eprintln!("added by NATS: {:.2} ms per prompt", remote - local);
+}

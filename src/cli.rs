@@ -219,6 +219,9 @@ pub struct NodesArgs {
     /// Print the catalogue in ComfyUI's `/object_info` shape.
     #[arg(long)]
     pub json: bool,
+    /// The input directory whose images LoadImage's `image` combo lists (with `--json`).
+    #[arg(long, value_name = "DIR", default_value = "input")]
+    pub input_dir: PathBuf,
     #[command(flatten)]
     pub catalogue: CatalogueArgs,
 }

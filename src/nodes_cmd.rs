@@ -1,6 +1,6 @@
 //! `omnigen nodes`: the node catalogue, as ComfyUI's `/object_info` JSON or a readable table.
 
-use omnigen_engine::{InputSpec, NodeSchema};
+use omnigen_engine::{Dirs, InputSpec, NodeSchema};
 
 use crate::catalogue::{self, io_config};
 use crate::cli::NodesArgs;
@@ -12,7 +12,11 @@ pub fn run(args: NodesArgs) -> Result<(), Failure> {
     let catalogue = catalogue::build(&args.catalogue, io_config(None)).map_err(Failure::Usage)?;
     let registry = &catalogue.registry;
     if args.json {
-        println!("{}", registry.object_info());
+        let dirs = Dirs {
+            input: args.input_dir.clone(),
+            ..Dirs::default()
+        };
+        println!("{}", registry.object_info(&dirs));
         return Ok(());
     }
     let mut classes = registry.class_types();

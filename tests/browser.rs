@@ -121,4 +121,8 @@ macro_rules! browser_test {
 }
 
 browser_test!(editor_loads);
+browser_test!(editor_text_to_image);
+browser_test!(editor_upload_edit);
+browser_test!(editor_png_drop);
+browser_test!(editor_wide_graph);
 browser_test!(app_page);

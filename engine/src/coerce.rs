@@ -25,7 +25,8 @@ pub enum CoerceError {
 /// FLOAT accepts numbers, numeric strings and booleans; STRING accepts strings, numbers and booleans.
 /// BOOLEAN accepts booleans, numbers (non-zero is true) and the strings `true`/`false` — stricter than
 /// Python's `bool("false") == True`, on purpose. A COMBO takes strings, numbers and booleans (compared
-/// as text); anything else is not in the list. For socket types see [`socket_literal`].
+/// as text); anything else is not in the list. A combo of input files takes any text, as STRING does (the
+/// node checks the file). For socket types see [`socket_literal`].
 pub fn coerce_literal(
     kind: &InputType,
     min: Option<Number>,
@@ -35,7 +36,7 @@ pub fn coerce_literal(
     let value = match kind {
         InputType::Int => Value::Int(to_int(literal)?),
         InputType::Float => Value::Float(to_float(literal)?),
-        InputType::String => Value::String(to_string(literal)?),
+        InputType::String | InputType::InputFile(_) => Value::String(to_string(literal)?),
         InputType::Boolean => Value::Bool(to_bool(literal)?),
         InputType::Combo(options) => {
             let text = match literal {

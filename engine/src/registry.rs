@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use serde_json::{Map, Value as Json};
 
+use crate::dirs::Dirs;
 use crate::node::NodeType;
 use crate::schema::NodeSchema;
 
@@ -142,21 +143,22 @@ impl Registry {
         self.generation.load(Ordering::SeqCst)
     }
 
-    /// The full `/object_info` catalogue: `{class_type: NodeDef, …}`.
-    pub fn object_info(&self) -> Json {
+    /// The full `/object_info` catalogue: `{class_type: NodeDef, …}`, with combos of input files
+    /// listing the files of `dirs.input` now.
+    pub fn object_info(&self, dirs: &Dirs) -> Json {
         Json::Object(
             self.read()
                 .iter()
-                .map(|(k, n)| (k.clone(), n.schema.to_object_info()))
+                .map(|(k, n)| (k.clone(), n.schema.to_object_info(dirs)))
                 .collect::<Map<_, _>>(),
         )
     }
 
     /// `/object_info/{class}`: `{class_type: NodeDef}`, or `{}` when unknown (as ComfyUI answers).
-    pub fn object_info_for(&self, class_type: &str) -> Json {
+    pub fn object_info_for(&self, class_type: &str, dirs: &Dirs) -> Json {
         let mut m = Map::new();
         if let Some(n) = self.get(class_type) {
-            m.insert(class_type.to_string(), n.schema.to_object_info());
+            m.insert(class_type.to_string(), n.schema.to_object_info(dirs));
         }
         Json::Object(m)
     }
@@ -193,8 +195,11 @@ mod tests {
             r.register_new(Arc::new(Named("A", "three"))),
             Err(RegistryError::Duplicate("A".into()))
         );
-        assert_eq!(r.object_info()["A"]["category"], "two");
-        assert_eq!(r.object_info_for("B"), serde_json::json!({}));
+        assert_eq!(r.object_info(&Dirs::default())["A"]["category"], "two");
+        assert_eq!(
+            r.object_info_for("B", &Dirs::default()),
+            serde_json::json!({})
+        );
         assert!(r.unregister("A").is_some());
         assert!(r.is_empty());
     }

@@ -2,6 +2,8 @@
 
 use serde_json::{json, Map, Value as Json};
 
+use crate::dirs::Dirs;
+
 /// A number bound or step (`min`, `max`, `step`, `round`). Integers keep full `u64`/`i64` precision.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Number {
@@ -57,6 +59,11 @@ pub enum InputType {
     Boolean,
     /// A combo: the value must be one of these options (rendered as the legacy `[[options…], {…}]` form).
     Combo(Vec<String>),
+    /// A combo of the input folder's files with one of these extensions (lower-case, no dot), listed
+    /// afresh whenever the catalogue is rendered ([`crate::Dirs::input_files`]), as ComfyUI's
+    /// `LoadImage` lists its `image`. Any text is accepted: the list is what the editor offers, not a
+    /// limit, so a relative path to a file outside it still works; the node checks that the file exists.
+    InputFile(Vec<String>),
     /// A socket type such as `"IMAGE"`, `"MODEL"`, `"LATENT"`, or `"*"` (any). Comma unions
     /// (`"INT,FLOAT"`) match by overlap.
     Socket(String),
@@ -83,7 +90,7 @@ impl InputType {
             InputType::Float => "FLOAT",
             InputType::String => "STRING",
             InputType::Boolean => "BOOLEAN",
-            InputType::Combo(_) => "COMBO",
+            InputType::Combo(_) | InputType::InputFile(_) => "COMBO",
             InputType::Socket(s) => s,
         }
     }
@@ -200,6 +207,16 @@ impl InputSpec {
             InputType::Combo(options.into_iter().map(Into::into).collect()),
         )
     }
+    /// A combo of the input folder's files with one of `extensions` (see [`InputType::InputFile`]).
+    pub fn input_file<S: Into<String>>(
+        name: impl Into<String>,
+        extensions: impl IntoIterator<Item = S>,
+    ) -> Self {
+        let extensions = extensions
+            .into_iter()
+            .map(|e| e.into().to_ascii_lowercase());
+        Self::new(name, InputType::InputFile(extensions.collect()))
+    }
     /// A socket of the given type (`"IMAGE"`, `"MODEL"`, `"*"` …).
     pub fn socket(name: impl Into<String>, type_name: impl Into<String>) -> Self {
         Self::new(name, InputType::named(type_name))
@@ -257,9 +274,23 @@ impl InputSpec {
     }
 
     /// The ComfyUI InputSpec tuple: `["INT", {…}]`, `[["a","b"], {…}]`, or `["MODEL"]` without options.
+    /// A combo of input files lists none here (error reports); [`InputSpec::to_json_in`] lists them.
     pub fn to_json(&self) -> Json {
+        self.render(None)
+    }
+
+    /// The InputSpec tuple as `/object_info` sends it: a combo of input files lists the files of
+    /// `dirs.input` now.
+    pub fn to_json_in(&self, dirs: &Dirs) -> Json {
+        self.render(Some(dirs))
+    }
+
+    fn render(&self, dirs: Option<&Dirs>) -> Json {
         let first = match &self.kind {
             InputType::Combo(options) => json!(options),
+            InputType::InputFile(extensions) => {
+                json!(dirs.map_or_else(Vec::new, |d| d.input_files(extensions)))
+            }
             other => json!(other.type_name()),
         };
         let opts = self.options.to_json();
@@ -473,13 +504,14 @@ impl NodeSchema {
         self.hidden.iter().any(|h| h.kind == HiddenKind::UniqueId)
     }
 
-    /// This node's entry in ComfyUI's `/object_info`, field for field as ComfyUI sends it.
-    pub fn to_object_info(&self) -> Json {
+    /// This node's entry in ComfyUI's `/object_info`, field for field as ComfyUI sends it; combos of
+    /// input files list the files of `dirs.input` at the time of the call.
+    pub fn to_object_info(&self, dirs: &Dirs) -> Json {
         let section = |specs: &[InputSpec]| -> Json {
             Json::Object(
                 specs
                     .iter()
-                    .map(|s| (s.name.clone(), s.to_json()))
+                    .map(|s| (s.name.clone(), s.to_json_in(dirs)))
                     .collect(),
             )
         };
@@ -578,7 +610,7 @@ mod tests {
             )
             .required(InputSpec::combo("sampler_name", ["euler", "ddim"]))
             .output("LATENT");
-        let text = serde_json::to_string(&s.to_object_info()).unwrap();
+        let text = serde_json::to_string(&s.to_object_info(&Dirs::default())).unwrap();
         assert_eq!(
             text,
             concat!(
@@ -592,13 +624,38 @@ mod tests {
     }
 
     #[test]
+    fn input_file_combo_lists_the_input_folder_at_render_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dirs = Dirs {
+            input: dir.path().to_path_buf(),
+            ..Dirs::default()
+        };
+        let s = NodeSchema::new("LoadImage")
+            .required(InputSpec::input_file("image", ["PNG", "jpg"]).option("image_upload", true));
+        assert_eq!(
+            s.required[0].kind,
+            InputType::InputFile(vec!["png".into(), "jpg".into()])
+        );
+        assert_eq!(s.required[0].kind.type_name(), "COMBO");
+        assert_eq!(
+            s.to_object_info(&dirs)["input"]["required"]["image"],
+            json!([[], {"image_upload": true}])
+        );
+        std::fs::write(dir.path().join("cat.png"), b"x").expect("write");
+        assert_eq!(
+            s.to_object_info(&dirs)["input"]["required"]["image"],
+            json!([["cat.png"], {"image_upload": true}])
+        );
+    }
+
+    #[test]
     fn hidden_inputs_render_with_order() {
         let s = NodeSchema::new("SaveImage")
             .output_node()
             .required(InputSpec::socket("images", "IMAGE"))
             .hidden("prompt", "PROMPT")
             .hidden("extra_pnginfo", "EXTRA_PNGINFO");
-        let j = s.to_object_info();
+        let j = s.to_object_info(&Dirs::default());
         assert_eq!(j["input"]["hidden"]["prompt"], "PROMPT");
         assert_eq!(
             j["input_order"]["hidden"],

@@ -177,14 +177,16 @@ impl Engine {
         }
     }
 
-    /// `GET /object_info`.
+    /// `GET /object_info`: file combos (LoadImage's `image`) list the input folder as it is now.
     pub fn object_info(&self) -> Json {
-        self.executor.registry().object_info()
+        self.executor.registry().object_info(self.executor.dirs())
     }
 
     /// `GET /object_info/{class}` (`{}` when unknown).
     pub fn object_info_for(&self, class_type: &str) -> Json {
-        self.executor.registry().object_info_for(class_type)
+        self.executor
+            .registry()
+            .object_info_for(class_type, self.executor.dirs())
     }
 
     /// Drops every cached output (`POST /free` with `free_memory`).

@@ -341,7 +341,10 @@ async fn catalogue_and_boot_routes_answer() {
     let (_, features) = s.get("/api/features").await;
     assert_eq!(features["max_upload_size"], 100 * 1024 * 1024);
     assert_eq!(s.get("/api/embeddings").await.1, json!([]));
-    assert_eq!(s.get("/api/extensions").await.1, json!([]));
+    assert_eq!(
+        s.get("/api/extensions").await.1,
+        json!(["/extensions/omnigen/default_workflow.js"])
+    );
     let (_, users) = s.get("/api/users").await;
     assert!(users.get("users").is_none());
     assert_eq!(users["storage"], "server");

@@ -716,3 +716,119 @@ async fn system_stats_lists_the_devices_it_was_given() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn object_info_lists_the_input_folder_afresh_and_any_existing_file_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path()).await;
+    let image = |info: &Json| info["PickFile"]["input"]["required"]["image"].clone();
+    let (_, info) = s.get("/api/object_info").await;
+    assert_eq!(image(&info), json!([[], {"image_upload": true}]));
+
+    // An upload, a file put there by hand and one in a subfolder: the next request lists the first
+    // two (the folder's top level, as ComfyUI lists it), without a restart.
+    let (status, answer) =
+        upload(&s, "/upload/image", "b.png", png(2, 2, [1, 2, 3, 255]), &[]).await;
+    assert_eq!(status, 200, "{answer}");
+    let input = dir.path().join("input");
+    std::fs::write(input.join("a.png"), png(2, 2, [0; 4])).unwrap();
+    std::fs::write(input.join("notes.txt"), "not an image").unwrap();
+    std::fs::create_dir_all(input.join("sub")).unwrap();
+    std::fs::write(input.join("sub/c.png"), png(2, 2, [0; 4])).unwrap();
+    let (_, info) = s.get("/object_info").await;
+    assert_eq!(
+        image(&info),
+        json!([["a.png", "b.png"], {"image_upload": true}])
+    );
+    // The editor's assets panel lists the folder itself: every file, newest first.
+    let (status, files) = s.get("/internal/files/input").await;
+    assert_eq!(status, 200);
+    let files: Vec<&str> = files
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    let mut sorted = files.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["a.png", "b.png", "notes.txt"]);
+    assert_eq!(s.get("/internal/files/elsewhere").await.0, 400);
+    let (_, one) = s.get("/api/object_info/PickFile").await;
+    assert_eq!(image(&one), image(&info));
+
+    // The list is what the editor offers, not a limit: an existing file outside it is accepted, a
+    // missing one is refused by the node's own check, not as "not in list".
+    let pick = |name: &str| json!({"prompt": {"1": {"class_type": "PickFile", "inputs": {"image": name}}}});
+    let (status, answer) = s.post("/prompt", pick("sub/c.png")).await;
+    assert_eq!(status, 200, "{answer}");
+    s.finished(answer["prompt_id"].as_str().unwrap()).await;
+    let (status, answer) = s.post("/prompt", pick("gone.png")).await;
+    assert_eq!(status, 400, "{answer}");
+    let error = &answer["node_errors"]["1"]["errors"][0];
+    assert_eq!(error["type"], "custom_validation_failed", "{answer}");
+    assert!(
+        error["details"].as_str().unwrap().contains("gone.png"),
+        "{answer}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn workflow_templates_and_the_default_workflow_extension_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path()).await;
+    let (status, list) = s.get("/api/workflow_templates").await;
+    assert_eq!(status, 200);
+    let names = list["omnigen"].as_array().expect("{list}");
+    assert_eq!(names[0], "text_to_image", "the default comes first");
+    assert_eq!(names.len(), 8, "{list}");
+    for name in names {
+        let name = name.as_str().unwrap();
+        let (status, workflow) = s
+            .get(&format!("/api/workflow_templates/omnigen/{name}.json"))
+            .await;
+        assert_eq!(status, 200, "{name}");
+        assert!(
+            workflow["nodes"].as_array().is_some_and(|n| !n.is_empty()),
+            "{name}"
+        );
+        let thumb = s
+            .http
+            .get(s.url(&format!("/api/workflow_templates/omnigen/{name}.jpg")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(thumb.headers()["content-type"], "image/jpeg");
+        assert!(
+            thumb.bytes().await.unwrap().starts_with(&[0xff, 0xd8]),
+            "{name}"
+        );
+    }
+    for missing in [
+        "omnigen/nope.json",
+        "other/text_to_image.json",
+        "omnigen/text_to_image.png",
+    ] {
+        let (status, _) = s.get(&format!("/api/workflow_templates/{missing}")).await;
+        assert_eq!(status, 404, "{missing}");
+    }
+
+    // ComfyUI's core template indexes, fetched beside the editor: none (they need ComfyUI's nodes).
+    assert_eq!(s.get("/templates/index.json").await, (200, json!([])));
+    assert_eq!(s.get("/templates/index.fr.json").await, (200, json!([])));
+    assert_eq!(s.get("/templates/index_logo.json").await, (200, json!({})));
+    assert_eq!(s.get("/templates/flux.json").await.0, 404);
+
+    // The extension /extensions lists is served as a script.
+    let (_, extensions) = s.get("/api/extensions").await;
+    let url = extensions[0].as_str().unwrap();
+    let script = s.http.get(s.url(url)).send().await.unwrap();
+    assert_eq!(script.status(), 200);
+    assert!(script.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    assert!(script.text().await.unwrap().contains("registerExtension"));
+    assert_eq!(s.get("/extensions/omnigen/other.js").await.0, 404);
+    s.stop().await;
+}

@@ -55,13 +55,14 @@ export async function launchBrowser() {
  * `omnigen serve --port 0` on `dataDir` (created with the editor settings seeded), serving the editor
  * from `frontend`; resolves once its banner names the address.
  */
-export function startServer({ omnigen, frontend, dataDir }) {
+export function startServer({ omnigen, frontend, dataDir, extraArgs = [] }) {
   const userDir = join(dataDir, 'user', 'default')
   mkdirSync(userDir, { recursive: true })
   const settings = join(userDir, 'comfy.settings.json')
   if (!existsSync(settings)) writeFileSync(settings, JSON.stringify(EDITOR_SETTINGS)) // a restart keeps what it finds
   const args = ['serve', '--port', '0', '--data-dir', dataDir]
   if (frontend) args.push('--front-end-root', frontend)
+  args.push(...extraArgs)
   const child = spawn(omnigen, args, { cwd: repo, stdio: ['ignore', 'ignore', 'pipe'] })
   let log = ''
   return new Promise((resolveServer, reject) => {
@@ -156,10 +157,13 @@ export async function makeContext({ browser, omnigen, frontend, out, name }) {
       return path
     },
 
-    /** Stops the server and starts it again on the same data dir (persistence checks). */
-    async restartServer() {
+    /**
+     * Stops the server and starts it again on the same data dir (persistence checks), with `extraArgs`
+     * for `omnigen serve` (e.g. `--test-nodes`).
+     */
+    async restartServer({ extraArgs = [] } = {}) {
       await ctx.server.stop()
-      ctx.server = await startServer({ omnigen, frontend, dataDir })
+      ctx.server = await startServer({ omnigen, frontend, dataDir, extraArgs })
       return ctx.server
     },
 

@@ -13,24 +13,13 @@
 // into a temporary data dir, which `omnigen serve` then serves. Needs /usr/bin/chromium (Debian: apt-get
 // install -y chromium) and `npm install --prefix ui` for playwright-core.
 
-import { spawn, execFileSync } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync, mkdirSync, rmSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, resolve, dirname, basename } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join, resolve, basename } from 'node:path'
 
-import { chromium } from 'playwright-core'
-
+import { launchBrowser, repo, startServer } from '../browser/support.mjs'
 import { crafted } from './cases.mjs'
-
-const here = dirname(fileURLToPath(import.meta.url))
-const repo = resolve(here, '..', '..')
-const CHROMIUM_ARGS = [
-  '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'
-]
-// The editor's own settings for the run: no tutorial, no first-run template browser.
-const SETTINGS = { 'Comfy.TutorialCompleted': true, 'Comfy.Workflow.ShowMissingModelsWarning': false }
 
 function args() {
   const out = { omnigen: join(repo, 'target', 'debug', 'omnigen'), frontend: null, out: join(repo, 'tests', 'fixtures', 'workflows'), screenshot: null }
@@ -49,39 +38,12 @@ function installFrontend(omnigen, scratch) {
   return join(scratch, 'data', 'frontend')
 }
 
-/** Starts `omnigen serve` on a free port; resolves with its base URL. */
-function serve(omnigen, frontend, scratch) {
-  const child = spawn(omnigen, ['serve', '--port', '0', '--data-dir', join(scratch, 'data'), '--front-end-root', frontend], {
-    stdio: ['ignore', 'inherit', 'pipe']
-  })
-  return new Promise((resolveUrl, reject) => {
-    let seen = ''
-    const timer = setTimeout(() => reject(new Error(`omnigen serve did not start:\n${seen}`)), 60_000)
-    child.stderr.on('data', (chunk) => {
-      seen += chunk
-      const match = /on (http:\/\/\S+)/.exec(seen)
-      if (match) {
-        clearTimeout(timer)
-        resolveUrl({ url: match[1], child })
-      }
-    })
-    child.on('exit', (code) => reject(new Error(`omnigen serve exited with ${code}:\n${seen}`)))
-  })
-}
-
 async function openEditor(browser, url, consoleErrors) {
   const page = await browser.newPage()
   page.on('console', (msg) => {
     if (msg.type() === 'error') consoleErrors.push(msg.text())
   })
   page.on('pageerror', (err) => consoleErrors.push(String(err)))
-  // The oracle brings its own editor settings (and answers their writes) so that it does not depend on
-  // what the server stores.
-  await page.route(/\/api\/settings(\/.*)?(\?.*)?$/, (route) =>
-    route.request().method() === 'GET'
-      ? route.fulfill({ contentType: 'application/json', body: JSON.stringify(SETTINGS) })
-      : route.fulfill({ contentType: 'application/json', body: '{}' })
-  )
   page.on('response', (res) => {
     if (res.status() >= 400) consoleErrors.push(`HTTP ${res.status()} ${res.request().method()} ${res.url()}`)
   })
@@ -122,8 +84,9 @@ async function main() {
   try {
     const frontend = opts.frontend ?? installFrontend(opts.omnigen, scratch)
     if (!existsSync(join(frontend, 'index.html'))) throw new Error(`${frontend} has no index.html`)
-    server = await serve(opts.omnigen, frontend, scratch)
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS })
+    // The server's own settings (seeded by startServer: no tutorial) and its catalogue.
+    server = await startServer({ omnigen: opts.omnigen, frontend, dataDir: join(scratch, 'data') })
+    browser = await launchBrowser()
     const consoleErrors = []
     const page = await openEditor(browser, server.url, consoleErrors)
     mkdirSync(opts.out, { recursive: true })
@@ -166,7 +129,7 @@ async function main() {
     if (consoleErrors.length) console.error(`console errors in the page:\n  ${consoleErrors.join('\n  ')}`)
   } finally {
     await browser?.close()
-    server?.child.kill()
+    await server?.stop()
     rmSync(scratch, { recursive: true, force: true })
   }
   if (failures.length) {

@@ -51,7 +51,9 @@ pub(crate) fn widgets_of(schema: &NodeSchema) -> Vec<Widget> {
                 usize::from(on)
             }
             InputType::Float => usize::from(control_declared(input)),
-            InputType::Combo(_) => 2 * usize::from(control_declared(input)),
+            InputType::Combo(_) | InputType::InputFile(_) => {
+                2 * usize::from(control_declared(input))
+            }
             _ => 0,
         };
         if controls >= 1 {
@@ -86,7 +88,7 @@ fn control_declared(input: &InputSpec) -> bool {
 
 fn is_media_upload_combo(input: &InputSpec) -> bool {
     let flag = |key: &str| input.options.extra.get(key) == Some(&Json::Bool(true));
-    matches!(input.kind, InputType::Combo(_))
+    matches!(input.kind, InputType::Combo(_) | InputType::InputFile(_))
         && (flag("image_upload") || flag("video_upload") || flag("animated_image_upload"))
 }
 

@@ -17,6 +17,9 @@ use super::config::IoConfig;
 use super::decode::{decode_image_file, DecodedImage};
 use super::paths::{resolve_in_dir, split_annotation, DirKind};
 
+/// The extensions the editor's file list offers: the formats [`decode_image_file`] reads.
+const IMAGE_EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "webp"];
+
 /// Side of the empty mask ComfyUI returns for images without alpha.
 const EMPTY_MASK_SIDE: usize = 64;
 
@@ -75,9 +78,12 @@ impl NodeType for LoadImage {
             .python_module("nodes")
             .description("Loads a PNG, JPEG or WebP image from the input directory.")
             .required(
-                InputSpec::string("image")
+                InputSpec::input_file("image", IMAGE_EXTENSIONS)
                     .option("image_upload", true)
-                    .tooltip("File name relative to the input directory."),
+                    .tooltip(
+                        "An image of the input directory, or any path relative to it \
+                         (\"name.png [output]\" reads the output directory).",
+                    ),
             )
             .output("IMAGE")
             .output("MASK")
@@ -192,6 +198,64 @@ mod tests {
         assert_eq!(
             permissive.resolve(&dirs, "/abs/a.png").expect("allowed"),
             PathBuf::from("/abs/a.png")
+        );
+    }
+
+    /// The editor's list (the input folder's images, read when the catalogue is rendered) offers files;
+    /// it does not limit what a graph may name: a subfolder path and an `[output]` file validate too.
+    #[test]
+    fn the_image_combo_lists_input_images_and_accepts_any_existing_relative_path() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dirs = Dirs {
+            input: root.path().join("in"),
+            output: root.path().join("out"),
+            temp: root.path().join("tmp"),
+        };
+        for dir in [dirs.input.join("sub"), dirs.output.clone()] {
+            std::fs::create_dir_all(dir).expect("mkdir");
+        }
+        for path in [
+            dirs.input.join("cat.png"),
+            dirs.input.join("dog.JPG"),
+            dirs.input.join("readme.txt"),
+            dirs.input.join("sub/deep.png"),
+            dirs.output.join("made.png"),
+        ] {
+            std::fs::write(path, b"x").expect("write");
+        }
+        let registry = omnigen_engine::Registry::new();
+        super::super::register(&registry, IoConfig::default());
+        let info = registry.object_info(&dirs);
+        assert_eq!(
+            info["LoadImage"]["input"]["required"]["image"][0],
+            serde_json::json!(["cat.png", "dog.JPG"])
+        );
+        assert_eq!(
+            info["LoadImage"]["input"]["required"]["image"][1]["image_upload"],
+            true
+        );
+
+        let dirs = Arc::new(dirs);
+        let check = |name: &str| {
+            let graph = serde_json::json!({
+                "1": {"class_type": "LoadImage", "inputs": {"image": name}},
+                "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}
+            });
+            let graph = omnigen_engine::Graph::from_json(graph).expect("graph");
+            omnigen_engine::validate::validate_graph(&graph, &registry, None, &dirs)
+        };
+        for ok in ["cat.png", "sub/deep.png", "made.png [output]"] {
+            if let Err(report) = check(ok) {
+                panic!("{ok}: {}", report.to_json());
+            }
+        }
+        let text = check("missing.png")
+            .expect_err("missing")
+            .to_json()
+            .to_string();
+        assert!(
+            text.contains("custom_validation_failed") && text.contains("missing.png"),
+            "{text}"
         );
     }
 }

@@ -126,6 +126,7 @@ fn describe_input(input: &InputSpec, optional: bool) -> String {
     let o = &input.options;
     let kind = match &input.kind {
         InputType::Combo(options) => options.join("/"),
+        InputType::InputFile(extensions) => format!("file of input/ ({})", extensions.join("/")),
         other => other.type_name().to_string(),
     };
     let mut extras = Vec::new();

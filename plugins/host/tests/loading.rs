@@ -137,7 +137,7 @@ fn a_directory_registers_namespaced_nodes_in_the_catalogue() {
     );
     assert_eq!(host.plugin_names(), vec!["edges", "prompt"]);
 
-    let info = registry.object_info();
+    let info = registry.object_info(&omnigen_engine::Dirs::default());
     let canny = &info["edges/canny"];
     assert_eq!(canny["input"]["required"]["image"][0], "IMAGE");
     assert_eq!(canny["input"]["required"]["low_threshold"][0], "FLOAT");

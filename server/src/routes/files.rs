@@ -50,6 +50,40 @@ fn folder<'s>(state: &'s Shared, kind: Option<&str>, default: &str) -> ApiResult
     }
 }
 
+/// `GET /internal/files/{type}`: the names of the input, output or temp folder's files, newest first (the
+/// editor's assets panel lists the input folder with it after an upload, as ComfyUI answers it).
+pub async fn list_folder(
+    State(state): State<Shared>,
+    axum::extract::Path(kind): axum::extract::Path<String>,
+) -> ApiResult<Json<Json_>> {
+    let dir = folder(&state, Some(&kind), "input")?.to_path_buf();
+    let names = tokio::task::spawn_blocking(move || newest_first(&dir))
+        .await
+        .map_err(|e| ApiError::Internal(format!("listing failed: {e}")))?;
+    Ok(Json(json!(names)))
+}
+
+/// A folder's regular files (top level, UTF-8 names, no hidden ones), newest first; none if it is missing.
+fn newest_first(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<(std::time::SystemTime, String)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let meta = e.metadata().ok().filter(|m| m.is_file())?;
+            let name = e
+                .file_name()
+                .into_string()
+                .ok()
+                .filter(|n| !n.starts_with('.'))?;
+            Some((meta.modified().unwrap_or(std::time::UNIX_EPOCH), name))
+        })
+        .collect();
+    files.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    files.into_iter().map(|(_, name)| name).collect()
+}
+
 /// ComfyUI's annotated name, `x.png [output]`, as a shorthand for the type (an explicit type wins).
 fn annotated(filename: &str, kind: Option<&str>) -> (String, Option<String>) {
     match filename.rsplit_once(" [") {

@@ -60,9 +60,9 @@ pub async fn embeddings() -> Json<Json_> {
     Json(json!([]))
 }
 
-/// `GET /extensions`: no extension scripts are served (yet).
+/// `GET /extensions`: the editor extension that opens our text-to-image template by default.
 pub async fn extensions() -> Json<Json_> {
-    Json(json!([]))
+    Json(json!([super::templates::EXTENSION_URL]))
 }
 
 /// `GET /users`: single-user (no `users` key, or the frontend shows a user picker).

@@ -11,6 +11,7 @@ mod jobs;
 mod prompt;
 mod queue;
 mod settings;
+mod templates;
 mod userdata;
 mod ws;
 
@@ -27,7 +28,7 @@ type Shared = Arc<AppState>;
 
 /// The whole application: routes, body limit and the security guard.
 pub fn router(state: Shared, guard: Arc<Guard>) -> Router {
-    let routes: [(&str, MethodRouter<Shared>); 27] = [
+    let routes: [(&str, MethodRouter<Shared>); 32] = [
         ("/prompt", get(prompt::status).post(prompt::submit)),
         ("/queue", get(queue::list).post(queue::change)),
         ("/interrupt", post(queue::interrupt)),
@@ -44,6 +45,10 @@ pub fn router(state: Shared, guard: Arc<Guard>) -> Router {
         ("/features", get(info::features)),
         ("/embeddings", get(info::embeddings)),
         ("/extensions", get(info::extensions)),
+        ("/extensions/omnigen/{file}", get(templates::extension)),
+        ("/workflow_templates", get(templates::list)),
+        ("/workflow_templates/{module}/{file}", get(templates::one)),
+        ("/templates/{file}", get(templates::core_index)),
         ("/users", get(info::users)),
         ("/settings", get(settings::all).post(settings::merge)),
         ("/settings/{id}", get(settings::one).post(settings::set)),
@@ -57,6 +62,7 @@ pub fn router(state: Shared, guard: Arc<Guard>) -> Router {
         ("/userdata/{file}/move/{dest}", post(userdata::rename)),
         ("/view", get(files::view)),
         ("/upload/image", post(files::upload_image)),
+        ("/internal/files/{kind}", get(files::list_folder)),
         ("/upload/mask", post(files::upload_mask)),
         ("/ws", get(ws::connect)),
         ("/omnigen/convert", post(convert::convert)),

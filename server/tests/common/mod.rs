@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use omnigen_engine::{
-    BoxFuture, Image, InputSpec, Inputs, NodeContext, NodeError, NodeOutput, NodeSchema, NodeType,
-    Registry, Value,
+    BoxFuture, CheckContext, Image, InputSpec, Inputs, NodeContext, NodeError, NodeOutput,
+    NodeSchema, NodeType, Registry, Value,
 };
 use omnigen_server::{RunningServer, ServerConfig};
 use serde_json::{json, Value as Json};
@@ -147,6 +147,36 @@ impl NodeType for Fail {
     }
 }
 
+/// `PickFile {image: input file combo}`: an output node that names the input file it was given, which
+/// must exist (as LoadImage checks).
+struct PickFile;
+impl NodeType for PickFile {
+    fn schema(&self) -> NodeSchema {
+        NodeSchema::new("PickFile")
+            .output_node()
+            .required(InputSpec::input_file("image", ["png"]).option("image_upload", true))
+    }
+    fn validate(&self, inputs: &Inputs, ctx: &CheckContext) -> Result<(), NodeError> {
+        let name = inputs.get_str("image")?;
+        if ctx.dirs.input.join(name).is_file() {
+            Ok(())
+        } else {
+            Err(NodeError::input("image", format!("no file {name}")))
+        }
+    }
+    fn run<'a>(
+        &'a self,
+        inputs: Inputs,
+        _ctx: NodeContext,
+    ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+        Box::pin(async move {
+            Ok(NodeOutput::ui(
+                json!({"picked": [inputs.get_str("image")?]}),
+            ))
+        })
+    }
+}
+
 /// An RGBA PNG of one colour with these text chunks.
 pub fn png_with_text(w: u32, h: u32, px: [u8; 4], chunks: &[(String, String)]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -239,6 +269,7 @@ pub fn registry() -> (Arc<Registry>, Runs, Runs) {
     registry.register(Previews);
     registry.register(SavePng);
     registry.register(Fail);
+    registry.register(PickFile);
     (registry, consts, shows)
 }
 

@@ -418,7 +418,7 @@ function galleryTools(id, entry, image) {
 
 /**
  * Saves the workflow where the editor lists its own (user/default/workflows/app/) and opens the editor.
- * TODO(lead): the editor has no URL that opens a saved workflow by name yet; until it does, the user picks
+ * The editor has no URL that opens a saved workflow by name (docs/ui.md, not yet), so the user picks
  * `app/NAME` from the editor's Workflows panel.
  */
 async function openInEditor(id, workflow, problem) {

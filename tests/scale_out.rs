@@ -430,3 +430,29 @@ fn three_workers_share_a_stream_of_jobs_and_a_kill_loses_none() {
         "another worker ran the killed one's job"
     );
 }
+
+#[test]
+fn a_nats_server_restart_on_its_file_store_loses_no_job() {
+    if nats_support::skipped() {
+        return;
+    }
+    let mut scene = Scene::new();
+    let server = scene.serve("30", "3");
+    let mut worker = scene.worker("n1");
+    let before = server.queue(&job("before", 1, 1));
+    wait_for_entry(&server, &before);
+    // A job stored while no worker runs, then nats-server killed and restarted on the same store.
+    worker.kill9();
+    let stored = server.queue(&job("stored", 2, 1));
+    scene.nats.restart();
+    let _fresh = scene.worker("n2");
+    let entry = wait_for_entry(&server, &stored);
+    assert_eq!(entry["status"]["status_str"], "success", "{entry}");
+    // The front reconnected: new prompts still flow.
+    let after = server.queue(&job("after", 3, 1));
+    assert_eq!(
+        wait_for_entry(&server, &after)["status"]["status_str"],
+        "success"
+    );
+    assert_eq!(times_in_history(&server, &stored), 1);
+}

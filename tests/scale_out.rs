@@ -381,3 +381,78 @@ fn dispatch_overhead_figure() {
     let remote = measure(&server, "nats");
     eprintln!("added by NATS: {:.2} ms per prompt", remote - local);
 }
+
+#[test]
+fn three_workers_share_a_stream_of_jobs_and_a_kill_loses_none() {
+    if nats_support::skipped() {
+        return;
+    }
+    let scene = Scene::new();
+    let server = scene.serve("2", "5");
+    let mut workers: Vec<Worker> = ["s1", "s2", "s3"].map(|n| scene.worker(n)).into();
+    let ids: Vec<String> = (0..12)
+        .map(|i| server.queue(&job(&format!("many{i}"), 10, 50)))
+        .collect();
+    // Kill whichever worker is running the third job while it runs.
+    server.wait_until("the third job running", |_| {
+        workers.iter().any(|w| w.logged("running", &ids[2]))
+    });
+    let victim = workers
+        .iter()
+        .position(|w| w.logged("running", &ids[2]))
+        .expect("a worker runs it");
+    workers[victim].kill9();
+    for id in &ids {
+        let entry = wait_for_entry(&server, id);
+        assert_eq!(entry["status"]["status_str"], "success", "{entry}");
+        assert_eq!(times_in_history(&server, id), 1);
+        let (filename, subfolder) = output_file(&entry);
+        let (status, bytes) = server.get_bytes(&format!(
+            "/view?filename={filename}&subfolder={subfolder}&type=output"
+        ));
+        assert_eq!(status, 200);
+        assert!(image::load_from_memory(&bytes).is_ok(), "{filename} intact");
+    }
+    let finished_by = |w: &Worker| ids.iter().filter(|id| w.logged("finished", id)).count();
+    let survivors: usize = workers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, w)| finished_by(w))
+        .sum();
+    assert!(survivors + finished_by(&workers[victim]) >= ids.len());
+    assert!(!workers[victim].logged("finished", &ids[2]));
+    assert!(
+        workers
+            .iter()
+            .enumerate()
+            .any(|(i, w)| i != victim && w.logged("finished", &ids[2])),
+        "another worker ran the killed one's job"
+    );
+}
+
+#[test]
+fn a_nats_server_restart_on_its_file_store_loses_no_job() {
+    if nats_support::skipped() {
+        return;
+    }
+    let mut scene = Scene::new();
+    let server = scene.serve("30", "3");
+    let mut worker = scene.worker("n1");
+    let before = server.queue(&job("before", 1, 1));
+    wait_for_entry(&server, &before);
+    // A job stored while no worker runs, then nats-server killed and restarted on the same store.
+    worker.kill9();
+    let stored = server.queue(&job("stored", 2, 1));
+    scene.nats.restart();
+    let _fresh = scene.worker("n2");
+    let entry = wait_for_entry(&server, &stored);
+    assert_eq!(entry["status"]["status_str"], "success", "{entry}");
+    // The front reconnected: new prompts still flow.
+    let after = server.queue(&job("after", 3, 1));
+    assert_eq!(
+        wait_for_entry(&server, &after)["status"]["status_str"],
+        "success"
+    );
+    assert_eq!(times_in_history(&server, &stored), 1);
+}

@@ -25,7 +25,8 @@ pub struct Nats {
     child: Child,
     /// `nats://127.0.0.1:PORT`.
     pub url: String,
-    _store: tempfile::TempDir,
+    port: u16,
+    store: tempfile::TempDir,
 }
 
 impl Nats {
@@ -34,29 +35,42 @@ impl Nats {
     pub fn start() -> Self {
         let store = tempfile::tempdir().expect("temp store");
         let port = free_port();
-        let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(store.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start nats-server ({e}): install Debian's nats-server package (apt-get install -y nats-server), or set OMNIGEN_SKIP_NATS=1 to skip")
-            });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
         Nats {
-            child,
+            child: spawn(port, store.path()),
             url: format!("nats://127.0.0.1:{port}"),
-            _store: store,
+            port,
+            store,
         }
     }
+
+    /// `kill -9` of nats-server, then a new one on the same port and file store.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(self.port, self.store.path());
+    }
+}
+
+/// Starts `nats-server -js` on `port` with its store in `store` and waits until it listens.
+fn spawn(port: u16, store: &Path) -> Child {
+    let child = Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start nats-server ({e}): install Debian's nats-server package (apt-get install -y nats-server), or set OMNIGEN_SKIP_NATS=1 to skip")
+        });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nats-server did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
 }
 
 impl Drop for Nats {

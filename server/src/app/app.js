@@ -262,6 +262,8 @@ async function queue(prompt, workflow, errorNode) {
     state.running = answer.prompt_id;
     state.titles = { ...state.titles, ...titlesOf(prompt) };
     startProgress('Queued');
+    // A fast run may have finished before its id was known here (its messages were not ours yet).
+    refreshGallery();
     return true;
   } catch (error) {
     const message = error instanceof ApiError ? describeError(error.status, error.body, titlesOf(prompt)) : error.message;
@@ -342,9 +344,21 @@ function onPreview(blob) {
 // --- The gallery ----------------------------------------------------------------------------------------
 
 let galleryRefresh = null;
+let galleryStale = false;
 function refreshGallery() {
-  // Several messages may ask at once; one request answers them all.
-  galleryRefresh ??= loadGallery().finally(() => { galleryRefresh = null; });
+  // Several messages may ask at once; one request answers them all. A request made while one is in flight
+  // asks for one more after it: the history it read may predate the run that just finished.
+  if (galleryRefresh) {
+    galleryStale = true;
+    return galleryRefresh;
+  }
+  galleryRefresh = loadGallery().finally(() => {
+    galleryRefresh = null;
+    if (galleryStale) {
+      galleryStale = false;
+      refreshGallery();
+    }
+  });
   return galleryRefresh;
 }
 

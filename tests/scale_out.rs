@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::StreamExt;
 use nats_support::{Nats, Worker};
 use serde_json::{json, Value as Json};
-use serve_support::{Served, PATIENCE};
+use serve_support::{message_types, Served, PATIENCE};
 
 struct Scene {
     dir: tempfile::TempDir,
@@ -79,17 +79,6 @@ fn entry(server: &Served, id: &str) -> Option<Json> {
 fn wait_for_entry(server: &Served, id: &str) -> Json {
     server.wait_until(&format!("{id} in history"), |s| entry(s, id).is_some());
     entry(server, id).expect("an entry")
-}
-
-fn message_types(entry: &Json) -> Vec<String> {
-    entry["status"]["messages"]
-        .as_array()
-        .map(|m| {
-            m.iter()
-                .filter_map(|m| m[0].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// How many times `id` is a key of the raw `/history` body (a parsed map would hide a duplicate).

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde_json::{json, Value as Json};
-use serve_support::Served;
+use serve_support::{message_types, Served};
 
 /// A prompt saving `input.png` as `PREFIX_00001_.png` while counting `steps` × 25 ms.
 fn job(prefix: &str, steps: u64) -> Json {
@@ -78,18 +78,6 @@ impl Scene {
 fn entry(server: &Served, id: &str) -> Option<Json> {
     let (_, history) = server.get(&format!("/history/{id}"));
     history.get(id).cloned()
-}
-
-/// The `[type, data]` status messages of a history entry, as types.
-fn message_types(entry: &Json) -> Vec<String> {
-    entry["status"]["messages"]
-        .as_array()
-        .map(|m| {
-            m.iter()
-                .filter_map(|m| m[0].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The `requeued` flags of its `execution_interrupted` messages left by crash recovery.

@@ -83,6 +83,14 @@ fn sampling_cases() -> anyhow::Result<Vec<serde_json::Value>> {
     Ok(cases()?["sampling"].as_array().cloned().unwrap_or_default())
 }
 
+/// The sampling case named `name`.
+fn sampling_case(name: &str) -> anyhow::Result<serde_json::Value> {
+    sampling_cases()?
+        .into_iter()
+        .find(|c| c["name"] == name)
+        .ok_or_else(|| anyhow::anyhow!("case {name} missing"))
+}
+
 #[test]
 fn sigma_table_matches_reference() -> TestResult {
     let r = reference("sampling")?;
@@ -130,10 +138,7 @@ fn exact_cache_equals_no_cache_and_differs_from_reference_cache() -> TestResult 
             "two_images_batched_nokv_imgcfg",
         ),
     ] {
-        let case = sampling_cases()?
-            .into_iter()
-            .find(|c| c["name"] == name)
-            .ok_or_else(|| anyhow::anyhow!("case {name} missing"))?;
+        let case = sampling_case(name)?;
         let exact = run_case(&model, &case, KvCacheMode::Exact)?;
         let off = run_case(&model, &case, KvCacheMode::Off)?;
         assert_close(
@@ -188,10 +193,7 @@ fn decoded_images_match_reference_uint8() -> TestResult {
     let vae = Vae::load(fixtures().join("tiny").join("vae"), model.device())?;
     let r = reference("sampling")?;
     for name in ["t2i_sep_kv", "edit_input_size_sep_kv"] {
-        let case = sampling_cases()?
-            .into_iter()
-            .find(|c| c["name"] == name)
-            .ok_or_else(|| anyhow::anyhow!("case {name} missing"))?;
+        let case = sampling_case(name)?;
         let run = run_case(&model, &case, KvCacheMode::Reference)?;
         let pixels = vae.decode(&Latent::new(run.final_latent)?)?;
         assert_close(
@@ -232,10 +234,7 @@ fn quantized_loops_stay_near_the_reference() -> TestResult {
     {
         let model = tiny_in(format)?;
         for name in ["t2i_sep_kv", "edit_input_size_sep_kv"] {
-            let case = sampling_cases()?
-                .into_iter()
-                .find(|c| c["name"] == name)
-                .ok_or_else(|| anyhow::anyhow!("case {name} missing"))?;
+            let case = sampling_case(name)?;
             let run = run_case(&model, &case, KvCacheMode::Reference)?;
             let want = get(&r, &format!("loop.{name}.final_latent"))?;
             let err = relative_error(&run.final_latent, &want)?;

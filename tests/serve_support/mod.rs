@@ -226,3 +226,15 @@ pub fn write_png(path: &Path, width: u32, height: u32) {
     });
     image.save(path).expect("write test png");
 }
+
+/// The `[type, data]` status messages of a history entry, as types.
+pub fn message_types(entry: &Json) -> Vec<String> {
+    entry["status"]["messages"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter_map(|m| m[0].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -422,6 +422,7 @@ fn main() -> Res<()> {
         guidance_scale: 2.5,
         img_guidance_scale: 1.6,
         kv_cache: KvCacheMode::Off,
+        offload_kv_cache: false,
     };
     let run_step = || -> Res<Tensor> {
         Ok(sample_loop(&tr, &loop_in, &inp.x, &step_opts, &mut |_| {

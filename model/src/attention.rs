@@ -63,6 +63,16 @@ impl Attention {
         })
     }
 
+    /// A copy on `device`.
+    pub(crate) fn to_device(&self, device: &candle_core::Device) -> Result<Self> {
+        Ok(Self {
+            qkv_proj: self.qkv_proj.to_device(device)?,
+            o_proj: self.o_proj.to_device(device)?,
+            n_heads: self.n_heads,
+            head_dim: self.head_dim,
+        })
+    }
+
     fn heads(&self, x: &Tensor, b: usize, s: usize) -> Result<Tensor> {
         Ok(x.reshape((b, s, self.n_heads, self.head_dim))?
             .transpose(1, 2)?

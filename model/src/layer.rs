@@ -1,6 +1,8 @@
 //! One Phi-3 decoder layer (pre-norm attention and gated-SiLU MLP, no biases) and the decoder stack.
 
-use candle_core::{Tensor, D};
+use std::borrow::Cow;
+
+use candle_core::{Device, Tensor, D};
 
 use crate::attention::{Attention, AttnMask, LayerCache};
 use crate::config::OmniGenConfig;
@@ -26,6 +28,15 @@ impl Mlp {
             gate_up_proj: Linear::new_in(h, 2 * i, &vb.pp("gate_up_proj"), source)?,
             down_proj: Linear::new_in(i, h, &vb.pp("down_proj"), source)?,
             inter: i,
+        })
+    }
+
+    /// A copy on `device`.
+    fn to_device(&self, device: &Device) -> Result<Self> {
+        Ok(Self {
+            gate_up_proj: self.gate_up_proj.to_device(device)?,
+            down_proj: self.down_proj.to_device(device)?,
+            inter: self.inter,
         })
     }
 
@@ -67,6 +78,16 @@ impl DecoderLayer {
         })
     }
 
+    /// A copy on `device` (an offloaded layer's copy for one forward call).
+    pub(crate) fn to_device(&self, device: &Device) -> Result<Self> {
+        Ok(Self {
+            self_attn: self.self_attn.to_device(device)?,
+            mlp: self.mlp.to_device(device)?,
+            input_layernorm: self.input_layernorm.to_device(device)?,
+            post_attention_layernorm: self.post_attention_layernorm.to_device(device)?,
+        })
+    }
+
     fn forward(
         &self,
         x: &Tensor,
@@ -92,10 +113,22 @@ pub struct Phi3Decoder {
     pub(crate) embed_tokens: Embedding,
     pub(crate) layers: Vec<DecoderLayer>,
     norm: RmsNorm,
+    /// The layers' weights live in host memory and are streamed to the compute device
+    /// ([`crate::offload`]).
+    offloaded: bool,
 }
 
 impl Phi3Decoder {
-    pub(crate) fn new(cfg: &OmniGenConfig, vb: &VarBuilder, source: LinearSource) -> Result<Self> {
+    /// Builds the decoder; its layers from `host_vb` when they are offloaded (a host-memory view of the
+    /// checkpoint), else from `vb`.
+    pub(crate) fn new(
+        cfg: &OmniGenConfig,
+        vb: &VarBuilder,
+        host_vb: Option<VarBuilder>,
+        source: LinearSource,
+    ) -> Result<Self> {
+        let offloaded = host_vb.is_some();
+        let layers_vb = host_vb.unwrap_or_else(|| vb.clone());
         let embed_tokens = Embedding::new(
             cfg.vocab_size,
             cfg.hidden_size,
@@ -103,13 +136,19 @@ impl Phi3Decoder {
             source,
         )?;
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| DecoderLayer::new(cfg, &vb.pp("layers").pp(i), source))
+            .map(|i| DecoderLayer::new(cfg, &layers_vb.pp("layers").pp(i), source))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             embed_tokens,
             layers,
             norm: RmsNorm::new(cfg.hidden_size, cfg.rms_norm_eps, &vb.pp("norm"))?,
+            offloaded,
         })
+    }
+
+    /// Whether the layers' weights are offloaded to host memory.
+    pub fn is_offloaded(&self) -> bool {
+        self.offloaded
     }
 
     /// Embeds `[B,T]` token ids.
@@ -122,7 +161,8 @@ impl Phi3Decoder {
             .reshape((b, t, self.embed_tokens.hidden()?))?)
     }
 
-    /// Runs all layers and the final norm over `x` `[B,Sq,C]`.
+    /// Runs all layers and the final norm over `x` `[B,Sq,C]` (on its device). Offloaded layers and
+    /// cache entries are copied there one layer ahead of use.
     pub(crate) fn forward(
         &self,
         x: &Tensor,
@@ -131,43 +171,51 @@ impl Phi3Decoder {
         mask: &AttnMask,
         cache: CacheUse,
     ) -> Result<Tensor> {
-        let mut h = x.clone();
-        match cache {
-            CacheUse::Off => {
-                for layer in &self.layers {
-                    h = layer.forward(&h, cos, sin, mask, LayerCache::Off)?;
-                }
-            }
+        let device = x.device();
+        let (mut fill, read) = match cache {
+            CacheUse::Off => (None, None),
             CacheUse::Fill {
                 cache,
                 tail,
                 attend_cropped,
             } => {
                 cache.layers = vec![None; self.layers.len()];
-                for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
+                (Some((cache, tail, attend_cropped)), None)
+            }
+            CacheUse::Read(cache) => (None, Some(cache)),
+        };
+        let streamed = self.offloaded || read.is_some_and(|c| c.is_offloaded());
+        let fetch = |i: usize| -> Result<(Cow<'_, DecoderLayer>, Option<(Tensor, Tensor)>)> {
+            let layer = if self.offloaded {
+                Cow::Owned(self.layers[i].to_device(device)?)
+            } else {
+                Cow::Borrowed(&self.layers[i])
+            };
+            let kv = read.map(|c| c.layer_on(i, device)).transpose()?;
+            Ok((layer, kv))
+        };
+        let mut h = x.clone();
+        crate::offload::walk(self.layers.len(), streamed, fetch, |i, (layer, kv)| {
+            h = match (&mut fill, &kv) {
+                (Some((cache, tail, attend_cropped)), _) => {
+                    let mut slot = None;
                     let c = LayerCache::Fill {
-                        slot,
-                        tail,
-                        attend_cropped,
+                        slot: &mut slot,
+                        tail: *tail,
+                        attend_cropped: *attend_cropped,
                     };
-                    h = layer.forward(&h, cos, sin, mask, c)?;
+                    let out = layer.forward(&h, cos, sin, mask, c)?;
+                    let kv = slot.ok_or_else(|| {
+                        crate::error::Error::Input(format!("layer {i} filled no cache entry"))
+                    })?;
+                    cache.store(i, kv)?;
+                    out
                 }
-            }
-            CacheUse::Read(cache) => {
-                for (i, layer) in self.layers.iter().enumerate() {
-                    let kv = cache
-                        .layers
-                        .get(i)
-                        .and_then(|l| l.as_ref())
-                        .ok_or_else(|| {
-                            crate::error::Error::Input(format!(
-                                "KV cache has no entry for layer {i}: fill it first"
-                            ))
-                        })?;
-                    h = layer.forward(&h, cos, sin, mask, LayerCache::Read(kv))?;
-                }
-            }
-        }
+                (None, Some(kv)) => layer.forward(&h, cos, sin, mask, LayerCache::Read(kv))?,
+                (None, None) => layer.forward(&h, cos, sin, mask, LayerCache::Off)?,
+            };
+            Ok(())
+        })?;
         self.norm.forward(&h)
     }
 }

@@ -49,6 +49,7 @@ mod layer;
 mod lora;
 mod nn;
 pub mod noise;
+pub mod offload;
 pub mod options;
 mod pipeline;
 pub mod pos_embed;
@@ -78,6 +79,73 @@ pub mod bench_hooks {
         free_from: usize,
     ) -> crate::Result<Tensor> {
         crate::cpu_kernels::attention(q, &[(k.clone(), v.clone())], mask, free_from)
+    }
+
+    /// Normal(0, 0.02) weights made on demand (the position table is the formula's, as in every real
+    /// checkpoint): a checkpoint-free model of any size for speed and memory benchmarks.
+    struct RandomWeights;
+
+    impl candle_nn::var_builder::SimpleBackend for RandomWeights {
+        fn get(
+            &self,
+            s: candle_core::Shape,
+            name: &str,
+            _h: candle_nn::Init,
+            dtype: candle_core::DType,
+            dev: &candle_core::Device,
+        ) -> candle_core::Result<Tensor> {
+            if name == "pos_embed" {
+                if let [1, n, c] = s.dims() {
+                    let side = (*n as f64).sqrt() as usize;
+                    if let Ok(Some(table)) = crate::pos_embed::formula_table(side, *c, dev) {
+                        return table.to_dtype(dtype);
+                    }
+                }
+            }
+            if name.ends_with("norm.weight") {
+                return Tensor::ones(s, dtype, dev);
+            }
+            // The values do not matter for speed or memory; the device's own generator is the fastest.
+            Tensor::randn(0f32, 0.02, s, dev)?.to_dtype(dtype)
+        }
+
+        fn get_unchecked(
+            &self,
+            name: &str,
+            _dtype: candle_core::DType,
+            _dev: &candle_core::Device,
+        ) -> candle_core::Result<Tensor> {
+            Err(candle_core::Error::Msg(format!(
+                "random weights need a shape for {name}"
+            )))
+        }
+
+        fn contains_tensor(&self, _name: &str) -> bool {
+            true
+        }
+    }
+
+    /// A transformer of `cfg` with random weights in `dtype` on `device`, its decoder linears stored in
+    /// `format`, the layers offloaded to host memory when `offload_model`.
+    pub fn random_transformer(
+        cfg: &crate::OmniGenConfig,
+        dtype: candle_core::DType,
+        format: crate::WeightFormat,
+        device: &candle_core::Device,
+        offload_model: bool,
+    ) -> crate::Result<crate::Transformer> {
+        let backend = |device: &candle_core::Device| {
+            let b: Box<dyn candle_nn::var_builder::SimpleBackend> = Box::new(RandomWeights);
+            candle_nn::VarBuilder::from_backend(b, dtype, device.clone())
+        };
+        let vb = backend(device);
+        let host = offload_model.then(|| backend(&crate::offload::host()));
+        crate::Transformer::placed(
+            cfg,
+            &vb,
+            host.as_ref(),
+            crate::quant::LinearSource::Quantize(format),
+        )
     }
 
     /// A VAE of `cfg`'s architecture with all-zero weights (for memory and time benchmarks: the work and

@@ -153,7 +153,10 @@ impl Linear {
     /// Replaces the weight by `weight + delta` (delta in any float dtype; added in f32, stored as the
     /// weight was: in its dtype, or re-quantized in its block type).
     pub fn add_to_weight(&mut self, delta: &Tensor) -> Result<()> {
-        let merged = (self.weight()?.to_dtype(DType::F32)? + delta.to_dtype(DType::F32)?)?;
+        let weight = self.weight()?;
+        // An offloaded layer's weight lives in host memory, wherever the delta was computed.
+        let delta = delta.to_device(weight.device())?.to_dtype(DType::F32)?;
+        let merged = (weight.to_dtype(DType::F32)? + delta)?;
         self.base = self.rebuilt(merged, self.block_type())?;
         Ok(())
     }
@@ -176,6 +179,49 @@ impl Linear {
                 }
             }
         })
+    }
+
+    /// A copy of the layer on `device` (dense weights copied, quantized blocks copied as they are). The
+    /// LoRA branch is copied as plain values: the copy is for inference ([`crate::offload`]).
+    pub(crate) fn to_device(&self, device: &candle_core::Device) -> Result<Self> {
+        let base = match &self.base {
+            Base::Dense(l) => Base::Dense(candle_nn::Linear::new(
+                l.weight().to_device(device)?,
+                l.bias().map(|b| b.to_device(device)).transpose()?,
+            )),
+            Base::Quantized {
+                qtensor,
+                bias,
+                dtype,
+                ..
+            } => {
+                let qtensor = if qtensor.device().same_device(device) {
+                    Arc::clone(qtensor)
+                } else {
+                    let storage = candle_core::quantized::QStorage::from_data(
+                        qtensor.data()?,
+                        device,
+                        qtensor.dtype(),
+                    )?;
+                    Arc::new(QTensor::new(storage, qtensor.shape().clone())?)
+                };
+                Base::Quantized {
+                    matmul: QMatMul::QTensor(Arc::clone(&qtensor)),
+                    qtensor,
+                    bias: bias.as_ref().map(|b| b.to_device(device)).transpose()?,
+                    dtype: *dtype,
+                }
+            }
+        };
+        let lora = match &self.lora {
+            None => None,
+            Some(l) => Some(LoraBranch {
+                a: Var::from_tensor(&l.a.as_tensor().to_device(device)?)?,
+                b: Var::from_tensor(&l.b.as_tensor().to_device(device)?)?,
+                scaling: l.scaling,
+            }),
+        };
+        Ok(Self { base, lora })
     }
 
     /// Applies the layer over the last dimension.
@@ -299,6 +345,14 @@ impl RmsNorm {
         Ok(Self {
             weight: vb.get(&[dim], "weight")?,
             eps,
+        })
+    }
+
+    /// A copy on `device`.
+    pub(crate) fn to_device(&self, device: &candle_core::Device) -> Result<Self> {
+        Ok(Self {
+            weight: self.weight.to_device(device)?,
+            eps: self.eps,
         })
     }
 

@@ -186,6 +186,9 @@ pub struct LoadOptions {
     pub weights: WeightFormat,
     /// Device.
     pub device: DeviceChoice,
+    /// Keep the decoder layers in host memory and stream them to the device one at a time
+    /// (`offload_model`; [`crate::offload`]).
+    pub offload_model: bool,
 }
 
 impl LoadOptions {
@@ -230,6 +233,9 @@ pub struct SampleOptions {
     pub kv_cache: KvCacheMode,
     /// CFG mode.
     pub cfg: CfgMode,
+    /// Keep the condition KV cache in host memory, copied to the device layer by layer
+    /// (`offload_kv_cache`).
+    pub offload_kv_cache: bool,
     /// Output size = processed size of a condition image ([`crate::Instruction::size_image`], by default
     /// the image at the first placeholder); `width` and `height` are then not used.
     pub use_input_image_size_as_output: bool,
@@ -246,6 +252,7 @@ impl Default for SampleOptions {
             seed: 0,
             kv_cache: KvCacheMode::Reference,
             cfg: CfgMode::Separate,
+            offload_kv_cache: false,
             use_input_image_size_as_output: false,
         }
     }

@@ -32,7 +32,13 @@ impl OmniGen {
         opts.validate()?;
         let device = opts.device.open()?;
         let dtype = opts.dtype.resolve(&device)?;
-        Self::load_in(dir.as_ref(), dtype, opts.weights, &device)
+        Self::load_with(
+            dir.as_ref(),
+            dtype,
+            opts.weights,
+            &device,
+            opts.offload_model,
+        )
     }
 
     /// Loads on an explicit device and dtype (f16 is refused), in full precision.
@@ -47,6 +53,18 @@ impl OmniGen {
         dtype: DType,
         format: WeightFormat,
         device: &Device,
+    ) -> Result<Self> {
+        Self::load_with(dir, dtype, format, device, false)
+    }
+
+    /// [`OmniGen::load_in`], the decoder layers kept in host memory and streamed to `device` as they
+    /// run when `offload_model` ([`crate::offload`]; the results are the same).
+    pub fn load_with(
+        dir: &Path,
+        dtype: DType,
+        format: WeightFormat,
+        device: &Device,
+        offload_model: bool,
     ) -> Result<Self> {
         if dtype == DType::F16 {
             return Err(Error::F16Unsupported);
@@ -73,8 +91,18 @@ impl OmniGen {
             Some(stored) => LinearSource::Stored(stored),
             None => LinearSource::Quantize(format),
         };
-        let transformer = Transformer::new(&cfg, &weights, source)?;
-        drop(weights); // unmap the checkpoint
+        let host_weights = if offload_model {
+            Some(crate::weights::open(
+                &files.weights,
+                layout,
+                dtype,
+                &crate::offload::host(),
+            )?)
+        } else {
+            None
+        };
+        let transformer = Transformer::placed(&cfg, &weights, host_weights.as_ref(), source)?;
+        drop((weights, host_weights)); // unmap the checkpoint
         let processor = Processor::from_tokenizer_file(&files.tokenizer)?;
         Ok(Self {
             transformer,
@@ -197,6 +225,7 @@ impl OmniGen {
             guidance_scale: opts.guidance_scale,
             img_guidance_scale: opts.img_guidance_scale,
             kv_cache: opts.kv_cache,
+            offload_kv_cache: opts.offload_kv_cache,
         };
         let z = sample_loop(&self.transformer, &inputs, &noise, &loop_opts, progress)?;
         Latent::new(z)

@@ -86,6 +86,20 @@ impl PosEmbed {
     }
 }
 
+/// The whole `[1, M·M, C]` f32 table the formula gives (what a checkpoint stores), for weights made
+/// without a checkpoint. `None` when `C` is not a multiple of 4.
+pub(crate) fn formula_table(
+    max_size: usize,
+    hidden: usize,
+    device: &Device,
+) -> Result<Option<Tensor>> {
+    let Some(axis) = axis_embedding(max_size, hidden, device) else {
+        return Ok(None);
+    };
+    let table = grid(&axis, 0..max_size, 0..max_size)?;
+    Ok(Some(table.reshape((1, max_size * max_size, hidden))?))
+}
+
 /// `get_1d_sincos_pos_embed_from_grid(C/2, i / (M/64))` for every `i < M`, as `[M, C/2]` f32: positions
 /// rounded to f32 as numpy's float32 `arange` gives them, sin and cos in f64, then rounded to f32.
 /// `None` when `C` is not a multiple of 4 (no such table exists).

@@ -63,6 +63,8 @@ pub struct LoopOptions {
     pub img_guidance_scale: f64,
     /// Cache behaviour.
     pub kv_cache: KvCacheMode,
+    /// Keep the cache in host memory ([`KvCache::offloaded`]).
+    pub offload_kv_cache: bool,
 }
 
 /// Combines branch outputs in the reference's operation order, each op rounded to the model dtype.
@@ -129,7 +131,12 @@ pub fn sample_loop(
             inputs.cfg
         )));
     }
-    let mut caches: Vec<KvCache> = vec![KvCache::new(); inputs.batches.len()];
+    let empty = if opts.offload_kv_cache {
+        KvCache::offloaded()
+    } else {
+        KvCache::new()
+    };
+    let mut caches: Vec<KvCache> = vec![empty; inputs.batches.len()];
     let cached_views: Vec<(Tensor, Tensor)> = match opts.kv_cache {
         KvCacheMode::Off => Vec::new(),
         _ => inputs

@@ -57,6 +57,18 @@ impl Transformer {
     /// Builds the transformer from checkpoint weights (official names), the decoder's linear layers from
     /// `source`.
     pub(crate) fn new(cfg: &OmniGenConfig, vb: &VarBuilder, source: LinearSource) -> Result<Self> {
+        Self::placed(cfg, vb, None, source)
+    }
+
+    /// [`Transformer::new`], with the decoder layers offloaded when `host_vb` (a host-memory view of the
+    /// same checkpoint) is given: they are read from it and streamed to the device as they run
+    /// ([`crate::offload`]).
+    pub(crate) fn placed(
+        cfg: &OmniGenConfig,
+        vb: &VarBuilder,
+        host_vb: Option<&VarBuilder>,
+        source: LinearSource,
+    ) -> Result<Self> {
         let (h, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.in_channels);
         Ok(Self {
             x_embedder: PatchEmbed::new(p, c, h, &vb.pp("x_embedder"))?,
@@ -64,7 +76,7 @@ impl Transformer {
             pos_embed: PosEmbed::new(cfg.pos_embed_max_size, h, vb)?,
             time_token: TimestepEmbedder::new(h, &vb.pp("time_token"))?,
             t_embedder: TimestepEmbedder::new(h, &vb.pp("t_embedder"))?,
-            llm: Phi3Decoder::new(cfg, &vb.pp("llm"), source)?,
+            llm: Phi3Decoder::new(cfg, &vb.pp("llm"), host_vb.map(|h| h.pp("llm")), source)?,
             final_layer: FinalLayer::new(h, p, c, &vb.pp("final_layer"))?,
             rope: LongRope::new(cfg),
             dtype: vb.dtype(),
@@ -150,6 +162,11 @@ impl Transformer {
     /// The position table, which holds only per-axis values when the checkpoint's is the formula's.
     pub fn pos_embed(&self) -> &PosEmbed {
         &self.pos_embed
+    }
+
+    /// Whether the decoder layers are offloaded to host memory (`offload_model`).
+    pub fn is_offloaded(&self) -> bool {
+        self.llm.is_offloaded()
     }
 
     /// Configuration.

@@ -34,6 +34,7 @@ fn options(case: &serde_json::Value, kv: KvCacheMode) -> SampleOptions {
         },
         use_input_image_size_as_output: case["use_input_image_size_as_output"].as_bool()
             == Some(true),
+        ..SampleOptions::default()
     }
 }
 

@@ -102,3 +102,18 @@ fn tiled_decode_equals_the_whole_map_decode() -> TestResult {
     }
     Ok(())
 }
+
+/// The banded encoder gives the whole-map encoder's posterior (up to summation order), with one output
+/// row per band (every band edge exercised, the stride-2 downsampling included) and with a few rows.
+#[test]
+fn tiled_encode_equals_the_whole_map_encode() -> TestResult {
+    let vae = Vae::load(fixtures().join("tiny").join("vae"), &Device::Cpu)?;
+    let pixels = omnigen_model::noise::gaussian(3, (1, 3, 48, 80), &Device::Cpu)?.tanh()?;
+    let (mean, std) = vae.posterior(&pixels)?;
+    for band_bytes in [1, 16 << 10] {
+        let (tiled_mean, tiled_std) = vae.posterior_tiled(&pixels, band_bytes)?;
+        assert_close("tiled encode mean", &tiled_mean, &mean, 1e-5)?;
+        assert_close("tiled encode std", &tiled_std, &std, 1e-5)?;
+    }
+    Ok(())
+}

@@ -18,6 +18,8 @@ pub(crate) struct Widget {
     pub name: String,
     /// Whether its value goes into the prompt (`options.serialize !== false`).
     pub to_prompt: bool,
+    /// Whether it belongs to an optional input (or is the control widget of one).
+    pub optional: bool,
 }
 
 /// The control modes the frontend recognises (a `control_after_generate` string that is one of these is a
@@ -33,13 +35,15 @@ const CONTROL_MODES: [&str; 5] = [
 /// The widgets a node of this schema has, in the order their values are saved.
 pub(crate) fn widgets_of(schema: &NodeSchema) -> Vec<Widget> {
     let mut widgets = Vec::new();
-    for input in schema.required.iter().chain(&schema.optional) {
+    let inputs = schema.required.iter().map(|i| (i, false));
+    for (input, optional) in inputs.chain(schema.optional.iter().map(|i| (i, true))) {
         if !input.kind.is_widget() || input.options.force_input {
             continue;
         }
         widgets.push(Widget {
             name: input.name.clone(),
             to_prompt: true,
+            optional,
         });
         let controls = match input.kind {
             InputType::Int => {
@@ -60,12 +64,14 @@ pub(crate) fn widgets_of(schema: &NodeSchema) -> Vec<Widget> {
             widgets.push(Widget {
                 name: control_name(input, "control_after_generate"),
                 to_prompt: false,
+                optional,
             });
         }
         if controls == 2 {
             widgets.push(Widget {
                 name: control_name(input, "control_filter_list"),
                 to_prompt: false,
+                optional,
             });
         }
     }
@@ -73,6 +79,7 @@ pub(crate) fn widgets_of(schema: &NodeSchema) -> Vec<Widget> {
         widgets.push(Widget {
             name: "upload".into(),
             to_prompt: false,
+            optional: false,
         });
     }
     widgets
@@ -126,13 +133,18 @@ pub(crate) struct SavedValues<'a> {
 }
 
 /// Matches saved values to widgets: by name when `widgets_values_named` has the widget, otherwise by
-/// position, which must then line up exactly (a list of another length cannot say which value is whose).
+/// position, which must then line up exactly (a list of another length cannot say which value is whose)
+/// — except that a list may stop before trailing optional widgets, as one saved before those inputs
+/// existed does: the frontend leaves them at their defaults, and so they are left out of the prompt.
 /// Returns the value of every widget that goes into the prompt, in widget order.
 pub(crate) fn match_values(
     widgets: &[Widget],
     saved: &SavedValues<'_>,
 ) -> Result<Vec<(String, Json)>, String> {
-    let positional_fits = saved.positional.is_some_and(|v| v.len() == widgets.len());
+    let positional_fits = saved.positional.is_some_and(|v| {
+        v.len() == widgets.len()
+            || (v.len() < widgets.len() && widgets[v.len()..].iter().all(|w| w.optional))
+    });
     let mut out = Vec::new();
     for (i, widget) in widgets.iter().enumerate() {
         if !widget.to_prompt {
@@ -143,7 +155,11 @@ pub(crate) fn match_values(
             continue;
         }
         match saved.positional {
-            Some(values) if positional_fits => out.push((widget.name.clone(), values[i].clone())),
+            Some(values) if positional_fits => {
+                if let Some(v) = values.get(i) {
+                    out.push((widget.name.clone(), v.clone()));
+                }
+            }
             _ => return Err(mismatch(widgets, saved, &widget.name)),
         }
     }
@@ -280,5 +296,36 @@ mod tests {
             err.contains("'seed'") && err.contains("2 value(s)"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_list_saved_before_new_optional_widgets_keeps_their_defaults() {
+        let widgets = widgets_of(
+            &NodeSchema::new("K")
+                .required(InputSpec::int("steps"))
+                .optional(InputSpec::float("scale"))
+                .optional(InputSpec::boolean("offload")),
+        );
+        let saved = |values: &[Json]| -> Result<Vec<(String, Json)>, String> {
+            match_values(
+                &widgets,
+                &SavedValues {
+                    positional: Some(values),
+                    named: None,
+                },
+            )
+        };
+        // Saved before `offload` existed: it is left to its default.
+        assert_eq!(
+            saved(&[json!(20), json!(1.5)]).expect("prefix"),
+            [("steps".into(), json!(20)), ("scale".into(), json!(1.5))]
+        );
+        assert_eq!(
+            saved(&[json!(20)]).expect("prefix"),
+            [("steps".into(), json!(20))]
+        );
+        // A required widget without a value is still an error, and so is a list that is too long.
+        assert!(saved(&[]).is_err());
+        assert!(saved(&[json!(20), json!(1.5), json!(true), json!(0)]).is_err());
     }
 }

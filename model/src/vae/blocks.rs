@@ -180,7 +180,7 @@ impl MidBlock {
 /// `Downsample2D`: pad right/bottom by one, then a stride-2 3×3 conv.
 #[derive(Debug, Clone)]
 pub(crate) struct Downsample {
-    conv: Conv2d,
+    pub conv: Conv2d,
 }
 
 impl Downsample {

@@ -11,18 +11,18 @@ use candle_nn::VarBuilder;
 #[derive(Debug, Clone)]
 pub(crate) struct Level {
     pub resnets: Vec<ResnetBlock>,
-    down: Option<Downsample>,
+    pub down: Option<Downsample>,
     pub up: Option<Upsample>,
 }
 
 /// `encoder`: pixels `[B,3,H,W]` → moments `[B,2·latent,H/8,W/8]`.
 #[derive(Debug, Clone)]
 pub(crate) struct Encoder {
-    conv_in: Conv2d,
-    levels: Vec<Level>,
-    mid: MidBlock,
-    norm_out: GroupNorm,
-    conv_out: Conv2d,
+    pub conv_in: Conv2d,
+    pub levels: Vec<Level>,
+    pub mid: MidBlock,
+    pub norm_out: GroupNorm,
+    pub conv_out: Conv2d,
 }
 
 impl Encoder {

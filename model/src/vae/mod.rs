@@ -105,8 +105,23 @@ impl Vae {
         &self.device
     }
 
-    /// Posterior mean and std of pixels `[B,3,H,W]` in [-1,1] (H, W multiples of 8).
+    /// Posterior mean and std of pixels `[B,3,H,W]` in [-1,1] (H, W multiples of 8). Pictures of more
+    /// than [`WHOLE_MAP_MAX_TOKENS`] latent positions (over 1024²) are encoded in row bands, as
+    /// [`Vae::decode`] decodes them.
     pub fn posterior(&self, pixels: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (_, _, h, w) = pixels.dims4()?;
+        let f = self.cfg.downscale();
+        let band = ((h / f) * (w / f) > WHOLE_MAP_MAX_TOKENS).then_some(DEFAULT_BAND_BYTES);
+        self.posterior_in(pixels, band)
+    }
+
+    /// [`Vae::posterior`] with the encoder run in row bands of about `band_bytes` of temporaries each:
+    /// the same moments up to float summation order.
+    pub fn posterior_tiled(&self, pixels: &Tensor, band_bytes: usize) -> Result<(Tensor, Tensor)> {
+        self.posterior_in(pixels, Some(band_bytes))
+    }
+
+    fn posterior_in(&self, pixels: &Tensor, band: Option<usize>) -> Result<(Tensor, Tensor)> {
         let (_, c, h, w) = pixels.dims4()?;
         let f = self.cfg.downscale();
         if c != self.cfg.in_channels || h % f != 0 || w % f != 0 {
@@ -117,7 +132,10 @@ impl Vae {
             )));
         }
         let x = pixels.to_device(&self.device)?.to_dtype(DType::F32)?;
-        let mut moments = self.encoder.forward(&x)?;
+        let mut moments = match band {
+            Some(bytes) => self.encoder.forward_tiled(&x, bytes)?,
+            None => self.encoder.forward(&x)?,
+        };
         if let Some(q) = &self.quant_conv {
             moments = q.forward(&moments)?;
         }

@@ -1,10 +1,12 @@
-//! The decoder run in row bands, for pictures whose whole-map decode would not fit in memory.
+//! The decoder and the encoder run in row bands, for pictures whose whole-map pass would not fit in
+//! memory.
 //!
-//! Every operation of the decoder still sees the whole feature map, so the result is the whole-map
+//! Every operation still sees the whole feature map, so the result is the whole-map
 //! decode's (up to float summation order): GroupNorm statistics are accumulated over all bands before
 //! any band is normalised, each 3×3 convolution reads its band plus one row of context on each side,
-//! the nearest-neighbour upsampling happens band by band inside the convolution that follows it, and the
-//! mid-block attention runs over chunks of query rows against all keys. What is bounded is everything
+//! the nearest-neighbour upsampling happens band by band inside the convolution that follows it (and the
+//! encoder's stride-2 downsampling convolution reads its band's rows `2r .. 2r+2`), and the mid-block
+//! attention runs over chunks of query rows against all keys. What is bounded is everything
 //! *besides* the maps themselves: no operation materialises more than one band's worth of temporaries (the
 //! convolution's column buffer, GroupNorm's centred copies, the attention scores), and the peak is about
 //! three full-resolution maps instead of the score matrix (17 GB for a 2048² picture) plus several
@@ -14,7 +16,7 @@ use candle_core::{DType, Module, Tensor};
 use candle_nn::Conv2d;
 
 use super::blocks::{AttentionBlock, GroupNorm, MidBlock, ResnetBlock};
-use super::coder::Decoder;
+use super::coder::{Decoder, Encoder};
 use crate::error::Result;
 
 /// Bytes of temporaries one band may take (f32): ~64 MB.
@@ -128,6 +130,38 @@ fn conv3x3(conv: &Conv2d, x: &Tensor, upsample: bool, budget: usize) -> Result<T
     Ok(Tensor::cat(&out, 2)?)
 }
 
+/// The encoder's `Downsample2D` (zero row and column appended at the bottom and right, then a 3×3,
+/// stride-2, padding-0 convolution), band by band over the output rows.
+fn downsample(conv: &Conv2d, x: &Tensor, budget: usize) -> Result<Tensor> {
+    let (_, _, h, _) = x.dims4()?;
+    let out_h = h / 2;
+    // The column buffer holds 9 values per output element, a quarter of the input band's elements.
+    let rows = rows_for(x, 9, budget)?.div_ceil(2).max(1);
+    if rows >= out_h {
+        let x = x.pad_with_zeros(3, 0, 1)?.pad_with_zeros(2, 0, 1)?;
+        return Ok(conv.forward(&x)?);
+    }
+    let bias = conv
+        .bias()
+        .map(|b| b.reshape((1, b.dim(0)?, 1, 1)))
+        .transpose()?;
+    let mut out = Vec::new();
+    for (r0, r1) in bands(out_h, rows) {
+        // Output row r reads input rows 2r, 2r+1, 2r+2; the last one past the map is the zero pad.
+        let (lo, hi) = (2 * r0, (2 * r1 + 1).min(h));
+        let band = x
+            .narrow(2, lo, hi - lo)?
+            .pad_with_zeros(2, 0, 2 * r1 + 1 - hi)?
+            .pad_with_zeros(3, 0, 1)?;
+        let y = band.conv2d(conv.weight(), 0, 2, 1, 1)?;
+        out.push(match &bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        });
+    }
+    Ok(Tensor::cat(&out, 2)?)
+}
+
 fn resnet(block: &ResnetBlock, x: &Tensor, budget: usize) -> Result<Tensor> {
     let h = conv3x3(
         &block.conv1,
@@ -197,6 +231,24 @@ impl Decoder {
                 h = conv3x3(&u.conv, &h, true, budget)?;
             }
         }
+        let h = norm(&self.norm_out, &h, true, budget)?;
+        conv3x3(&self.conv_out, &h, false, budget)
+    }
+}
+
+impl Encoder {
+    /// [`Encoder::forward`] in row bands of about `budget` bytes of temporaries each.
+    pub fn forward_tiled(&self, x: &Tensor, budget: usize) -> Result<Tensor> {
+        let mut h = conv3x3(&self.conv_in, x, false, budget)?;
+        for level in &self.levels {
+            for r in &level.resnets {
+                h = resnet(r, &h, budget)?;
+            }
+            if let Some(d) = &level.down {
+                h = downsample(&d.conv, &h, budget)?;
+            }
+        }
+        let h = mid(&self.mid, &h, budget)?;
         let h = norm(&self.norm_out, &h, true, budget)?;
         conv3x3(&self.conv_out, &h, false, budget)
     }

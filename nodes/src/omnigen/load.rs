@@ -69,6 +69,9 @@ impl LoadArgs {
                 )
             })?;
         }
+        if let Some(on) = inputs.opt_bool("offload_model")? {
+            options.offload_model = on;
+        }
         options
             .validate()
             .map_err(|e| NodeError::input("dtype", e))?;
@@ -184,6 +187,15 @@ impl NodeType for LoadOmniGen {
                     .max(10.0)
                     .step(0.05)
                     .tooltip("Strength of the LoRA."),
+            )
+            .optional(
+                InputSpec::boolean("offload_model")
+                    .default_value(false)
+                    .tooltip(
+                        "Keep the transformer's layers in host memory and copy each to the GPU just \
+                         before it runs (the next one copied while the current one computes): the GPU \
+                         holds two layers instead of all 32. Same pictures, slower steps.",
+                    ),
             )
             .named_output(OMNIGEN, "model")
             .named_output(VAE, "vae")

@@ -58,6 +58,9 @@ impl SampleArgs {
             options.kv_cache =
                 KvCacheMode::parse(kv).map_err(|e| NodeError::input("kv_cache", e))?;
         }
+        if let Some(on) = inputs.opt_bool("offload_kv_cache")? {
+            options.offload_kv_cache = on;
+        }
         if let Some(separate) = inputs.opt_bool("separate_cfg")? {
             options.cfg = if separate {
                 CfgMode::Separate
@@ -149,6 +152,14 @@ impl NodeType for OmniGenSample {
                 InputSpec::boolean("separate_cfg")
                     .default_value(true)
                     .tooltip("Run the guidance branches one by one (the reference default, less memory)."),
+            )
+            .optional(
+                InputSpec::boolean("offload_kv_cache")
+                    .default_value(false)
+                    .tooltip(
+                        "Keep the prompt's cached keys/values in host memory, copied to the GPU layer by \
+                         layer as they are read. Same pictures; saves GPU memory with large input images.",
+                    ),
             )
             .optional(
                 InputSpec::socket("noise", LATENT)

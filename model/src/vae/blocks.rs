@@ -140,7 +140,8 @@ impl AttentionBlock {
         let v = self.v.forward(&hs)?;
         let scale = 1.0 / (c as f64).sqrt();
         let scores = (q * scale)?.matmul(&k.t()?)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        // candle's plain softmax when training: the fused kernel has no backward (crate::grad).
+        let probs = crate::grad::softmax_last_dim(&scores)?;
         let o = self.out.forward(&probs.matmul(&v)?)?;
         let o = o.transpose(1, 2)?.reshape((b, c, h, w))?;
         Ok((o + x)?)

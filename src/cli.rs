@@ -384,6 +384,11 @@ pub struct TrainVaeArgs {
     pub norm_groups: usize,
     #[arg(long, default_value_t = 1e-4)]
     pub kl_weight: f64,
+    /// Train on random PX×PX windows for the first `--crop-steps` steps (cheaper; a multiple of 8).
+    #[arg(long, value_name = "PX")]
+    pub crop: Option<usize>,
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub crop_steps: usize,
     /// Print the losses every N steps.
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub log_every: usize,

@@ -26,6 +26,8 @@ pub fn run(args: TrainVaeArgs) -> Result<(), Failure> {
         batch_size: args.batch_size,
         seed: args.seed,
         kl_weight: args.kl_weight,
+        crop: args.crop,
+        crop_steps: args.crop_steps,
         ..VaeTrainConfig::default()
     };
     let usage = |e: anyhow::Error| Failure::Usage(e);

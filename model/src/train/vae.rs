@@ -50,6 +50,11 @@ pub struct VaeTrainConfig {
     pub initial_logvar: f64,
     /// Gradient clipping (total norm).
     pub max_grad_norm: f64,
+    /// Train on random `crop`×`crop` windows (a multiple of the downscale) instead of whole pictures for
+    /// the first `crop_steps` steps (`None`: whole pictures throughout).
+    pub crop: Option<usize>,
+    /// How many of the steps use windows when `crop` is set.
+    pub crop_steps: usize,
 }
 
 impl Default for VaeTrainConfig {
@@ -69,6 +74,8 @@ impl Default for VaeTrainConfig {
             edge_weight: 8.0,
             initial_logvar: -8.0,
             max_grad_norm: 1.0,
+            crop: None,
+            crop_steps: 0,
         }
     }
 }
@@ -104,6 +111,12 @@ impl VaeTrainConfig {
                 "every channel count of {:?} must be a multiple of the {} norm groups",
                 self.channels, self.norm_groups
             ));
+        }
+        if let Some(c) = self.crop {
+            let f = 1 << (self.channels.len() - 1);
+            if c == 0 || c % f != 0 {
+                return bad(format!("crop {c} must be a positive multiple of {f}"));
+            }
         }
         if self.batch_size == 0 || self.latent_channels == 0 || !(self.lr > 0.0) {
             return bad("batch size, latent channels and learning rate must be positive".into());
@@ -278,11 +291,33 @@ impl VaeTrainer {
         }
         let device = self.vae.device().clone();
         let mut rng = NoiseRng::new(self.config.seed ^ 0xBA7C_4E5);
+        let below =
+            |rng: &mut NoiseRng, n: usize| ((rng.next_u64() as u128 * n as u128) >> 64) as usize;
+        let (w, h) = data.size();
         while self.step < self.config.steps {
             let picks: Vec<usize> = (0..self.config.batch_size)
-                .map(|_| ((rng.next_u64() as u128 * data.len() as u128) >> 64) as usize)
+                .map(|_| below(&mut rng, data.len()))
                 .collect();
-            let (pixels, weights) = data.batch(&picks, &device)?;
+            let window = self
+                .config
+                .crop
+                .filter(|&c| self.step < self.config.crop_steps && c < w.min(h));
+            let (pixels, weights) = match window {
+                Some(side) => {
+                    let picks: Vec<(usize, usize, usize)> = picks
+                        .iter()
+                        .map(|&i| {
+                            (
+                                i,
+                                below(&mut rng, w - side + 1),
+                                below(&mut rng, h - side + 1),
+                            )
+                        })
+                        .collect();
+                    data.crops(&picks, side, &device)?
+                }
+                None => data.batch(&picks, &device)?,
+            };
             let stats = self.step(&pixels, &weights)?;
             if on_step(&stats).is_break() {
                 break;

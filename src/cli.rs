@@ -38,6 +38,12 @@ pub enum Command {
     Quantize(QuantizeArgs),
     /// Run prompts that `omnigen serve --queue nats://…` hands out (see docs/scale-out.md).
     Worker(WorkerArgs),
+    /// Write the demo model's procedural training data (PNGs + a training JSONL; see model/demo).
+    DemoData(DemoDataArgs),
+    /// Read a VAE's reconstructions of demo pictures with the demo evaluator (share fully correct).
+    DemoEval(DemoEvalArgs),
+    /// Train a small SDXL-shaped VAE from scratch on a folder or training JSONL of pictures.
+    TrainVae(TrainVaeArgs),
 }
 
 /// Arguments of `omnigen quantize`.
@@ -304,6 +310,88 @@ pub struct ServeArgs {
     pub nats: NatsArgs,
     #[command(flatten)]
     pub catalogue: CatalogueArgs,
+}
+
+/// Arguments of `omnigen demo-data`.
+#[derive(Debug, Args)]
+pub struct DemoDataArgs {
+    /// The folder to write `SPLIT.jsonl`, `SPLIT.scenes.jsonl` and `SPLIT/*.png` into.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// How many samples (pictures: one output, plus one input for edit, subject and outline).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub count: usize,
+    /// The tasks, taken in turn: t2i, edit, subject, outline.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "t2i,edit,subject,outline"
+    )]
+    pub tasks: Vec<String>,
+    /// `train` (no held-out combination anywhere) or `heldout` (outputs of held-out combinations only).
+    #[arg(long, default_value = "train")]
+    pub split: String,
+    /// The picture side in pixels (a multiple of 16).
+    #[arg(long, value_name = "PX", default_value_t = 64)]
+    pub size: u32,
+}
+
+/// Arguments of `omnigen demo-eval`.
+#[derive(Debug, Args)]
+pub struct DemoEvalArgs {
+    /// The VAE folder (`config.json` + `diffusion_pytorch_model.safetensors`).
+    #[arg(long, value_name = "DIR")]
+    pub vae: PathBuf,
+    /// A folder `omnigen demo-data` wrote.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Which of its splits to read.
+    #[arg(long, default_value = "heldout")]
+    pub split: String,
+    /// Read at most this many samples.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Also write each reconstruction here (`NNNNNN.png`).
+    #[arg(long, value_name = "DIR")]
+    pub save: Option<PathBuf>,
+}
+
+/// Arguments of `omnigen train-vae`.
+#[derive(Debug, Args)]
+pub struct TrainVaeArgs {
+    /// A training JSONL (its input and output pictures) or a folder of pictures, all of one size.
+    #[arg(long, value_name = "JSONL|DIR")]
+    pub data: PathBuf,
+    /// The VAE folder to write (diffusers layout), with `loss.csv`.
+    #[arg(long, value_name = "DIR")]
+    pub output: PathBuf,
+    #[arg(long, default_value_t = 2000)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Channels per level (`len − 1` downsamples: four levels make latent = pixels / 8).
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64,64")]
+    pub channels: Vec<usize>,
+    #[arg(long, default_value_t = 1)]
+    pub layers_per_block: usize,
+    #[arg(long, default_value_t = 8)]
+    pub norm_groups: usize,
+    #[arg(long, default_value_t = 1e-4)]
+    pub kl_weight: f64,
+    /// Train on random PX×PX windows for the first `--crop-steps` steps (cheaper; a multiple of 8).
+    #[arg(long, value_name = "PX")]
+    pub crop: Option<usize>,
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub crop_steps: usize,
+    /// Print the losses every N steps.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub log_every: usize,
 }
 
 #[cfg(test)]

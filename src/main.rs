@@ -7,6 +7,7 @@ mod alloc;
 mod catalogue;
 mod cli;
 mod convert_cmd;
+mod demo_cmd;
 mod events_jsonl;
 mod frontend_cmd;
 mod graph_file;
@@ -24,6 +25,7 @@ mod serve_cmd;
 mod session;
 mod terminal_text;
 mod test_nodes;
+mod train_vae_cmd;
 mod validate_cmd;
 mod watch_cmd;
 mod worker_cmd;
@@ -65,5 +67,8 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Frontend(args) => frontend_cmd::run(args),
         Command::Quantize(args) => quantize_cmd::run(args),
         Command::Worker(args) => worker_cmd::run(args).await,
+        Command::DemoData(args) => demo_cmd::data(args),
+        Command::DemoEval(args) => demo_cmd::eval(args),
+        Command::TrainVae(args) => train_vae_cmd::run(args),
     }
 }

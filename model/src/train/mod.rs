@@ -6,6 +6,7 @@
 mod adapter;
 mod loss;
 mod optim;
+pub mod vae;
 
 pub use adapter::{LoraAdapter, LoraConfig, LORA_TARGETS};
 pub use loss::{flow_loss, timestep_from_normal, FlowBatch};

@@ -1,9 +1,11 @@
 //! The VAE encoder and decoder stacks.
 
-use candle_core::{Module, Tensor};
+use candle_core::Tensor;
 use candle_nn::Conv2d;
 
-use super::blocks::{conv, group_norm, Downsample, GroupNorm, MidBlock, ResnetBlock, Upsample};
+use super::blocks::{
+    conv, conv_forward, group_norm, Downsample, GroupNorm, MidBlock, ResnetBlock, Upsample,
+};
 use super::config::VaeConfig;
 use crate::error::Result;
 use candle_nn::VarBuilder;
@@ -58,7 +60,7 @@ impl Encoder {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut h = self.conv_in.forward(x)?;
+        let mut h = conv_forward(&self.conv_in, x)?;
         for level in &self.levels {
             for r in &level.resnets {
                 h = r.forward(&h)?;
@@ -69,7 +71,7 @@ impl Encoder {
         }
         let h = self.mid.forward(&h)?;
         let h = candle_nn::ops::silu(&self.norm_out.forward(&h)?)?;
-        Ok(self.conv_out.forward(&h)?)
+        conv_forward(&self.conv_out, &h)
     }
 }
 
@@ -117,7 +119,7 @@ impl Decoder {
     }
 
     pub fn forward(&self, z: &Tensor) -> Result<Tensor> {
-        let h = self.conv_in.forward(z)?;
+        let h = conv_forward(&self.conv_in, z)?;
         let mut h = self.mid.forward(&h)?;
         for level in &self.levels {
             for r in &level.resnets {
@@ -128,7 +130,7 @@ impl Decoder {
             }
         }
         let h = candle_nn::ops::silu(&self.norm_out.forward(&h)?)?;
-        Ok(self.conv_out.forward(&h)?)
+        conv_forward(&self.conv_out, &h)
     }
 }
 

@@ -24,6 +24,7 @@ mod serve_cmd;
 mod session;
 mod terminal_text;
 mod test_nodes;
+mod train_cmd;
 mod validate_cmd;
 mod watch_cmd;
 mod worker_cmd;
@@ -64,6 +65,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Convert(args) => convert_cmd::run(args),
         Command::Frontend(args) => frontend_cmd::run(args),
         Command::Quantize(args) => quantize_cmd::run(args),
+        Command::Train(args) => train_cmd::run(args, Interrupt::install()).await,
         Command::Worker(args) => worker_cmd::run(args).await,
     }
 }

@@ -114,7 +114,10 @@ fn train(cfg: TrainConfig, quiet: bool, interrupt: &Interrupt) -> Result<(), Fai
         match &bar {
             Some(bar) => {
                 bar.set_position(r.row.step as u64);
-                bar.set_message(format!("loss {:.5} {:.2} steps/s", r.row.loss, r.steps_per_s));
+                bar.set_message(format!(
+                    "loss {:.5} {:.2} steps/s",
+                    r.row.loss, r.steps_per_s
+                ));
             }
             None => eprintln!("{}", progress_line(r)),
         }

@@ -127,7 +127,11 @@ impl LoraAdapter {
 /// Writes a PEFT adapter folder for `config` from `(module, A, B)` factors (`adapter_config.json` + `adapter_model.safetensors`, f32 factors named
 /// `base_model.model.<module>.lora_{A,B}.weight`) that `merge_lora` and PEFT load. Files are written to a
 /// temporary name and renamed.
-pub fn write_peft(dir: &Path, config: LoraConfig, factors: &[(String, Tensor, Tensor)]) -> Result<()> {
+pub fn write_peft(
+    dir: &Path,
+    config: LoraConfig,
+    factors: &[(String, Tensor, Tensor)],
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut tensors = Vec::new();
     for (name, a, b) in factors {
@@ -135,8 +139,7 @@ pub fn write_peft(dir: &Path, config: LoraConfig, factors: &[(String, Tensor, Te
             let key = format!("base_model.model.{name}.{which}.weight");
             tensors.push((
                 key,
-                t
-                    .to_dtype(DType::F32)?
+                t.to_dtype(DType::F32)?
                     .to_device(&candle_core::Device::Cpu)?,
             ));
         }

@@ -43,7 +43,13 @@ pub struct TrainerState {
 }
 
 impl TrainerState {
-    pub(crate) fn of(cfg: &TrainConfig, step: usize, optimizer_steps: usize, total: usize, elapsed_s: f64) -> Self {
+    pub(crate) fn of(
+        cfg: &TrainConfig,
+        step: usize,
+        optimizer_steps: usize,
+        total: usize,
+        elapsed_s: f64,
+    ) -> Self {
         let (mode, lora_rank, lora_alpha) = match cfg.mode {
             TrainMode::Lora(l) => ("lora", l.rank, l.alpha),
             TrainMode::Full => ("full", 0, 0.0),

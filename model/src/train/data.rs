@@ -172,7 +172,8 @@ impl Dataset {
 }
 
 fn parse_line(raw: &str, base: &Path) -> std::result::Result<Example, DataFault> {
-    let parsed: Line = serde_json::from_str(raw).map_err(|e| DataFault::Unreadable(e.to_string()))?;
+    let parsed: Line =
+        serde_json::from_str(raw).map_err(|e| DataFault::Unreadable(e.to_string()))?;
     let inputs = parsed.input_images.unwrap_or_default();
     let numbers: Vec<usize> = (1..=inputs.len()).collect();
     check_placeholders(&parsed.instruction, &numbers, inputs.len().max(1)).map_err(|e| {
@@ -226,7 +227,7 @@ pub fn load_image(
     let img = if prep.keep_raw_resolution {
         preprocess_rgb(&img, prep.max_image_size).map_err(|e| e.to_string())?
     } else {
-        if prep.max_image_size % 16 != 0 {
+        if !prep.max_image_size.is_multiple_of(16) {
             return Err(format!(
                 "--max-image-size {} must be a multiple of 16 without --keep-raw-resolution",
                 prep.max_image_size
@@ -250,7 +251,9 @@ mod tests {
     #[test]
     fn bad_lines_are_named_by_line_and_skipped_or_fatal() {
         let dir = tempfile::tempdir().unwrap();
-        RgbImage::new(40, 24).save(dir.path().join("a.png")).unwrap();
+        RgbImage::new(40, 24)
+            .save(dir.path().join("a.png"))
+            .unwrap();
         let jsonl = write(
             dir.path(),
             "d.jsonl",
@@ -269,7 +272,10 @@ mod tests {
         let (ds, skipped) = Dataset::open(&jsonl, BadData::Skip).unwrap();
         assert_eq!(ds.len(), 2);
         assert_eq!(ds.examples()[1].line, 6);
-        assert_eq!(ds.examples()[1].input_images, vec![dir.path().join("a.png")]);
+        assert_eq!(
+            ds.examples()[1].input_images,
+            vec![dir.path().join("a.png")]
+        );
         let lines: Vec<usize> = skipped.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![3, 4, 5]);
         assert!(matches!(skipped[0].fault, DataFault::Unreadable(_)));

@@ -79,7 +79,8 @@ impl FullModel {
     pub fn load(files: &ModelFiles, dtype: DType, device: &Device) -> Result<Self> {
         if files.quantized.is_some() {
             return Err(Error::Input(
-                "a pre-quantized model folder cannot be fine-tuned; use the full-precision folder".into(),
+                "a pre-quantized model folder cannot be fine-tuned; use the full-precision folder"
+                    .into(),
             ));
         }
         let cfg = OmniGenConfig::from_file(&files.config)?;
@@ -95,8 +96,7 @@ impl FullModel {
             seen: seen.clone(),
         };
         let vb = VarBuilder::from_backend(Box::new(backend), dtype, device.clone());
-        let transformer =
-            Transformer::new(&cfg, &vb, LinearSource::Quantize(WeightFormat::Full))?;
+        let transformer = Transformer::new(&cfg, &vb, LinearSource::Quantize(WeightFormat::Full))?;
         drop(vb);
         let (params, frozen) = std::mem::take(&mut *seen.lock().unwrap_or_else(|p| p.into_inner()));
         Ok(Self {
@@ -122,7 +122,11 @@ pub fn save_model_folder(
     candle_core::safetensors::save(&cpu, dir.join("model.safetensors"))?;
     copy_file(&source.config, &dir.join("config.json"))?;
     let tok_dir = source.tokenizer.parent().unwrap_or(Path::new("."));
-    for name in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"] {
+    for name in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ] {
         let from = tok_dir.join(name);
         if from.is_file() {
             copy_file(&from, &dir.join(name))?;

@@ -96,7 +96,8 @@ const MARGIN: u32 = 40;
 /// Draws the loss curve of `rows` into a PNG at `path` (x: step, y: loss from 0 to the maximum).
 pub fn plot_loss(path: &Path, rows: &[LossRow]) -> Result<()> {
     let img = render(rows);
-    img.save(path).map_err(|e| Error::Input(format!("cannot write `{}`: {e}", path.display())))
+    img.save(path)
+        .map_err(|e| Error::Input(format!("cannot write `{}`: {e}", path.display())))
 }
 
 fn render(rows: &[LossRow]) -> RgbImage {
@@ -115,7 +116,11 @@ fn render(rows: &[LossRow]) -> RgbImage {
     if finite.is_empty() {
         return img;
     }
-    let max_loss = finite.iter().map(|r| r.loss).fold(f64::MIN, f64::max).max(1e-12);
+    let max_loss = finite
+        .iter()
+        .map(|r| r.loss)
+        .fold(f64::MIN, f64::max)
+        .max(1e-12);
     let (first, last) = (finite[0].step as f64, finite[finite.len() - 1].step as f64);
     let span = (last - first).max(1.0);
     let at = |step: usize, loss: f64| {
@@ -131,10 +136,17 @@ fn render(rows: &[LossRow]) -> RgbImage {
         mean.push(s / (i - lo + 1) as f64);
     }
     for (series, colour) in [
-        (finite.iter().map(|r| r.loss).collect::<Vec<_>>(), Rgb([150, 190, 240])),
+        (
+            finite.iter().map(|r| r.loss).collect::<Vec<_>>(),
+            Rgb([150, 190, 240]),
+        ),
         (mean, Rgb([20, 60, 170])),
     ] {
-        let pts: Vec<(u32, u32)> = finite.iter().zip(&series).map(|(r, &l)| at(r.step, l)).collect();
+        let pts: Vec<(u32, u32)> = finite
+            .iter()
+            .zip(&series)
+            .map(|(r, &l)| at(r.step, l))
+            .collect();
         if pts.len() == 1 {
             line(&mut img, pts[0], pts[0], colour);
         }
@@ -196,9 +208,16 @@ mod tests {
         assert_eq!(back[29].step, 30);
         assert!((back[4].loss - 0.2).abs() < 1e-12);
         let img = render(&rows);
-        assert_eq!(img.get_pixel(MARGIN, H - MARGIN - 100), &Rgb([0, 0, 0]), "y axis");
+        assert_eq!(
+            img.get_pixel(MARGIN, H - MARGIN - 100),
+            &Rgb([0, 0, 0]),
+            "y axis"
+        );
         // The first point (largest loss) is at the top left; the curve is drawn in blue.
-        let blue = img.pixels().filter(|p| p.0[2] > 150 && p.0[0] < 160).count();
+        let blue = img
+            .pixels()
+            .filter(|p| p.0[2] > 150 && p.0[0] < 160)
+            .count();
         assert!(blue > 200, "curve pixels: {blue}");
         assert_ne!(img.get_pixel(MARGIN, MARGIN / 2), &Rgb([255, 255, 255]));
     }

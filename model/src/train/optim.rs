@@ -146,9 +146,9 @@ impl Optimizer {
     pub fn load_state(&mut self, tensors: &HashMap<String, Tensor>, steps: usize) -> Result<()> {
         for (i, (var, (m, v))) in self.vars.iter().zip(self.moments.iter_mut()).enumerate() {
             for (slot, key) in [(&mut *m, format!("m.{i}")), (&mut *v, format!("v.{i}"))] {
-                let t = tensors.get(&key).ok_or_else(|| {
-                    Error::Input(format!("optimizer state has no `{key}`"))
-                })?;
+                let t = tensors
+                    .get(&key)
+                    .ok_or_else(|| Error::Input(format!("optimizer state has no `{key}`")))?;
                 if t.dims() != var.dims() {
                     return Err(Error::Input(format!(
                         "optimizer state `{key}` has shape {:?}, its variable {:?}",

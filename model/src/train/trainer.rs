@@ -18,7 +18,9 @@ use super::checkpoint::{self, TrainerState};
 use super::data::{load_image, BadData, DataError, Dataset, Example, ImagePrep};
 use super::full::FullModel;
 use super::log::{self, LossRow};
-use super::{flow_loss, timestep_from_normal, FlowBatch, LoraAdapter, LoraConfig, OptimConfig, Optimizer};
+use super::{
+    flow_loss, timestep_from_normal, FlowBatch, LoraAdapter, LoraConfig, OptimConfig, Optimizer,
+};
 use crate::error::{Error, Result};
 use crate::files::ModelFiles;
 use crate::noise::{gaussian, NoiseRng};
@@ -89,7 +91,11 @@ pub struct TrainConfig {
 
 impl TrainConfig {
     /// The official defaults for `data`, `model` and `output`.
-    pub fn new(data: impl Into<PathBuf>, model: impl Into<PathBuf>, output: impl Into<PathBuf>) -> Self {
+    pub fn new(
+        data: impl Into<PathBuf>,
+        model: impl Into<PathBuf>,
+        output: impl Into<PathBuf>,
+    ) -> Self {
         Self {
             data: data.into(),
             model: model.into(),
@@ -148,7 +154,10 @@ pub enum RunOutcome {
 
 enum Params {
     Lora(LoraAdapter),
-    Full(FullModel),
+    Full {
+        params: Vec<(String, Var)>,
+        frozen: Vec<(String, Tensor)>,
+    },
 }
 
 /// Purposes of the counter-based draws.
@@ -160,7 +169,7 @@ const DRAW_T: u64 = 5;
 
 /// One 64-bit seed from the run seed and three counters (SplitMix64 finalizer over a running mix).
 fn draw_seed(seed: u64, a: u64, b: u64, purpose: u64) -> u64 {
-    let mut h = seed ^ 0x5EED_0F_0A_11_6E_u64;
+    let mut h = seed ^ 0x5EED_0F0A_116E_u64;
     for v in [a, b, purpose] {
         h = h.wrapping_add(v).wrapping_add(0x9E37_79B9_7F4A_7C15);
         h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -207,7 +216,9 @@ impl Trainer {
     /// Reads the data, loads the model (and the checkpoint to resume from), and prepares the output folder.
     pub fn new(cfg: TrainConfig) -> Result<Self> {
         if cfg.batch_size == 0 || cfg.grad_accum == 0 {
-            return Err(Error::Input("batch size and gradient accumulation must be at least 1".into()));
+            return Err(Error::Input(
+                "batch size and gradient accumulation must be at least 1".into(),
+            ));
         }
         if !(0.0..=1.0).contains(&cfg.condition_dropout) {
             return Err(Error::Input(format!(
@@ -264,19 +275,22 @@ impl Trainer {
                     Some(dir) => ModelFiles::discover(dir)?,
                     None => files.clone(),
                 };
-                let full = FullModel::load(&source, cfg.dtype, &cfg.device)?;
-                (full.transformer.clone(), Params::Full(full))
+                let FullModel {
+                    transformer,
+                    params,
+                    frozen,
+                } = FullModel::load(&source, cfg.dtype, &cfg.device)?;
+                (transformer, Params::Full { params, frozen })
             }
         };
         let vars = match &params {
             Params::Lora(a) => a.vars(),
-            Params::Full(f) => f.params.iter().map(|(_, v)| v.clone()).collect(),
+            Params::Full { params, .. } => params.iter().map(|(_, v)| v.clone()).collect(),
         };
         let optimizer = Optimizer::new(vars.clone(), cfg.optim)?;
-        let ema = match cfg.ema_decay {
-            Some(_) => Some(vars.iter().map(|v| v.as_tensor().detach()).collect()),
-            None => None,
-        };
+        let ema = cfg
+            .ema_decay
+            .map(|_| vars.iter().map(|v| v.as_tensor().detach()).collect());
         let mut trainer = Self {
             files,
             dataset,
@@ -298,7 +312,8 @@ impl Trainer {
         if let Some(state) = state {
             trainer.restore(&state)?;
         }
-        std::fs::create_dir_all(&trainer.cfg.output).map_err(|e| Error::io(&trainer.cfg.output, e))?;
+        std::fs::create_dir_all(&trainer.cfg.output)
+            .map_err(|e| Error::io(&trainer.cfg.output, e))?;
         log::write_loss_csv(&trainer.loss_csv(), &trainer.rows)?;
         Ok(trainer)
     }
@@ -335,10 +350,13 @@ impl Trainer {
                 .modules()
                 .iter()
                 .flat_map(|(n, a, b)| {
-                    [(format!("{n}.lora_A"), a.clone()), (format!("{n}.lora_B"), b.clone())]
+                    [
+                        (format!("{n}.lora_A"), a.clone()),
+                        (format!("{n}.lora_B"), b.clone()),
+                    ]
                 })
                 .collect(),
-            Params::Full(f) => f.params.clone(),
+            Params::Full { params, .. } => params.clone(),
         }
     }
 
@@ -360,7 +378,10 @@ impl Trainer {
             self.rows.push(row);
             log::append_loss_row(&self.loss_csv(), &row)?;
             let due = self.step == self.total_steps
-                || self.cfg.checkpoint_every.is_some_and(|n| n > 0 && self.step % n == 0);
+                || self
+                    .cfg
+                    .checkpoint_every
+                    .is_some_and(|n| n > 0 && self.step.is_multiple_of(n));
             if due {
                 last_checkpoint = Some(self.save_checkpoint(row.elapsed_s)?);
             }
@@ -440,7 +461,7 @@ impl Trainer {
     fn optimizer_vars(&self) -> Vec<Var> {
         match &self.params {
             Params::Lora(a) => a.vars(),
-            Params::Full(f) => f.params.iter().map(|(_, v)| v.clone()).collect(),
+            Params::Full { params, .. } => params.iter().map(|(_, v)| v.clone()).collect(),
         }
     }
 
@@ -494,10 +515,22 @@ impl Trainer {
                 });
             }
             let collated = collate(&rows, h * w / 4, &dev)?;
-            let x1 = Tensor::cat(&slots.iter().map(|&s| prepared[s].x1.clone()).collect::<Vec<_>>(), 0)?;
+            let x1 = Tensor::cat(
+                &slots
+                    .iter()
+                    .map(|&s| prepared[s].x1.clone())
+                    .collect::<Vec<_>>(),
+                0,
+            )?;
             let noise = slots
                 .iter()
-                .map(|&s| gaussian(draw_seed(self.cfg.seed, micro, s as u64, DRAW_NOISE), (1, x1.dim(1)?, h, w), &dev))
+                .map(|&s| {
+                    gaussian(
+                        draw_seed(self.cfg.seed, micro, s as u64, DRAW_NOISE),
+                        (1, x1.dim(1)?, h, w),
+                        &dev,
+                    )
+                })
                 .collect::<Result<Vec<_>>>()?;
             let x0 = Tensor::cat(&noise, 0)?;
             let u = slots
@@ -532,7 +565,8 @@ impl Trainer {
     /// official `latent_dist.sample()`).
     fn prepare(&mut self, ex: &Example, micro: u64, slot: u64) -> Result<Prepared> {
         let seed = self.cfg.seed;
-        let dropped = uniform(draw_seed(seed, micro, slot, DRAW_DROPOUT)) < self.cfg.condition_dropout;
+        let dropped =
+            uniform(draw_seed(seed, micro, slot, DRAW_DROPOUT)) < self.cfg.condition_dropout;
         let (instruction, inputs) = if dropped {
             (self.cfg.dropout_text.clone(), Vec::new())
         } else {
@@ -540,7 +574,11 @@ impl Trainer {
         };
         let mut latents = Vec::new();
         for (k, path) in inputs.iter().enumerate() {
-            let (lat, size) = self.latent(ex, path, draw_seed(seed, micro, slot, DRAW_VAE).wrapping_add(k as u64 + 1))?;
+            let (lat, size) = self.latent(
+                ex,
+                path,
+                draw_seed(seed, micro, slot, DRAW_VAE).wrapping_add(k as u64 + 1),
+            )?;
             latents.push((lat, size));
         }
         let (x1, _) = self.latent(ex, &ex.output_image, draw_seed(seed, micro, slot, DRAW_VAE))?;
@@ -615,9 +653,9 @@ impl Trainer {
                     .collect();
                 super::adapter::write_peft(dir, a.config(), &factors)
             }
-            Params::Full(f) => {
-                let mut tensors: HashMap<String, Tensor> = f.frozen.iter().cloned().collect();
-                for ((name, _), t) in f.params.iter().zip(values) {
+            Params::Full { params, frozen } => {
+                let mut tensors: HashMap<String, Tensor> = frozen.iter().cloned().collect();
+                for ((name, _), t) in params.iter().zip(values) {
                     tensors.insert(name.clone(), t.detach());
                 }
                 super::full::save_model_folder(dir, &self.files, tensors)
@@ -627,7 +665,11 @@ impl Trainer {
 
     /// Loads a checkpoint's weights, optimizer state, EMA, step and loss rows.
     fn restore(&mut self, state: &TrainerState) -> Result<()> {
-        let dir = self.cfg.resume.clone().ok_or_else(|| Error::Input("no checkpoint to resume".into()))?;
+        let dir = self
+            .cfg
+            .resume
+            .clone()
+            .ok_or_else(|| Error::Input("no checkpoint to resume".into()))?;
         if let Params::Lora(adapter) = &self.params {
             let path = dir.join("adapter_model.safetensors");
             let saved = candle_core::safetensors::load(&path, &self.cfg.device)
@@ -635,9 +677,10 @@ impl Trainer {
             for (name, _, _) in adapter.modules() {
                 let get = |which: &str| {
                     let key = format!("base_model.model.{name}.{which}.weight");
-                    saved.get(&key).cloned().ok_or_else(|| {
-                        Error::Input(format!("`{}` has no `{key}`", path.display()))
-                    })
+                    saved
+                        .get(&key)
+                        .cloned()
+                        .ok_or_else(|| Error::Input(format!("`{}` has no `{key}`", path.display())))
                 };
                 adapter.set(name, &get("lora_A")?, &get("lora_B")?)?;
             }
@@ -648,7 +691,10 @@ impl Trainer {
             for (i, e) in ema.iter_mut().enumerate() {
                 let key = format!("ema.{i}");
                 let t = tensors.get(&key).ok_or_else(|| {
-                    Error::Input(format!("checkpoint `{}` has no EMA (`{key}`)", dir.display()))
+                    Error::Input(format!(
+                        "checkpoint `{}` has no EMA (`{key}`)",
+                        dir.display()
+                    ))
                 })?;
                 *e = t.to_dtype(e.dtype())?;
             }

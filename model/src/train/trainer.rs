@@ -713,3 +713,79 @@ impl Trainer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dataset(dir: &Path) -> PathBuf {
+        for (name, w, h) in [("a.png", 48, 32), ("b.png", 32, 32)] {
+            image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 5) as u8, (y * 7) as u8, 90]))
+                .save(dir.join(name))
+                .unwrap();
+        }
+        let text = concat!(
+            r#"{"instruction": "a square", "output_image": "a.png"}"#,
+            "\n",
+            r#"{"instruction": "<img><|image_1|></img> edit", "input_images": ["a.png"], "output_image": "b.png"}"#,
+            "\n",
+        );
+        let p = dir.join("d.jsonl");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn config(dir: &Path, mode: TrainMode) -> TrainConfig {
+        let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny");
+        let mut cfg = TrainConfig::new(dataset(dir), tiny, dir.join("out"));
+        cfg.mode = mode;
+        cfg.batch_size = 2;
+        cfg.condition_dropout = 0.0;
+        cfg.images = ImagePrep {
+            max_image_size: 64,
+            keep_raw_resolution: true,
+        };
+        cfg
+    }
+
+    #[test]
+    fn every_parameter_of_a_full_fine_tune_gets_a_gradient_through_a_mixed_size_batch() -> Result<()>
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let mut trainer = Trainer::new(config(dir.path(), TrainMode::Full))?;
+        let vars = trainer.named_vars();
+        // 2 layers x 6 + embed_tokens + norm + 2 patch embedders x 2 + 2 time MLPs x 4 + final layer 4.
+        assert_eq!(vars.len(), 30);
+        assert!(!vars.iter().any(|(n, _)| n == "pos_embed"));
+        let loss = trainer.micro_batch_loss(0)?;
+        let grads = loss.backward()?;
+        for (name, var) in &vars {
+            let g = grads
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("no gradient reaches {name}"));
+            let norm = g.sqr()?.sum_all()?.to_scalar::<f32>()?;
+            assert!(
+                norm > 0.0 && norm.is_finite(),
+                "{name}: gradient norm {norm}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_micro_batch_redraws_the_same_randomness_and_the_next_one_other() -> Result<()> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut trainer =
+            Trainer::new(config(dir.path(), TrainMode::Lora(LoraConfig::official(4))))?;
+        let a = trainer.micro_batch_loss(0)?.to_scalar::<f32>()?;
+        let b = trainer.micro_batch_loss(0)?.to_scalar::<f32>()?;
+        assert_eq!(a, b, "the same micro-batch draws the same randomness");
+        let c = trainer.micro_batch_loss(1)?.to_scalar::<f32>()?;
+        assert_ne!(a, c, "another micro-batch draws other noise");
+        // Two targets of different sizes (32x48 and 32x32): one forward each, weights 1/2 each.
+        let mut order = trainer.batch_indices(0);
+        order.sort();
+        assert_eq!(order, vec![0, 1]);
+        Ok(())
+    }
+}

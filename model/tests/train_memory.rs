@@ -45,7 +45,15 @@ fn peak_of_step(layers: usize, side: usize) -> (u64, usize) {
     let _lora = LoraAdapter::attach(&mut tr, LoraConfig::official(8), 0).unwrap();
     let text = 24;
     let n_out = (side / 16) * (side / 16);
-    let c = collate(&[TokenRow { ids: vec![5; text], spans: vec![] }], n_out, &dev).unwrap();
+    let c = collate(
+        &[TokenRow {
+            ids: vec![5; text],
+            spans: vec![],
+        }],
+        n_out,
+        &dev,
+    )
+    .unwrap();
     let h = side / 8;
     let x1 = Tensor::zeros((1, 4, h, h), DType::F32, &dev).unwrap();
     let x0 = Tensor::randn(0f32, 1.0, (1, 4, h, h), &dev).unwrap();
@@ -92,7 +100,8 @@ fn lora_training_memory_per_layer_at_the_real_width() {
     // per_layer(S) = c + a·S + b·S² through the three points (Cramer's rule on the Vandermonde system).
     let p: Vec<(f64, f64)> = per_layer.iter().map(|&(s, m, _)| (s, m)).collect();
     let det3 = |m: [[f64; 3]; 3]| {
-        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
             + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
     };
     let rows: Vec<[f64; 3]> = p.iter().map(|&(s, _)| [1.0, s, s * s]).collect();

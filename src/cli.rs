@@ -36,6 +36,8 @@ pub enum Command {
     Frontend(FrontendArgs),
     /// Write a pre-quantized copy of a model folder (8- or 4-bit transformer layers) that loads small.
     Quantize(QuantizeArgs),
+    /// Fine-tune a model (LoRA or full) on a JSONL dataset in the official format (see docs/cli.md).
+    Train(TrainArgs),
     /// Run prompts that `omnigen serve --queue nats://…` hands out (see docs/scale-out.md).
     Worker(WorkerArgs),
     /// Write the demo model's procedural training data (PNGs + a training JSONL; see model/demo).
@@ -413,4 +415,84 @@ mod tests {
             Ok(EventOutput::File(PathBuf::from("ev.jsonl")))
         );
     }
+}
+
+/// Arguments of `omnigen train` (defaults: the official `train.py`'s, see model/README.md).
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The dataset: one JSON object a line (`instruction`, `input_images`, `output_image`; paths relative to the file).
+    #[arg(long, value_name = "DATA.jsonl")]
+    pub data: PathBuf,
+    /// The base model folder (official or diffusers layout, with `vae/`).
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// Where checkpoints, `loss.csv` and `loss.png` go.
+    #[arg(long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// LoRA rank (LoRA is the default mode).
+    #[arg(long, default_value_t = 8, conflicts_with = "full")]
+    pub lora_rank: usize,
+    /// LoRA alpha (default: the rank).
+    #[arg(long, conflicts_with = "full")]
+    pub lora_alpha: Option<f64>,
+    /// Train every parameter instead of LoRA; checkpoints are model folders in the official layout.
+    #[arg(long)]
+    pub full: bool,
+    /// Learning rate (constant).
+    #[arg(long, default_value_t = 1e-4)]
+    pub lr: f64,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Clip the gradient norm at this value (0: no clipping).
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f64,
+    /// Examples per micro-batch.
+    #[arg(long, default_value_t = 1)]
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    /// Optimizer steps to run.
+    #[arg(long, conflicts_with = "epochs")]
+    pub steps: Option<usize>,
+    /// Passes over the data (default 1 when --steps is not given).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Largest image side (the square side without --keep-raw-resolution).
+    #[arg(long, default_value_t = 1024)]
+    pub max_image_size: u32,
+    /// Keep each image's aspect ratio (as inference preprocesses) instead of a centre-cropped square.
+    #[arg(long)]
+    pub keep_raw_resolution: bool,
+    /// Probability of training an example unconditionally.
+    #[arg(long, default_value_t = 0.1)]
+    pub condition_dropout: f64,
+    /// The instruction of a dropped example (default: the pipeline's negative prompt; the official trainer's is `<cfg>`).
+    #[arg(long, value_name = "TEXT")]
+    pub dropout_text: Option<String>,
+    /// Keep an EMA of the trained weights with this decay (the official --use_ema uses 0.9999).
+    #[arg(long, value_name = "DECAY")]
+    pub ema: Option<f64>,
+    /// `f32` or `bf16` (default: `auto`, bf16 on a GPU, f32 on the CPU).
+    #[arg(long, default_value = "auto")]
+    pub dtype: String,
+    /// `auto`, `cpu`, `cuda:N` or `metal:N`.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Write a checkpoint every N steps (the last step always writes one).
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<usize>,
+    /// Continue from a checkpoint folder written by an earlier run.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// Seed of every random draw.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Skip bad dataset lines with a warning instead of stopping.
+    #[arg(long)]
+    pub skip_bad_data: bool,
+    /// Print a line per step instead of a progress bar.
+    #[arg(long)]
+    pub quiet: bool,
 }

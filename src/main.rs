@@ -26,6 +26,7 @@ mod session;
 mod terminal_text;
 mod test_nodes;
 mod train_vae_cmd;
+mod train_cmd;
 mod validate_cmd;
 mod watch_cmd;
 mod worker_cmd;
@@ -66,6 +67,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Convert(args) => convert_cmd::run(args),
         Command::Frontend(args) => frontend_cmd::run(args),
         Command::Quantize(args) => quantize_cmd::run(args),
+        Command::Train(args) => train_cmd::run(args, Interrupt::install()).await,
         Command::Worker(args) => worker_cmd::run(args).await,
         Command::DemoData(args) => demo_cmd::data(args),
         Command::DemoEval(args) => demo_cmd::eval(args),

@@ -104,6 +104,9 @@ pub enum Error {
     /// Prompt processing failed (template, placeholders, tokenizer, image preprocessing).
     #[error(transparent)]
     Processor(#[from] crate::processor::ProcessorError),
+    /// A training example is unusable (bad JSON line, missing image, placeholder/image mismatch).
+    #[error(transparent)]
+    Data(#[from] crate::train::DataError),
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(candle_core::Error),

@@ -148,6 +148,21 @@ pub mod bench_hooks {
         )
     }
 
+    /// A transformer of `cfg`'s architecture with all-zero weights in `dtype` (for memory benchmarks: the
+    /// buffers do not depend on the values).
+    pub fn zero_transformer(
+        cfg: &crate::OmniGenConfig,
+        dtype: candle_core::DType,
+        device: &candle_core::Device,
+    ) -> crate::Result<crate::Transformer> {
+        let vb = candle_nn::VarBuilder::zeros(dtype, device);
+        crate::Transformer::new(
+            cfg,
+            &vb,
+            crate::quant::LinearSource::Quantize(crate::WeightFormat::Full),
+        )
+    }
+
     /// A VAE of `cfg`'s architecture with all-zero weights (for memory and time benchmarks: the work and
     /// the buffers do not depend on the values).
     pub fn zero_vae(

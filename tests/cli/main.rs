@@ -7,5 +7,6 @@ mod plugins;
 mod run;
 mod serve;
 mod support;
+mod train;
 mod validate;
 mod watch;

@@ -115,61 +115,76 @@ impl LoraAdapter {
     /// `base_model.model.<module>.lora_{A,B}.weight`) that `merge_lora` and PEFT load. Files are written to a
     /// temporary name and renamed.
     pub fn save_peft(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let mut tensors = Vec::new();
-        for (name, a, b) in &self.modules {
-            for (t, which) in [(a, "lora_A"), (b, "lora_B")] {
-                let key = format!("base_model.model.{name}.{which}.weight");
-                tensors.push((
-                    key,
-                    t.as_tensor()
-                        .to_dtype(DType::F32)?
-                        .to_device(&candle_core::Device::Cpu)?,
-                ));
-            }
-        }
-        let weights = dir.join("adapter_model.safetensors");
-        let tmp = dir.join(".adapter_model.safetensors.tmp");
-        candle_core::safetensors::save(
-            &tensors
-                .into_iter()
-                .collect::<std::collections::HashMap<_, _>>(),
-            &tmp,
-        )?;
-        std::fs::rename(&tmp, &weights).map_err(|e| Error::io(&weights, e))?;
-        // PEFT writes an integer alpha; keep that spelling when it is one.
-        let alpha = if self.config.alpha.fract() == 0.0 && self.config.alpha.abs() < 1e15 {
-            serde_json::json!(self.config.alpha as i64)
-        } else {
-            serde_json::json!(self.config.alpha)
-        };
-        let config = serde_json::json!({
-            "peft_type": "LORA",
-            "task_type": null,
-            "r": self.config.rank,
-            "lora_alpha": alpha,
-            "lora_dropout": 0.0,
-            "bias": "none",
-            "fan_in_fan_out": false,
-            "init_lora_weights": "gaussian",
-            "target_modules": ["qkv_proj", "o_proj"],
-            "use_rslora": false,
-            "use_dora": false,
-            "rank_pattern": {},
-            "alpha_pattern": {},
-            "modules_to_save": null,
-            "base_model_name_or_path": null,
-            "revision": null,
-            "inference_mode": true,
-        });
-        let cfg_path = dir.join("adapter_config.json");
-        let tmp = dir.join(".adapter_config.json.tmp");
-        let text = serde_json::to_string_pretty(&config).map_err(|e| Error::Json {
-            path: cfg_path.clone(),
-            message: e.to_string(),
-        })?;
-        std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, &cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-        Ok(())
+        let factors: Vec<(String, Tensor, Tensor)> = self
+            .modules
+            .iter()
+            .map(|(n, a, b)| (n.clone(), a.as_tensor().clone(), b.as_tensor().clone()))
+            .collect();
+        write_peft(dir, self.config, &factors)
     }
+}
+
+/// Writes a PEFT adapter folder for `config` from `(module, A, B)` factors (`adapter_config.json` + `adapter_model.safetensors`, f32 factors named
+/// `base_model.model.<module>.lora_{A,B}.weight`) that `merge_lora` and PEFT load. Files are written to a
+/// temporary name and renamed.
+pub fn write_peft(
+    dir: &Path,
+    config: LoraConfig,
+    factors: &[(String, Tensor, Tensor)],
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut tensors = Vec::new();
+    for (name, a, b) in factors {
+        for (t, which) in [(a, "lora_A"), (b, "lora_B")] {
+            let key = format!("base_model.model.{name}.{which}.weight");
+            tensors.push((
+                key,
+                t.to_dtype(DType::F32)?
+                    .to_device(&candle_core::Device::Cpu)?,
+            ));
+        }
+    }
+    let weights = dir.join("adapter_model.safetensors");
+    let tmp = dir.join(".adapter_model.safetensors.tmp");
+    candle_core::safetensors::save(
+        &tensors
+            .into_iter()
+            .collect::<std::collections::HashMap<_, _>>(),
+        &tmp,
+    )?;
+    std::fs::rename(&tmp, &weights).map_err(|e| Error::io(&weights, e))?;
+    // PEFT writes an integer alpha; keep that spelling when it is one.
+    let alpha = if config.alpha.fract() == 0.0 && config.alpha.abs() < 1e15 {
+        serde_json::json!(config.alpha as i64)
+    } else {
+        serde_json::json!(config.alpha)
+    };
+    let config = serde_json::json!({
+        "peft_type": "LORA",
+        "task_type": null,
+        "r": config.rank,
+        "lora_alpha": alpha,
+        "lora_dropout": 0.0,
+        "bias": "none",
+        "fan_in_fan_out": false,
+        "init_lora_weights": "gaussian",
+        "target_modules": ["qkv_proj", "o_proj"],
+        "use_rslora": false,
+        "use_dora": false,
+        "rank_pattern": {},
+        "alpha_pattern": {},
+        "modules_to_save": null,
+        "base_model_name_or_path": null,
+        "revision": null,
+        "inference_mode": true,
+    });
+    let cfg_path = dir.join("adapter_config.json");
+    let tmp = dir.join(".adapter_config.json.tmp");
+    let text = serde_json::to_string_pretty(&config).map_err(|e| Error::Json {
+        path: cfg_path.clone(),
+        message: e.to_string(),
+    })?;
+    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, &cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
+    Ok(())
 }

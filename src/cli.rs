@@ -65,7 +65,11 @@ pub struct NatsArgs {
     pub nats_ca: Option<PathBuf>,
     /// How files travel between the server and its workers: `object-store` (through NATS) or
     /// `shared` (the workers' folders are the server's; give both sides the same setting).
-    #[arg(long, value_name = "object-store|shared", default_value = "object-store")]
+    #[arg(
+        long,
+        value_name = "object-store|shared",
+        default_value = "object-store"
+    )]
     pub files: String,
 }
 

@@ -24,7 +24,12 @@ fn live_workers(server: &Served) -> Vec<(String, Json)> {
         .as_array()
         .expect("omnigen_workers is a list with --queue")
         .iter()
-        .map(|w| (w["name"].as_str().unwrap_or_default().to_string(), w.clone()))
+        .map(|w| {
+            (
+                w["name"].as_str().unwrap_or_default().to_string(),
+                w.clone(),
+            )
+        })
         .collect()
 }
 
@@ -53,7 +58,10 @@ fn workers_announce_themselves_and_a_dead_one_disappears() {
     assert_eq!(wa["device"], "cpu", "{wa}");
     assert_eq!(wa["plugins"], json!([]), "{wa}");
     assert_eq!(wa["running"], Json::Null, "{wa}");
-    assert!(wa["id"].as_str().is_some_and(|id| id.starts_with("wa-")), "{wa}");
+    assert!(
+        wa["id"].as_str().is_some_and(|id| id.starts_with("wa-")),
+        "{wa}"
+    );
     assert!(wa["ttl_ms"].as_u64().is_some_and(|t| t > 0), "{wa}");
     if cfg!(target_os = "linux") {
         assert!(wa["ram_total"].as_u64().is_some_and(|r| r > 0), "{wa}");
@@ -142,13 +150,15 @@ fn a_plugin_job_waits_for_and_runs_only_on_a_worker_with_that_plugin() {
         log.lines()
             .any(|l| l.contains(&first) && l.contains("given back") && l.contains("edges"))
     });
-    assert_eq!(pending(&server), [first.clone()]);
+    assert_eq!(pending(&server), std::slice::from_ref(&first));
     assert!(entry(&server, &first).is_none());
     // A worker with the plugin arrives and takes it, and every later plugin job.
     let capable = scene.worker_with("capable", &input, &["--plugins", plugins_arg]);
     server.wait_until("the capable worker announced with its plugin", |s| {
         live_workers(s).iter().any(|(name, w)| {
-            name == "capable" && w["plugins"][0]["name"] == "edges" && w["plugins"][0]["sha256"].is_string()
+            name == "capable"
+                && w["plugins"][0]["name"] == "edges"
+                && w["plugins"][0]["sha256"].is_string()
         })
     });
     let mut plugin_jobs = vec![first];
@@ -163,7 +173,12 @@ fn a_plugin_job_waits_for_and_runs_only_on_a_worker_with_that_plugin() {
     for id in &plugin_jobs {
         assert!(capable.logged("finished", id), "{}", capable.log());
         assert!(!plain.logged("running", id), "{}", plain.log());
-        let (filename, subfolder) = output_file(&wait_for_entry(&server, id));
+        let entry = wait_for_entry(&server, id);
+        let image = &entry["outputs"]["3"]["images"][0];
+        let (filename, subfolder) = (
+            image["filename"].as_str().expect("a filename"),
+            image["subfolder"].as_str().unwrap_or(""),
+        );
         let (status, bytes) = server.get_bytes(&format!(
             "/view?filename={filename}&subfolder={subfolder}&type=output"
         ));
@@ -222,7 +237,10 @@ fn an_uploaded_input_reaches_a_worker_with_its_own_input_folder() {
     assert_eq!(entry["status"]["status_str"], "success", "{entry}");
     assert!(worker.logged("finished", &id));
     // The worker's input folder now holds the upload, byte for byte, and the output is made of it.
-    assert_eq!(std::fs::read(own_input.join("uploaded.png")).unwrap(), bytes);
+    assert_eq!(
+        std::fs::read(own_input.join("uploaded.png")).unwrap(),
+        bytes
+    );
     let (filename, subfolder) = output_file(&entry);
     let (status, saved) = server.get_bytes(&format!(
         "/view?filename={filename}&subfolder={subfolder}&type=output"
@@ -329,14 +347,23 @@ fn worker_device_is_checked_before_connecting() {
     // No NATS needed: the flag is refused before the worker connects.
     let run = |device: &str| {
         Command::new(env!("CARGO_BIN_EXE_omnigen"))
-            .args(["worker", "--queue", "nats://127.0.0.1:9", "--device", device])
+            .args([
+                "worker",
+                "--queue",
+                "nats://127.0.0.1:9",
+                "--device",
+                device,
+            ])
             .output()
             .expect("run omnigen worker")
     };
     let out = run("tpu");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("use auto, cpu, cuda:N or metal:N"), "{stderr}");
+    assert!(
+        stderr.contains("use auto, cpu, cuda:N or metal:N"),
+        "{stderr}"
+    );
     if !cfg!(feature = "cuda") {
         let out = run("cuda:0");
         assert!(!out.status.success());

@@ -133,7 +133,9 @@ pub fn listen_frames(port: u16, client_id: &str, hello: Option<Json>) -> Frames 
                 .expect("connect the WebSocket");
             if let Some(hello) = hello {
                 socket
-                    .send(tokio_tungstenite::tungstenite::Message::text(hello.to_string()))
+                    .send(tokio_tungstenite::tungstenite::Message::text(
+                        hello.to_string(),
+                    ))
                     .await
                     .expect("send hello");
             }
@@ -175,4 +177,3 @@ pub fn output_file(entry: &Json) -> (String, String) {
 pub fn png_of(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
-

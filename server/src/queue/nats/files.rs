@@ -121,7 +121,9 @@ pub fn inputs_of(prompt: &Json, input_dir: &Path) -> Vec<(InputFile, PathBuf)> {
                 },
                 path,
             )),
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot read an input file"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read an input file")
+            }
         }
     }
     found
@@ -173,7 +175,10 @@ pub async fn receive_inputs(
             .await
             .map_err(|e| NatsError::new(&doing, e))?;
         if sha256_hex(&bytes) != input.sha256 {
-            return Err(NatsError::new(&doing, "the content does not match its hash"));
+            return Err(NatsError::new(
+                &doing,
+                "the content does not match its hash",
+            ));
         }
         tokio::task::spawn_blocking(move || paths::write_atomically(&path, &bytes))
             .await

@@ -209,13 +209,19 @@ mod tests {
             Decision::NotForYou(r) if r.contains("warm")
         ));
         // Busy, or waited long enough: the cold worker takes it.
-        assert_eq!(decide(&prompt, &[], &cold, &[warm_busy], true), Decision::Run);
+        assert_eq!(
+            decide(&prompt, &[], &cold, &[warm_busy], true),
+            Decision::Run
+        );
         assert_eq!(
             decide(&prompt, &[], &cold, std::slice::from_ref(&warm_idle), false),
             Decision::Run
         );
         // The warm worker itself runs it.
         let warm = claim("warm", vec![], &["Load:m1"]);
-        assert_eq!(decide(&prompt, &[], &warm, &[warm_idle], true), Decision::Run);
+        assert_eq!(
+            decide(&prompt, &[], &warm, &[warm_idle], true),
+            Decision::Run
+        );
     }
 }

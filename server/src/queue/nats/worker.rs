@@ -19,16 +19,16 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::protocol::{
     Announcement, AttemptFailed, ClaimReply, ClaimRequest, Closing, Control, JobMessage,
-    ResultMessage, ATTEMPT_SUBJECT, CLAIM_SUBJECT, CONTROL_SUBJECT, EVENTS_PREFIX,
-    FILES_BUCKET, INPUTS_BUCKET, JOBS_STREAM, METADATA_HEADER, PREVIEWS_PREFIX, RESULTS_SUBJECT,
-    TO_EVERYONE, TO_HEADER, WORKERS_CONSUMER, WORKERS_PREFIX,
+    ResultMessage, ATTEMPT_SUBJECT, CLAIM_SUBJECT, CONTROL_SUBJECT, EVENTS_PREFIX, FILES_BUCKET,
+    INPUTS_BUCKET, JOBS_STREAM, METADATA_HEADER, PREVIEWS_PREFIX, RESULTS_SUBJECT, TO_EVERYONE,
+    TO_HEADER, WORKERS_CONSUMER, WORKERS_PREFIX,
 };
 use super::{connect, files, routing, FilesMode, Link, NatsError, NatsSettings};
 use crate::engine_adapter::{
     new_prompt_id, Audience, CancelToken, Dirs, Engine, Outgoing, Registry,
 };
-use crate::queue::JobState;
 use crate::preview::{EncodedPreview, Encoder};
+use crate::queue::JobState;
 
 /// How long a worker waits for the server's answer to a claim before asking again.
 const CLAIM_TIMEOUT: Duration = Duration::from_secs(5);
@@ -198,7 +198,11 @@ impl Herald {
             ram_free: known(free),
             ram_total: known(total),
             vram_free: None,
-            models: self.models.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            models: self
+                .models
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
             plugins: self.settings.plugins.current(),
             running: self
                 .current
@@ -441,10 +445,12 @@ impl Worker {
         let stored = match self.files {
             FilesMode::Shared => finished.saved.iter().map(files::record).collect(),
             FilesMode::ObjectStore => {
-                let bucket =
-                    self.link.js.get_object_store(FILES_BUCKET).await.map_err(|e| {
-                        NatsError::new(format!("open object store {FILES_BUCKET}"), e)
-                    })?;
+                let bucket = self
+                    .link
+                    .js
+                    .get_object_store(FILES_BUCKET)
+                    .await
+                    .map_err(|e| NatsError::new(format!("open object store {FILES_BUCKET}"), e))?;
                 files::store(&bucket, &id, &self.dirs, &finished.saved).await?
             }
         };

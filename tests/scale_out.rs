@@ -242,16 +242,84 @@ fn dispatch_overhead_figure() {
     eprintln!("added by NATS: {:.2} ms per prompt", remote - local);
 }
 
+/// Not a check: the throughput figure for BENCHMARKS.md (`cargo test --test scale_out -- --ignored
+/// --nocapture throughput_figure`). Jobs a second with 1, 2 and 4 workers on this machine, for a
+/// trivial graph (dispatch-bound) and one of 200 progress steps of 1 ms sleep each (worker-bound),
+/// each job a different graph so nothing is served from a cache; all queued at once, timed until the last
+/// `execution_success` reaches the client.
 #[test]
-fn three_workers_share_a_stream_of_jobs_and_a_kill_loses_none() {
+#[ignore = "a measurement for BENCHMARKS.md, not a test"]
+fn throughput_figure() {
+    if nats_support::skipped() {
+        return;
+    }
+    const JOBS: u64 = 40;
+    let scene = Scene::new();
+    let server = scene.serve("30", "3");
+    let seen = listen(server.port, "bench");
+    let graphs: [(&str, fn(u64) -> serde_json::Value); 2] = [
+        (
+            "trivial",
+            |i| json!({"1": {"class_type": "TestSlowCount", "inputs": {"steps": 1 + i, "delay_ms": 0}}}),
+        ),
+        (
+            "200 sleeps of 1 ms",
+            |i| json!({"1": {"class_type": "TestSlowCount", "inputs": {"steps": 200 + i, "delay_ms": 1}}}),
+        ),
+    ];
+    for count in [1usize, 2, 4] {
+        let workers: Vec<Worker> = (0..count)
+            .map(|n| scene.worker(&format!("t{count}-{n}")))
+            .collect();
+        server.wait_until("the workers announced", |s| {
+            let (_, stats) = s.get("/system_stats");
+            stats["omnigen_workers"].as_array().map_or(0, Vec::len) == count
+        });
+        for (label, graph) in &graphs {
+            let start = std::time::Instant::now();
+            let ids: Vec<String> = (0..JOBS)
+                .map(|i| {
+                    // Fresh workers per count: distinct graphs within a count are enough.
+                    let (status, answer) = server.post(
+                        "/prompt",
+                        &json!({"prompt": graph(i), "client_id": "bench"}),
+                    );
+                    assert_eq!(status, 200, "{answer}");
+                    answer["prompt_id"].as_str().unwrap().to_string()
+                })
+                .collect();
+            let done =
+                |id: &String| types_for(&seen, id).contains(&"execution_success".to_string());
+            while !ids.iter().all(done) {
+                assert!(start.elapsed() < PATIENCE, "not all jobs finished");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let secs = start.elapsed().as_secs_f64();
+            eprintln!(
+                "{count} worker(s), {label}: {JOBS} jobs in {secs:.2} s = {:.1} jobs/s",
+                JOBS as f64 / secs
+            );
+        }
+        drop(workers);
+        server.wait_until("the workers gone", |s| {
+            let (_, stats) = s.get("/system_stats");
+            stats["omnigen_workers"]
+                .as_array()
+                .is_some_and(Vec::is_empty)
+        });
+    }
+}
+
+#[test]
+fn three_workers_share_thirty_jobs_and_a_kill_loses_none() {
     if nats_support::skipped() {
         return;
     }
     let scene = Scene::new();
     let server = scene.serve("2", "5");
     let mut workers: Vec<Worker> = ["s1", "s2", "s3"].map(|n| scene.worker(n)).into();
-    let ids: Vec<String> = (0..12)
-        .map(|i| server.queue(&job(&format!("many{i}"), 10, 50)))
+    let ids: Vec<String> = (0..30)
+        .map(|i| server.queue(&job(&format!("many{i}"), 10, 20)))
         .collect();
     // Kill whichever worker is running the third job while it runs.
     server.wait_until("the third job running", |_| {

@@ -250,6 +250,7 @@ fn dispatch_overhead_figure() {
 #[test]
 #[ignore = "a measurement for BENCHMARKS.md, not a test"]
 fn throughput_figure() {
+    type Graph = fn(u64) -> serde_json::Value;
     if nats_support::skipped() {
         return;
     }
@@ -257,7 +258,7 @@ fn throughput_figure() {
     let scene = Scene::new();
     let server = scene.serve("30", "3");
     let seen = listen(server.port, "bench");
-    let graphs: [(&str, fn(u64) -> serde_json::Value); 2] = [
+    let graphs: [(&str, Graph); 2] = [
         (
             "trivial",
             |i| json!({"1": {"class_type": "TestSlowCount", "inputs": {"steps": 1 + i, "delay_ms": 0}}}),

@@ -371,3 +371,37 @@ fn worker_device_is_checked_before_connecting() {
         assert!(stderr.contains("built without CUDA"), "{stderr}");
     }
 }
+
+#[test]
+fn a_job_whose_worker_died_with_no_worker_left_is_pending_again_or_failed() {
+    if nats_support::skipped() {
+        return;
+    }
+    let scene = Scene::new();
+    // Two attempts allowed: the first worker's death leaves one.
+    let server = scene.serve("1", "2");
+    let mut first = scene.worker("first");
+    let id = server.queue(&job("orphan", 1000, 20));
+    first.wait_for_log("the job running", |log| {
+        log.lines()
+            .any(|l| l.contains("running") && l.contains(&id))
+    });
+    first.kill9();
+    // Nobody runs it now: the sweep puts it back to pending, and a new worker runs it.
+    server.wait_until("the orphan pending again", |s| pending(s).contains(&id));
+    assert!(entry(&server, &id).is_none());
+    let mut second = scene.worker("second");
+    second.wait_for_log("the job running again", |log| {
+        log.lines()
+            .any(|l| l.contains("running") && l.contains(&id))
+    });
+    // The second death uses up its attempts: recorded failed with no worker left to be delivered it.
+    second.kill9();
+    let entry = wait_for_entry(&server, &id);
+    assert_eq!(entry["status"]["status_str"], "error", "{entry}");
+    let messages = entry["status"]["messages"].to_string();
+    assert!(
+        messages.contains("delivered 2 times without finishing"),
+        "{messages}"
+    );
+}

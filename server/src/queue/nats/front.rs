@@ -43,10 +43,14 @@ pub struct Front {
     /// When each job was first declined for a worker (the model preference lasts
     /// [`PREFER_LOADED_FOR`] from then).
     declined: Mutex<HashMap<String, Instant>>,
+    /// Running jobs no live worker announces, since when (see [`Front::sweep`]).
+    orphaned: Mutex<HashMap<String, Instant>>,
 }
 
 /// How long a job waits for an idle worker that has its model loaded before any worker may take it.
 pub const PREFER_LOADED_FOR: Duration = Duration::from_secs(10);
+/// How often the front looks for running jobs that no live worker runs.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
 
 impl std::fmt::Debug for Front {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -67,6 +71,7 @@ impl Front {
             last_errors: Mutex::new(HashMap::new()),
             directory: Directory::default(),
             declined: Mutex::new(HashMap::new()),
+            orphaned: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -162,7 +167,69 @@ impl Front {
             tokio::spawn(Arc::clone(self).note_attempts(attempts)),
             tokio::spawn(Arc::clone(self).record_results(Arc::clone(&state), results)),
             tokio::spawn(Arc::clone(self).note_workers(announcements)),
+            tokio::spawn(Arc::clone(self).sweep(state)),
         ])
+    }
+
+    /// Every [`SWEEP_EVERY`]: a job recorded running that no live worker has announced running for
+    /// longer than the ack wait plus a worker's TTL is run by nobody (its worker died, and no worker
+    /// is left to be delivered it again, or the job's last attempt is used up). It is recorded failed
+    /// if it was claimed `max_deliver` times, else put back to pending (its message waits in the
+    /// stream for the next worker; it can be cancelled meanwhile).
+    async fn sweep(self: Arc<Self>, state: Arc<AppState>) {
+        let grace = self.settings.ack_wait + super::worker::ANNOUNCE_TTL;
+        let mut tick = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            tick.tick().await;
+            let running = match state.queue.running() {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweep: cannot read running jobs");
+                    continue;
+                }
+            };
+            let now = Instant::now();
+            let busy: Vec<String> = self
+                .directory
+                .live(now)
+                .into_iter()
+                .filter_map(|w| w.running)
+                .collect();
+            let due: Vec<Job> = {
+                let mut orphaned = self.orphaned.lock().unwrap_or_else(|p| p.into_inner());
+                orphaned.retain(|id, _| running.iter().any(|j| &j.id == id) && !busy.contains(id));
+                running
+                    .into_iter()
+                    .filter(|job| !busy.contains(&job.id))
+                    .filter(|job| {
+                        let since = *orphaned.entry(job.id.clone()).or_insert(now);
+                        now.duration_since(since) >= grace
+                    })
+                    .collect()
+            };
+            for job in due {
+                self.orphaned
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&job.id);
+                if i64::from(job.attempts) >= self.settings.max_deliver {
+                    if let Err(e) = self.exhausted(&state, &job).await {
+                        tracing::error!(prompt_id = %job.id, error = %e, "sweep: cannot record a failure");
+                    }
+                    continue;
+                }
+                match state.queue.release(&job.id) {
+                    Ok(true) => {
+                        tracing::warn!(prompt_id = %job.id, "no live worker runs it: pending again");
+                        state.broadcast_status();
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(prompt_id = %job.id, error = %e, "sweep: cannot release")
+                    }
+                }
+            }
+        }
     }
 
     async fn note_workers(self: Arc<Self>, mut announcements: async_nats::Subscriber) {

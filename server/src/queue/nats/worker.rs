@@ -406,6 +406,24 @@ impl Worker {
     /// Runs the job and publishes its result (after its events and files).
     async fn run(&self, job: JobMessage, attempts: u32) -> Result<(), NatsError> {
         let id = job.id.clone();
+        let cancel = CancelToken::new();
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((id.clone(), cancel.clone()));
+        self.herald.changed.notify_one();
+        let outcome = self.run_current(job, attempts, cancel).await;
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.herald.changed.notify_one();
+        outcome
+    }
+
+    /// [`Worker::run`] once the job is announced as running.
+    async fn run_current(
+        &self,
+        job: JobMessage,
+        attempts: u32,
+        cancel: CancelToken,
+    ) -> Result<(), NatsError> {
+        let id = job.id.clone();
         if !job.inputs.is_empty() {
             let bucket = self
                 .link
@@ -416,10 +434,6 @@ impl Worker {
             files::receive_inputs(&bucket, &self.dirs.input, &job.inputs).await?;
         }
         let model_keys = routing::model_keys(&job.prompt);
-        let cancel = CancelToken::new();
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((id.clone(), cancel.clone()));
-        self.herald.changed.notify_one();
         let closing: Arc<Mutex<Vec<Closing>>> = Arc::default();
         let held = Arc::clone(&closing);
         let events = self.outbound.clone();
@@ -437,11 +451,9 @@ impl Worker {
                 Outgoing::Preview(preview) => previews.submit(preview),
             })
             .await;
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
         if finished.state == JobState::Completed && !model_keys.is_empty() {
             remember(&self.models, model_keys);
         }
-        self.herald.changed.notify_one();
         let stored = match self.files {
             FilesMode::Shared => finished.saved.iter().map(files::record).collect(),
             FilesMode::ObjectStore => {

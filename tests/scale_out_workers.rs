@@ -405,3 +405,32 @@ fn a_job_whose_worker_died_with_no_worker_left_is_pending_again_or_failed() {
         "{messages}"
     );
 }
+
+#[test]
+fn a_prompt_larger_than_max_payload_travels_through_the_object_store() {
+    if nats_support::skipped() {
+        return;
+    }
+    let scene = Scene::new();
+    let server = scene.serve("30", "3");
+    let worker = scene.worker("wl");
+    // 1.5 MB of text: over nats-server's default 1 MB max_payload.
+    let text = "omnigen ".repeat(200_000);
+    let graph = json!({
+        "1": {"class_type": "PrimitiveString", "inputs": {"value": text}},
+        "2": {"class_type": "TestSlowCount", "inputs": {"steps": 3, "delay_ms": 1}}
+    });
+    let id = server.queue(&graph);
+    let entry = wait_for_entry(&server, &id);
+    assert_eq!(entry["status"]["status_str"], "success", "{entry}");
+    assert_eq!(entry["outputs"]["2"]["text"][0], "counted to 3");
+    assert!(worker.logged("finished", &id), "{}", worker.log());
+    assert!(
+        worker.logged("read from the object store", &id),
+        "{}",
+        worker.log()
+    );
+    // The worker ran the whole graph: the stored prompt is the one queued.
+    let (_, job) = server.get(&format!("/jobs/{id}"));
+    assert_eq!(job["status"], "completed", "{job}");
+}

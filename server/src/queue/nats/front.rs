@@ -49,6 +49,9 @@ pub struct Front {
 
 /// How long a job waits for an idle worker that has its model loaded before any worker may take it.
 pub const PREFER_LOADED_FOR: Duration = Duration::from_secs(10);
+/// Room left under `max_payload` for headers: a job message larger than that goes through the
+/// object store.
+const PAYLOAD_SLACK: usize = 4096;
 /// How often the front looks for running jobs that no live worker runs.
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
 
@@ -73,6 +76,21 @@ impl Front {
             declined: Mutex::new(HashMap::new()),
             orphaned: Mutex::new(HashMap::new()),
         }))
+    }
+
+    async fn files_bucket(&self) -> Result<jetstream::object_store::ObjectStore, NatsError> {
+        self.link
+            .js
+            .get_object_store(FILES_BUCKET)
+            .await
+            .map_err(|e| NatsError::new(format!("open object store {FILES_BUCKET}"), e))
+    }
+
+    /// Deletes a large job's stored message, if it had one (it is final now).
+    async fn forget_stored(&self, id: &str) {
+        if let Ok(bucket) = self.files_bucket().await {
+            let _ = bucket.delete(JobMessage::stored_name(id).as_str()).await;
+        }
     }
 
     /// The workers heard from within their TTL (`/system_stats`).
@@ -101,7 +119,18 @@ impl Front {
             }
             message.inputs = inputs.into_iter().map(|(file, _)| file).collect();
         }
-        let payload = serde_json::to_vec(&message).map_err(|e| NatsError::new(&doing, e))?;
+        let mut payload = serde_json::to_vec(&message).map_err(|e| NatsError::new(&doing, e))?;
+        if payload.len() + PAYLOAD_SLACK > self.link.client.server_info().max_payload {
+            // Too large for one NATS message: the whole message goes to the object store and a stub
+            // naming it to the stream.
+            let bucket = self.files_bucket().await?;
+            let name = JobMessage::stored_name(&job.id);
+            bucket
+                .put(name.as_str(), &mut payload.as_slice())
+                .await
+                .map_err(|e| NatsError::new(format!("store the large prompt {}", job.id), e))?;
+            payload = serde_json::to_vec(&message.stub()).map_err(|e| NatsError::new(&doing, e))?;
+        }
         let ack = self
             .link
             .js
@@ -421,6 +450,7 @@ impl Front {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
+        self.forget_stored(&id).await;
         for closing in result.closing {
             state
                 .clients
@@ -463,6 +493,7 @@ impl Front {
             .finish(&job.id, JobState::Failed, &record)
             .map_err(|e| NatsError::new("record the failure", e))?;
         tracing::error!(prompt_id = %job.id, %error, "recorded failed");
+        self.forget_stored(&job.id).await;
         if let Some(client) = &job.client_id {
             let to = Audience::Client(client.clone());
             state

@@ -65,6 +65,10 @@ pub struct JobMessage {
     /// when the folders are shared).
     #[serde(default)]
     pub inputs: Vec<InputFile>,
+    /// For a job larger than the NATS server's `max_payload`: the whole message is the object of
+    /// this name in [`FILES_BUCKET`] ([`JobMessage::stored_name`]) and the fields above are empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<String>,
 }
 
 /// One input file a job needs: its name below the input folder and its content's sha256 (the
@@ -132,6 +136,27 @@ impl JobMessage {
             client_id: job.client_id.clone(),
             targets: job.targets.clone(),
             inputs: Vec::new(),
+            stored: None,
+        }
+    }
+
+    /// The object a large job's message is stored under: `<prompt id>/job.json`.
+    pub fn stored_name(prompt_id: &str) -> String {
+        format!("{prompt_id}/job.json")
+    }
+
+    /// The small message standing for a large one stored under [`JobMessage::stored_name`].
+    pub fn stub(&self) -> Self {
+        JobMessage {
+            id: self.id.clone(),
+            number: self.number,
+            prompt: Json::Null,
+            extra_data: Json::Null,
+            outputs: Vec::new(),
+            client_id: None,
+            targets: None,
+            inputs: Vec::new(),
+            stored: Some(Self::stored_name(&self.id)),
         }
     }
 
@@ -321,6 +346,7 @@ mod tests {
                 name: "sub/in.png".into(),
                 sha256: "ab".into(),
             }],
+            stored: None,
         };
         let text = serde_json::to_string(&message).unwrap();
         let back: JobMessage = serde_json::from_str(&text).unwrap();

@@ -15,6 +15,7 @@ use async_nats::jetstream::message::PublishMessage as Publish;
 use async_nats::jetstream::{self, AckKind};
 use async_nats::HeaderMap;
 use futures_util::StreamExt;
+use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 
 use super::protocol::{
@@ -278,7 +279,7 @@ impl Worker {
     /// One delivered job: claim, run, store, publish, ack.
     async fn take(&self, message: jetstream::Message) {
         let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
-        let job: JobMessage = match serde_json::from_slice(&message.payload) {
+        let mut job: JobMessage = match serde_json::from_slice(&message.payload) {
             Ok(job) => job,
             Err(e) => {
                 // Not a job this version can read: never deliver it again.
@@ -301,6 +302,22 @@ impl Worker {
                 }
                 let _ = message.ack_with(AckKind::Nak(Some(GIVE_BACK_DELAY))).await;
                 return;
+            }
+        }
+        if let Some(name) = job.stored.clone() {
+            match self.stored_job(&name).await {
+                Ok(full) if full.id == id => {
+                    tracing::info!(prompt_id = %id, object = %name, "a large prompt, read from the object store");
+                    job = full;
+                }
+                outcome => {
+                    let error = match outcome {
+                        Ok(_) => format!("{name} holds another prompt"),
+                        Err(e) => e.to_string(),
+                    };
+                    self.attempt_failed(&message, &id, error).await;
+                    return;
+                }
             }
         }
         tracing::info!(prompt_id = %id, worker = %self.name, delivered, "running");
@@ -329,22 +346,46 @@ impl Worker {
                 }
                 tracing::info!(prompt_id = %id, worker = %self.name, "finished");
             }
-            Err(e) => {
-                tracing::error!(prompt_id = %id, error = %e, "attempt failed; job put back");
-                let attempt = AttemptFailed {
-                    id: id.clone(),
-                    worker: self.name.clone(),
-                    error: e.to_string(),
-                };
-                if let Ok(body) = serde_json::to_vec(&attempt) {
-                    let _ = self.link.client.publish(ATTEMPT_SUBJECT, body.into()).await;
-                    let _ = self.link.client.flush().await;
-                }
-                let _ = message
-                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                    .await;
-            }
+            Err(e) => self.attempt_failed(&message, &id, e.to_string()).await,
         }
+    }
+
+    /// Reports an attempt that ended without a result and puts the job back.
+    async fn attempt_failed(&self, message: &jetstream::Message, id: &str, error: String) {
+        tracing::error!(prompt_id = %id, %error, "attempt failed; job put back");
+        let attempt = AttemptFailed {
+            id: id.to_string(),
+            worker: self.name.clone(),
+            error,
+        };
+        if let Ok(body) = serde_json::to_vec(&attempt) {
+            let _ = self.link.client.publish(ATTEMPT_SUBJECT, body.into()).await;
+            let _ = self.link.client.flush().await;
+        }
+        let _ = message
+            .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+            .await;
+    }
+
+    /// A large job's whole message, from the object store.
+    async fn stored_job(&self, name: &str) -> Result<JobMessage, NatsError> {
+        let doing = format!("read the large prompt {name}");
+        let bucket = self
+            .link
+            .js
+            .get_object_store(FILES_BUCKET)
+            .await
+            .map_err(|e| NatsError::new(&doing, e))?;
+        let mut object = bucket
+            .get(name)
+            .await
+            .map_err(|e| NatsError::new(&doing, e))?;
+        let mut bytes = Vec::new();
+        object
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| NatsError::new(&doing, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| NatsError::new(&doing, e))
     }
 
     /// Whether `id` is given back for the first time (logged once, not at every redelivery).

@@ -28,6 +28,11 @@ impl NodeType for SlowCount {
                     .max(60_000),
             )
             .optional(
+                InputSpec::string("model")
+                    .default_value("")
+                    .tooltip("Ignored: a model name for the scale-out routing tests."),
+            )
+            .optional(
                 InputSpec::boolean("preview")
                     .default_value(false)
                     .tooltip("Attach an 8x4 preview image to each step."),

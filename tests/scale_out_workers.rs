@@ -434,3 +434,40 @@ fn a_prompt_larger_than_max_payload_travels_through_the_object_store() {
     let (_, job) = server.get(&format!("/jobs/{id}"));
     assert_eq!(job["status"], "completed", "{job}");
 }
+
+#[test]
+fn a_job_goes_to_the_idle_worker_that_has_its_model_loaded() {
+    if nats_support::skipped() {
+        return;
+    }
+    let scene = Scene::new();
+    let server = scene.serve("30", "3");
+    let a = scene.worker("ma");
+    let b = scene.worker("mb");
+    server.wait_until("both workers listed", |s| names(s) == ["ma", "mb"]);
+    let graph = |steps: u64| {
+        json!({"1": {"class_type": "TestSlowCount",
+                     "inputs": {"steps": steps, "delay_ms": 1, "model": "m1"}}})
+    };
+    let first = server.queue(&graph(1));
+    wait_for_entry(&server, &first);
+    let (warm, cold) = if a.logged("finished", &first) {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    for steps in 2..7 {
+        // Once the warm worker says it is idle with the model, the next job goes to it.
+        server.wait_until("the warm worker idle with m1", |s| {
+            live_workers(s).iter().any(|(name, w)| {
+                *name == warm.name
+                    && w["running"].is_null()
+                    && w["models"] == json!(["TestSlowCount:m1"])
+            })
+        });
+        let id = server.queue(&graph(steps));
+        wait_for_entry(&server, &id);
+        assert!(warm.logged("finished", &id), "{}", warm.log());
+        assert!(!cold.logged("running", &id), "{}", cold.log());
+    }
+}

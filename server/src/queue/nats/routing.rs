@@ -27,8 +27,11 @@ pub fn model_keys(prompt: &Json) -> Vec<String> {
     for node in nodes(prompt) {
         let class = node["class_type"].as_str().unwrap_or_default();
         for name in MODEL_INPUTS {
-            if let Some(value) = node["inputs"][name].as_str() {
-                keys.insert(format!("{class}:{value}"));
+            match node["inputs"][name].as_str() {
+                Some(value) if !value.trim().is_empty() => {
+                    keys.insert(format!("{class}:{value}"));
+                }
+                _ => {}
             }
         }
     }
@@ -165,7 +168,8 @@ mod tests {
         let prompt = json!({
             "1": {"class_type": "LoadOmniGen", "inputs": {"model": "Shitao/OmniGen-v1", "device": "auto"}},
             "2": {"class_type": "OmniGenSample", "inputs": {"model": ["1", 0], "steps": 4}},
-            "3": {"class_type": "edges/canny", "inputs": {"image": "in.png"}}
+            "3": {"class_type": "edges/canny", "inputs": {"image": "in.png"}},
+            "4": {"class_type": "Other", "inputs": {"model": ""}}
         });
         assert_eq!(
             class_types(&prompt).into_iter().collect::<Vec<_>>(),

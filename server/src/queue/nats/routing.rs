@@ -173,7 +173,7 @@ mod tests {
         });
         assert_eq!(
             class_types(&prompt).into_iter().collect::<Vec<_>>(),
-            ["LoadOmniGen", "OmniGenSample", "edges/canny"]
+            ["LoadOmniGen", "OmniGenSample", "Other", "edges/canny"]
         );
         assert_eq!(model_keys(&prompt), ["LoadOmniGen:Shitao/OmniGen-v1"]);
         assert!(string_inputs(&prompt).contains("in.png"));

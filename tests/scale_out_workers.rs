@@ -358,7 +358,7 @@ fn worker_device_is_checked_before_connecting() {
             .expect("run omnigen worker")
     };
     let out = run("tpu");
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2), "a usage error");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("use auto, cpu, cuda:N or metal:N"),
@@ -366,7 +366,7 @@ fn worker_device_is_checked_before_connecting() {
     );
     if !cfg!(feature = "cuda") {
         let out = run("cuda:0");
-        assert!(!out.status.success());
+        assert_eq!(out.status.code(), Some(2), "a usage error");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("built without CUDA"), "{stderr}");
     }

@@ -52,6 +52,8 @@ pub const PREFER_LOADED_FOR: Duration = Duration::from_secs(10);
 /// Room left under `max_payload` for headers: a job message larger than that goes through the
 /// object store.
 const PAYLOAD_SLACK: usize = 4096;
+/// A job's first refusal is forgotten after this long (it only matters for [`PREFER_LOADED_FOR`]).
+const FORGET_DECLINED_AFTER: Duration = Duration::from_secs(600);
 /// How often the front looks for running jobs that no live worker runs.
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
 
@@ -218,6 +220,11 @@ impl Front {
                 }
             };
             let now = Instant::now();
+            // Refusals of jobs long gone (cancelled, finished elsewhere) are forgotten.
+            self.declined
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|_, first| now.duration_since(*first) < FORGET_DECLINED_AFTER);
             let busy: Vec<String> = self
                 .directory
                 .live(now)

@@ -93,7 +93,8 @@ pub struct NatsSettings {
     /// A job not acked nor heartbeated for this long goes to another worker (its worker is presumed
     /// dead). Workers heartbeat every third of it.
     pub ack_wait: Duration,
-    /// A job delivered this many times without finishing is recorded failed.
+    /// A job claimed this many times without finishing is recorded failed (counted by the front, in
+    /// SQLite's `attempts`; refusals by routing do not count).
     pub max_deliver: i64,
     /// A NATS credentials file (`.creds`), passed through to the client.
     pub credentials: Option<PathBuf>,

@@ -39,7 +39,8 @@ const PULL_EXPIRES: Duration = Duration::from_secs(5);
 pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(2);
 /// How long the front keeps a worker it has not heard from (four missed announcements).
 pub const ANNOUNCE_TTL: Duration = Duration::from_secs(8);
-/// How long a job not for this worker is held back from redelivery (to it or another).
+/// How long a job not for this worker is held back from redelivery (to it or another), times its
+/// deliveries so far (at most 20: 10 s).
 const GIVE_BACK_DELAY: Duration = Duration::from_millis(500);
 /// How many loaded models a worker remembers (most recent first).
 const MODELS_KEPT: usize = 4;
@@ -300,7 +301,11 @@ impl Worker {
                 if self.first_give_back(&id) {
                     tracing::info!(prompt_id = %id, %reason, "not for this worker; given back");
                 }
-                let _ = message.ack_with(AckKind::Nak(Some(GIVE_BACK_DELAY))).await;
+                // Longer each time it comes back, so jobs nobody can run do not spin.
+                let times = u32::try_from(delivered.clamp(1, 20)).unwrap_or(20);
+                let _ = message
+                    .ack_with(AckKind::Nak(Some(GIVE_BACK_DELAY * times)))
+                    .await;
                 return;
             }
         }

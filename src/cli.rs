@@ -71,6 +71,14 @@ pub struct NatsArgs {
     /// A CA certificate (PEM) to trust for `tls://` NATS servers.
     #[arg(long, value_name = "FILE")]
     pub nats_ca: Option<PathBuf>,
+    /// How files travel between the server and its workers: `object-store` (through NATS) or
+    /// `shared` (the workers' folders are the server's; give both sides the same setting).
+    #[arg(
+        long,
+        value_name = "object-store|shared",
+        default_value = "object-store"
+    )]
+    pub files: String,
 }
 
 /// Arguments of `omnigen worker`.
@@ -82,6 +90,9 @@ pub struct WorkerArgs {
     /// This worker's name in logs and results (default: worker-PID).
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+    /// The device model nodes use when a graph says `auto`: `auto`, `cpu`, `cuda:N` or `metal:N`.
+    #[arg(long, value_name = "DEVICE", default_value = "auto")]
+    pub device: String,
     #[command(flatten)]
     pub nats: NatsArgs,
     #[command(flatten)]

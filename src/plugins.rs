@@ -10,8 +10,10 @@ use crate::terminal_text;
 use anyhow::Context;
 use omnigen_engine::Registry;
 use omnigen_plugins::{
-    find_manifests, register_dirs, PluginConfig, PluginHost, PluginWatcher, ReloadReport,
+    class_type, find_manifests, register_dirs, PluginConfig, PluginHost, PluginWatcher,
+    ReloadReport,
 };
+use omnigen_server::{PluginBuild, PluginList};
 
 /// The folder searched when no `--plugins` flag is given (used only if it holds `*.plugin.json` files).
 pub const DEFAULT_PLUGIN_DIR: &str = "plugins";
@@ -33,6 +35,31 @@ impl std::fmt::Debug for LoadedPlugins {
 }
 
 impl LoadedPlugins {
+    /// The loaded plugin builds (name, version, sha256, node types), read afresh each time (plugins
+    /// reload): what a NATS worker announces and what the front requires.
+    pub fn builds(&self) -> PluginList {
+        let host = self.host.clone();
+        PluginList::new(move || {
+            let Some(host) = &host else {
+                return Vec::new();
+            };
+            host.plugins()
+                .into_values()
+                .map(|plugin| PluginBuild {
+                    name: plugin.name().to_string(),
+                    version: plugin.info().version.clone(),
+                    sha256: plugin.sha256().to_string(),
+                    class_types: plugin
+                        .info()
+                        .nodes
+                        .iter()
+                        .map(|n| class_type(plugin.name(), &n.id))
+                        .collect(),
+                })
+                .collect()
+        })
+    }
+
     /// Reloads plugins whose files change, off the execution path, until this value is dropped. The
     /// graph watcher notices the registry change and re-runs the nodes that used a reloaded plugin.
     pub fn watch(&mut self, registry: Arc<Registry>) -> anyhow::Result<()> {

@@ -65,7 +65,7 @@ impl ServeArgs {
                     "--max-deliver 0: a job must be delivered at least once"
                 )));
             }
-            let mut nats = self.nats.settings(url);
+            let mut nats = self.nats.settings(url, Default::default())?;
             nats.ack_wait = ack_wait;
             nats.max_deliver = i64::from(self.max_deliver);
             config.nats = Some(nats);
@@ -75,12 +75,20 @@ impl ServeArgs {
 }
 
 impl NatsArgs {
-    /// The client settings for `url` (delivery settings at their defaults).
-    pub fn settings(&self, url: &str) -> omnigen_server::NatsSettings {
+    /// The client settings for `url` (delivery settings at their defaults), with the plugins this
+    /// process loaded.
+    pub fn settings(
+        &self,
+        url: &str,
+        plugins: omnigen_server::PluginList,
+    ) -> Result<omnigen_server::NatsSettings, Failure> {
         let mut settings = omnigen_server::NatsSettings::new(url);
         settings.credentials = self.nats_creds.clone();
         settings.root_certificate = self.nats_ca.clone();
-        settings
+        settings.files = omnigen_server::FilesMode::parse(&self.files)
+            .map_err(|e| Failure::Usage(anyhow::anyhow!(e)))?;
+        settings.plugins = plugins;
+        Ok(settings)
     }
 }
 
@@ -110,6 +118,10 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         .plugins
         .watch(std::sync::Arc::clone(&catalogue.registry))
         .map_err(Failure::Usage)?;
+    let mut config = config;
+    if let Some(nats) = &mut config.nats {
+        nats.plugins = catalogue.plugins.builds();
+    }
     let server = omnigen_server::start(config, std::sync::Arc::clone(&catalogue.registry))
         .await
         .context("cannot start the server")

@@ -27,6 +27,16 @@ impl NodeType for SlowCount {
                     .min(0)
                     .max(60_000),
             )
+            .optional(
+                InputSpec::string("model")
+                    .default_value("")
+                    .tooltip("Ignored: a model name for the scale-out routing tests."),
+            )
+            .optional(
+                InputSpec::boolean("preview")
+                    .default_value(false)
+                    .tooltip("Attach an 8x4 preview image to each step."),
+            )
             .output("INT")
     }
 
@@ -38,9 +48,15 @@ impl NodeType for SlowCount {
         Box::pin(async move {
             let steps = inputs.get_u64("steps")?;
             let delay = Duration::from_millis(inputs.get_u64("delay_ms")?);
+            let preview = inputs.opt_bool("preview")?.unwrap_or(false);
             for step in 0..steps {
                 tokio::time::sleep(delay).await;
-                ctx.progress(step + 1, steps)?;
+                if preview {
+                    let image = omnigen_engine::Image::from_bytes(1, 4, 8, 3, vec![200; 96])?;
+                    ctx.progress_with_preview(step + 1, steps, Some(std::sync::Arc::new(image)))?;
+                } else {
+                    ctx.progress(step + 1, steps)?;
+                }
             }
             Ok(
                 NodeOutput::new(vec![omnigen_engine::Value::Int(i128::from(steps))])

@@ -6,141 +6,12 @@
 mod nats_support;
 mod serve_support;
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-
-use futures_util::StreamExt;
-use nats_support::{Nats, Worker};
-use serde_json::{json, Value as Json};
+use nats_support::scene::{
+    entry, job, listen, output_file, png_of, times_in_history, types_for, wait_for_entry, Scene,
+};
+use nats_support::Worker;
+use serde_json::json;
 use serve_support::{message_types, Served, PATIENCE};
-
-struct Scene {
-    dir: tempfile::TempDir,
-    nats: Nats,
-}
-
-impl Scene {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::create_dir_all(dir.path().join("data/input")).unwrap();
-        serve_support::write_png(&dir.path().join("data/input/input.png"), 6, 4);
-        Scene {
-            dir,
-            nats: Nats::start(),
-        }
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    /// The front, with `ack_wait` seconds before a silent worker's job moves and `max_deliver`.
-    fn serve(&self, ack_wait: &str, max_deliver: &str) -> Served {
-        Served::start(
-            self.dir.path(),
-            &self.data(),
-            &[
-                "--test-nodes",
-                "--queue",
-                &self.nats.url,
-                "--ack-wait-secs",
-                ack_wait,
-                "--max-deliver",
-                max_deliver,
-            ],
-        )
-    }
-
-    /// A worker sharing the server's input folder (its output folder is its own).
-    fn worker(&self, name: &str) -> Worker {
-        Worker::start(
-            &self.nats.url,
-            name,
-            &self.dir.path().join("workers"),
-            &self.data().join("input"),
-        )
-    }
-}
-
-/// `LoadImage -> SaveImage` next to a `TestSlowCount` of `steps` × `delay_ms`.
-fn job(prefix: &str, steps: u64, delay_ms: u64) -> Json {
-    json!({
-        "1": {"class_type": "LoadImage", "inputs": {"image": "input.png"}},
-        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}},
-        "3": {"class_type": "TestSlowCount", "inputs": {"steps": steps, "delay_ms": delay_ms}}
-    })
-}
-
-fn entry(server: &Served, id: &str) -> Option<Json> {
-    let (_, history) = server.get(&format!("/history/{id}"));
-    history.get(id).cloned()
-}
-
-fn wait_for_entry(server: &Served, id: &str) -> Json {
-    server.wait_until(&format!("{id} in history"), |s| entry(s, id).is_some());
-    entry(server, id).expect("an entry")
-}
-
-/// How many times `id` is a key of the raw `/history` body (a parsed map would hide a duplicate).
-fn times_in_history(server: &Served, id: &str) -> usize {
-    let (status, body) = server.get_bytes("/history");
-    assert_eq!(status, 200);
-    String::from_utf8_lossy(&body)
-        .matches(&format!("\"{id}\":"))
-        .count()
-}
-
-/// A WebSocket client under `client_id`, collecting its JSON messages on its own thread.
-fn listen(port: u16, client_id: &str) -> Arc<Mutex<Vec<Json>>> {
-    let seen: Arc<Mutex<Vec<Json>>> = Arc::default();
-    let sink = Arc::clone(&seen);
-    let url = format!("ws://127.0.0.1:{port}/ws?clientId={client_id}");
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(async move {
-            let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
-                .await
-                .expect("connect the WebSocket");
-            let _ = ready_tx.send(());
-            while let Some(Ok(message)) = socket.next().await {
-                if let Ok(text) = message.to_text() {
-                    if let Ok(value) = serde_json::from_str::<Json>(text) {
-                        sink.lock().unwrap().push(value);
-                    }
-                }
-            }
-        });
-    });
-    ready_rx
-        .recv_timeout(PATIENCE)
-        .expect("the WebSocket connected");
-    seen
-}
-
-fn types_for(seen: &Mutex<Vec<Json>>, id: &str) -> Vec<String> {
-    seen.lock()
-        .unwrap()
-        .iter()
-        .filter(|m| m["data"]["prompt_id"] == id)
-        .filter_map(|m| m["type"].as_str().map(String::from))
-        .collect()
-}
-
-fn output_file(entry: &Json) -> (String, String) {
-    let image = &entry["outputs"]["2"]["images"][0];
-    (
-        image["filename"].as_str().expect("a filename").to_string(),
-        image["subfolder"].as_str().unwrap_or("").to_string(),
-    )
-}
-
-fn png_of(path: &Path) -> Vec<u8> {
-    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 #[test]
 fn a_remote_job_runs_end_to_end_and_its_events_and_output_reach_the_client() {
@@ -371,16 +242,85 @@ fn dispatch_overhead_figure() {
     eprintln!("added by NATS: {:.2} ms per prompt", remote - local);
 }
 
+/// Not a check: the throughput figure for BENCHMARKS.md (`cargo test --test scale_out -- --ignored
+/// --nocapture throughput_figure`). Jobs a second with 1, 2 and 4 workers on this machine, for a
+/// trivial graph (dispatch-bound) and one of 200 progress steps of 1 ms sleep each (worker-bound),
+/// each job a different graph so nothing is served from a cache; all queued at once, timed until the last
+/// `execution_success` reaches the client.
 #[test]
-fn three_workers_share_a_stream_of_jobs_and_a_kill_loses_none() {
+#[ignore = "a measurement for BENCHMARKS.md, not a test"]
+fn throughput_figure() {
+    type Graph = fn(u64) -> serde_json::Value;
+    if nats_support::skipped() {
+        return;
+    }
+    const JOBS: u64 = 40;
+    let scene = Scene::new();
+    let server = scene.serve("30", "3");
+    let seen = listen(server.port, "bench");
+    let graphs: [(&str, Graph); 2] = [
+        (
+            "trivial",
+            |i| json!({"1": {"class_type": "TestSlowCount", "inputs": {"steps": 1 + i, "delay_ms": 0}}}),
+        ),
+        (
+            "200 sleeps of 1 ms",
+            |i| json!({"1": {"class_type": "TestSlowCount", "inputs": {"steps": 200 + i, "delay_ms": 1}}}),
+        ),
+    ];
+    for count in [1usize, 2, 4] {
+        let workers: Vec<Worker> = (0..count)
+            .map(|n| scene.worker(&format!("t{count}-{n}")))
+            .collect();
+        server.wait_until("the workers announced", |s| {
+            let (_, stats) = s.get("/system_stats");
+            stats["omnigen_workers"].as_array().map_or(0, Vec::len) == count
+        });
+        for (label, graph) in &graphs {
+            let start = std::time::Instant::now();
+            let ids: Vec<String> = (0..JOBS)
+                .map(|i| {
+                    // Fresh workers per count: distinct graphs within a count are enough.
+                    let (status, answer) = server.post(
+                        "/prompt",
+                        &json!({"prompt": graph(i), "client_id": "bench"}),
+                    );
+                    assert_eq!(status, 200, "{answer}");
+                    answer["prompt_id"].as_str().unwrap().to_string()
+                })
+                .collect();
+            let done =
+                |id: &String| types_for(&seen, id).contains(&"execution_success".to_string());
+            while !ids.iter().all(done) {
+                assert!(start.elapsed() < PATIENCE, "not all jobs finished");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let secs = start.elapsed().as_secs_f64();
+            eprintln!(
+                "{count} worker(s), {label}: {JOBS} jobs in {secs:.2} s = {:.1} jobs/s",
+                JOBS as f64 / secs
+            );
+        }
+        drop(workers);
+        server.wait_until("the workers gone", |s| {
+            let (_, stats) = s.get("/system_stats");
+            stats["omnigen_workers"]
+                .as_array()
+                .is_some_and(Vec::is_empty)
+        });
+    }
+}
+
+#[test]
+fn three_workers_share_thirty_jobs_and_a_kill_loses_none() {
     if nats_support::skipped() {
         return;
     }
     let scene = Scene::new();
     let server = scene.serve("2", "5");
     let mut workers: Vec<Worker> = ["s1", "s2", "s3"].map(|n| scene.worker(n)).into();
-    let ids: Vec<String> = (0..12)
-        .map(|i| server.queue(&job(&format!("many{i}"), 10, 50)))
+    let ids: Vec<String> = (0..30)
+        .map(|i| server.queue(&job(&format!("many{i}"), 10, 20)))
         .collect();
     // Kill whichever worker is running the third job while it runs.
     server.wait_until("the third job running", |_| {

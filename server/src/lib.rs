@@ -36,7 +36,8 @@ use tokio::task::JoinHandle;
 pub use config::{Folders, ServerConfig, DEFAULT_MAX_BODY, DEFAULT_PORT};
 pub use engine_adapter::{Dirs, Registry};
 pub use error::ApiError;
-pub use queue::nats::{run_worker, NatsSettings, WorkerConfig};
+pub use queue::nats::protocol::PluginBuild;
+pub use queue::nats::{run_worker, FilesMode, NatsSettings, PluginList, WorkerConfig};
 pub use queue::{HistoryLimits, Queue, SqliteQueue};
 
 use crate::engine_adapter::Engine;

@@ -4,6 +4,8 @@
 //! these tests explicitly on a machine without it.
 #![allow(dead_code)]
 
+pub mod scene;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
@@ -87,6 +89,19 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// `--output-dir DIR/NAME/output --temp-dir DIR/NAME/temp`, unless `extra` names its own.
+fn own_folders(dir: &Path, name: &str, extra: &[&str]) -> Vec<std::ffi::OsString> {
+    if extra.contains(&"--output-dir") {
+        return Vec::new();
+    }
+    vec![
+        "--output-dir".into(),
+        dir.join(name).join("output").into(),
+        "--temp-dir".into(),
+        dir.join(name).join("temp").into(),
+    ]
+}
+
 /// A running `omnigen worker`.
 pub struct Worker {
     child: Option<Child>,
@@ -99,6 +114,11 @@ impl Worker {
     /// Starts `omnigen worker --queue URL --name NAME --test-nodes` with its folders under `dir`
     /// (the input folder is `input`, shared with the server) and waits for its banner.
     pub fn start(url: &str, name: &str, dir: &Path, input: &Path) -> Self {
+        Self::start_with(url, name, dir, input, &[])
+    }
+
+    /// [`Worker::start`] with more flags (`--plugins DIR`, `--files shared`, `--device cpu` …).
+    pub fn start_with(url: &str, name: &str, dir: &Path, input: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_omnigen"))
             .arg("worker")
             .args([
@@ -110,10 +130,8 @@ impl Worker {
                 "--input-dir",
             ])
             .arg(input)
-            .arg("--output-dir")
-            .arg(dir.join(name).join("output"))
-            .arg("--temp-dir")
-            .arg(dir.join(name).join("temp"))
+            .args(own_folders(dir, name, extra))
+            .args(extra)
             .env("OMNIGEN_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -156,11 +156,22 @@ fn parse(path: &str, body: &[u8]) -> Json {
         .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {}", String::from_utf8_lossy(body)))
 }
 
-/// One HTTP/1.1 exchange over a fresh connection (`Connection: close`).
+/// One HTTP/1.1 exchange over a fresh connection (`Connection: close`), the body sent as JSON.
 pub fn http(
     port: u16,
     method: &str,
     path: &str,
+    body: Option<&[u8]>,
+) -> Result<(u16, Vec<u8>), String> {
+    http_typed(port, method, path, "application/json", body)
+}
+
+/// [`http`] with the body's `Content-Type`.
+pub fn http_typed(
+    port: u16,
+    method: &str,
+    path: &str,
+    content_type: &str,
     body: Option<&[u8]>,
 ) -> Result<(u16, Vec<u8>), String> {
     let mut stream =
@@ -170,7 +181,7 @@ pub fn http(
         .map_err(|e| e.to_string())?;
     let body = body.unwrap_or_default();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     stream

@@ -20,6 +20,8 @@ const LORA_FILES: [&str; 2] = ["adapter_config.json", "adapter_model.safetensors
 #[derive(Debug, Clone)]
 pub struct LoadOmniGen {
     hub: HubSettings,
+    /// What `device: auto` means (a worker's `--device`); `Auto` picks as the model does.
+    auto_device: DeviceChoice,
 }
 
 impl LoadOmniGen {
@@ -30,7 +32,17 @@ impl LoadOmniGen {
 
     /// A loader with explicit Hugging Face settings (tests, embedding applications).
     pub fn with_hub(hub: HubSettings) -> Self {
-        LoadOmniGen { hub }
+        LoadOmniGen {
+            hub,
+            auto_device: DeviceChoice::Auto,
+        }
+    }
+
+    /// This loader with `device: auto` meaning `device` (`omnigen worker --device`); a graph naming
+    /// a device keeps it.
+    pub fn with_auto_device(mut self, device: DeviceChoice) -> Self {
+        self.auto_device = device;
+        self
     }
 }
 
@@ -236,7 +248,10 @@ impl NodeType for LoadOmniGen {
         ctx: NodeContext,
     ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
         Box::pin(async move {
-            let args = LoadArgs::parse(&inputs)?;
+            let mut args = LoadArgs::parse(&inputs)?;
+            if args.options.device == DeviceChoice::Auto {
+                args.options.device = self.auto_device;
+            }
             let source = args
                 .source
                 .ok_or_else(|| NodeError::input("model", "missing"))?;

@@ -250,6 +250,9 @@ pub trait Queue: Send + Sync {
     /// (its earlier worker died and the job was delivered again). `None` when it is unknown or final
     /// (cancelled, or finished by an earlier delivery): the worker must not run it.
     fn claim(&self, id: &str) -> QueueResult<Option<Job>>;
+    /// Puts a running job back to pending, keeping its attempts (a remote job no live worker runs);
+    /// `false` when it was not running.
+    fn release(&self, id: &str) -> QueueResult<bool>;
     /// Records how a running job ended (`state` must be final).
     fn finish(&self, id: &str, state: JobState, result: &JobResult) -> QueueResult<()>;
     /// Pending jobs in the order they will run.

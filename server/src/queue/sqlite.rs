@@ -334,6 +334,14 @@ impl Queue for SqliteQueue {
         self.job(id)
     }
 
+    fn release(&self, id: &str) -> QueueResult<bool> {
+        let changed = self.conn().execute(
+            "UPDATE jobs SET state = 'pending', started_at = NULL WHERE id = ?1 AND state = 'running'",
+            [id],
+        )?;
+        Ok(changed > 0)
+    }
+
     fn finish(&self, id: &str, state: JobState, result: &JobResult) -> QueueResult<()> {
         debug_assert!(state.is_final());
         let conn = self.conn();

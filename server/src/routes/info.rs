@@ -26,7 +26,7 @@ pub async fn object_info_for(
 /// build: the server itself knows no devices).
 pub async fn system_stats(State(state): State<Shared>) -> Json<Json_> {
     let (total, free) = memory();
-    Json(json!({
+    let mut stats = json!({
         "system": {
             "os": std::env::consts::OS,
             "ram_total": total,
@@ -39,7 +39,12 @@ pub async fn system_stats(State(state): State<Shared>) -> Json<Json_> {
             "argv": [],
         },
         "devices": state.config.devices,
-    }))
+    });
+    // Ours, with `--queue nats://…`: the live workers (docs/scale-out.md, "Workers").
+    if let Some(front) = &state.remote {
+        stats["omnigen_workers"] = json!(front.workers());
+    }
+    Json(stats)
 }
 
 /// `GET /features`: the server's feature flags (also the reply to a socket's `feature_flags`).
@@ -71,7 +76,7 @@ pub async fn users() -> Json<Json_> {
 }
 
 /// Total and available RAM in bytes (Linux `/proc/meminfo`; zeros elsewhere).
-fn memory() -> (u64, u64) {
+pub(crate) fn memory() -> (u64, u64) {
     let Ok(info) = std::fs::read_to_string("/proc/meminfo") else {
         return (0, 0);
     };

@@ -6,7 +6,7 @@ mod files;
 mod frontend;
 mod history;
 mod imaging;
-mod info;
+pub(crate) mod info;
 mod jobs;
 mod prompt;
 mod queue;

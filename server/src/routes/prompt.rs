@@ -94,7 +94,7 @@ async fn publish(state: &Shared, front: &Front, id: &str) -> ApiResult<()> {
             "prompt {id} vanished from the queue"
         )));
     };
-    let Err(e) = front.publish(&job).await else {
+    let Err(e) = front.publish(&job, &state.config.folders.input).await else {
         return Ok(());
     };
     tracing::error!(prompt_id = %id, error = %e, "cannot hand a prompt to the workers");

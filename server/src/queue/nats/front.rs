@@ -1,10 +1,14 @@
-//! The server's side of NATS: it publishes accepted prompts, answers workers' claims from its SQLite
-//! queue (a cancelled or finished job is not run), relays each job's events and previews to the
-//! WebSocket client that queued it, records each result once (fetching its files first), and records a
-//! job that exhausted `max_deliver` as failed.
+//! The server's side of NATS: it publishes accepted prompts (shipping the input files they name),
+//! answers workers' claims from its SQLite queue and the routing rules (a cancelled or finished job is
+//! not run; a job is not for a worker without its plugins; a job claimed `max_deliver` times without
+//! finishing is recorded failed), keeps the list of live workers, relays each job's events and
+//! previews to the WebSocket client that queued it, and records each result once (fetching its files
+//! first).
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, message::PublishMessage as Publish};
 use async_nats::HeaderMap;
@@ -12,13 +16,15 @@ use futures_util::StreamExt;
 use serde_json::{json, Value as Json};
 use tokio::task::JoinHandle;
 
+use super::directory::Directory;
 use super::protocol::{
-    max_deliveries_advisory, AttemptFailed, ClaimReply, ClaimRequest, Control, JobMessage,
-    ResultMessage, StoredFile, ATTEMPT_SUBJECT, CLAIM_SUBJECT, CONTROL_SUBJECT, EVENTS_PREFIX,
-    FILES_BUCKET, FRONT_CONSUMER, JOBS_STREAM, JOBS_SUBJECT, METADATA_HEADER, PREVIEWS_PREFIX,
-    RESULTS_STREAM, TO_EVERYONE, TO_HEADER, WORKERS_CONSUMER,
+    Announcement, AttemptFailed, ClaimReply, ClaimRequest, Control, JobMessage, ResultMessage,
+    StoredFile, ATTEMPT_SUBJECT, CLAIM_SUBJECT, CONTROL_SUBJECT, EVENTS_PREFIX, FILES_BUCKET,
+    FRONT_CONSUMER, INPUTS_BUCKET, JOBS_SUBJECT, METADATA_HEADER, PREVIEWS_PREFIX, RESULTS_STREAM,
+    TO_EVERYONE, TO_HEADER, WORKERS_PREFIX,
 };
-use super::{connect, files, Link, NatsError, NatsSettings};
+use super::routing::{self, Decision};
+use super::{connect, files, FilesMode, Link, NatsError, NatsSettings};
 use crate::engine_adapter::{now_ms, Audience};
 use crate::preview::EncodedPreview;
 use crate::queue::{Job, JobResult, JobState};
@@ -32,7 +38,24 @@ pub struct Front {
     finishing: tokio::sync::Mutex<()>,
     /// The last error a worker reported per job, for the record when it runs out of deliveries.
     last_errors: Mutex<HashMap<String, String>>,
+    /// The live workers.
+    directory: Directory,
+    /// When each job was first declined for a worker (the model preference lasts
+    /// [`PREFER_LOADED_FOR`] from then).
+    declined: Mutex<HashMap<String, Instant>>,
+    /// Running jobs no live worker announces, since when (see [`Front::sweep`]).
+    orphaned: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long a job waits for an idle worker that has its model loaded before any worker may take it.
+pub const PREFER_LOADED_FOR: Duration = Duration::from_secs(10);
+/// Room left under `max_payload` for headers: a job message larger than that goes through the
+/// object store.
+const PAYLOAD_SLACK: usize = 4096;
+/// A job's first refusal is forgotten after this long (it only matters for [`PREFER_LOADED_FOR`]).
+const FORGET_DECLINED_AFTER: Duration = Duration::from_secs(600);
+/// How often the front looks for running jobs that no live worker runs.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
 
 impl std::fmt::Debug for Front {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -51,14 +74,65 @@ impl Front {
             settings,
             finishing: tokio::sync::Mutex::new(()),
             last_errors: Mutex::new(HashMap::new()),
+            directory: Directory::default(),
+            declined: Mutex::new(HashMap::new()),
+            orphaned: Mutex::new(HashMap::new()),
         }))
     }
 
-    /// Publishes a queued job to the work queue; returns once JetStream stored it.
-    pub async fn publish(&self, job: &Job) -> Result<(), NatsError> {
+    async fn files_bucket(&self) -> Result<jetstream::object_store::ObjectStore, NatsError> {
+        self.link
+            .js
+            .get_object_store(FILES_BUCKET)
+            .await
+            .map_err(|e| NatsError::new(format!("open object store {FILES_BUCKET}"), e))
+    }
+
+    /// Deletes a large job's stored message, if it had one (it is final now).
+    async fn forget_stored(&self, id: &str) {
+        if let Ok(bucket) = self.files_bucket().await {
+            let _ = bucket.delete(JobMessage::stored_name(id).as_str()).await;
+        }
+    }
+
+    /// The workers heard from within their TTL (`/system_stats`).
+    pub fn workers(&self) -> Vec<Announcement> {
+        self.directory.live(Instant::now())
+    }
+
+    /// Publishes a queued job to the work queue, after shipping the files of `input_dir` it names
+    /// (unless the folders are shared); returns once JetStream stored it.
+    pub async fn publish(&self, job: &Job, input_dir: &Path) -> Result<(), NatsError> {
         let doing = format!("publish prompt {}", job.id);
-        let payload =
-            serde_json::to_vec(&JobMessage::of(job)).map_err(|e| NatsError::new(&doing, e))?;
+        let mut message = JobMessage::of(job);
+        if self.settings.files == FilesMode::ObjectStore {
+            let (prompt, dir) = (job.prompt.clone(), input_dir.to_path_buf());
+            let inputs = tokio::task::spawn_blocking(move || files::inputs_of(&prompt, &dir))
+                .await
+                .map_err(|e| NatsError::new(&doing, e))?;
+            if !inputs.is_empty() {
+                let bucket = self
+                    .link
+                    .js
+                    .get_object_store(INPUTS_BUCKET)
+                    .await
+                    .map_err(|e| NatsError::new(format!("open object store {INPUTS_BUCKET}"), e))?;
+                files::ship_inputs(&bucket, &inputs).await?;
+            }
+            message.inputs = inputs.into_iter().map(|(file, _)| file).collect();
+        }
+        let mut payload = serde_json::to_vec(&message).map_err(|e| NatsError::new(&doing, e))?;
+        if payload.len() + PAYLOAD_SLACK > self.link.client.server_info().max_payload {
+            // Too large for one NATS message: the whole message goes to the object store and a stub
+            // naming it to the stream.
+            let bucket = self.files_bucket().await?;
+            let name = JobMessage::stored_name(&job.id);
+            bucket
+                .put(name.as_str(), &mut payload.as_slice())
+                .await
+                .map_err(|e| NatsError::new(format!("store the large prompt {}", job.id), e))?;
+            payload = serde_json::to_vec(&message.stub()).map_err(|e| NatsError::new(&doing, e))?;
+        }
         let ack = self
             .link
             .js
@@ -104,7 +178,7 @@ impl Front {
         let events = sub(format!("{EVENTS_PREFIX}.>")).await?;
         let previews = sub(PREVIEWS_PREFIX.into()).await?;
         let attempts = sub(ATTEMPT_SUBJECT.into()).await?;
-        let advisories = sub(max_deliveries_advisory(JOBS_STREAM, WORKERS_CONSUMER)).await?;
+        let announcements = sub(format!("{WORKERS_PREFIX}.*")).await?;
         let results = self
             .link
             .js
@@ -123,8 +197,84 @@ impl Front {
             tokio::spawn(relay_previews(Arc::clone(&state), previews)),
             tokio::spawn(Arc::clone(self).note_attempts(attempts)),
             tokio::spawn(Arc::clone(self).record_results(Arc::clone(&state), results)),
-            tokio::spawn(Arc::clone(self).record_exhausted(state, advisories)),
+            tokio::spawn(Arc::clone(self).note_workers(announcements)),
+            tokio::spawn(Arc::clone(self).sweep(state)),
         ])
+    }
+
+    /// Every [`SWEEP_EVERY`]: a job recorded running that no live worker has announced running for
+    /// longer than the ack wait plus a worker's TTL is run by nobody (its worker died, and no worker
+    /// is left to be delivered it again, or the job's last attempt is used up). It is recorded failed
+    /// if it was claimed `max_deliver` times, else put back to pending (its message waits in the
+    /// stream for the next worker; it can be cancelled meanwhile).
+    async fn sweep(self: Arc<Self>, state: Arc<AppState>) {
+        let grace = self.settings.ack_wait + super::worker::ANNOUNCE_TTL;
+        let mut tick = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            tick.tick().await;
+            let running = match state.queue.running() {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweep: cannot read running jobs");
+                    continue;
+                }
+            };
+            let now = Instant::now();
+            // Refusals of jobs long gone (cancelled, finished elsewhere) are forgotten.
+            self.declined
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|_, first| now.duration_since(*first) < FORGET_DECLINED_AFTER);
+            let busy: Vec<String> = self
+                .directory
+                .live(now)
+                .into_iter()
+                .filter_map(|w| w.running)
+                .collect();
+            let due: Vec<Job> = {
+                let mut orphaned = self.orphaned.lock().unwrap_or_else(|p| p.into_inner());
+                orphaned.retain(|id, _| running.iter().any(|j| &j.id == id) && !busy.contains(id));
+                running
+                    .into_iter()
+                    .filter(|job| !busy.contains(&job.id))
+                    .filter(|job| {
+                        let since = *orphaned.entry(job.id.clone()).or_insert(now);
+                        now.duration_since(since) >= grace
+                    })
+                    .collect()
+            };
+            for job in due {
+                self.orphaned
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&job.id);
+                if i64::from(job.attempts) >= self.settings.max_deliver {
+                    if let Err(e) = self.exhausted(&state, &job).await {
+                        tracing::error!(prompt_id = %job.id, error = %e, "sweep: cannot record a failure");
+                    }
+                    continue;
+                }
+                match state.queue.release(&job.id) {
+                    Ok(true) => {
+                        tracing::warn!(prompt_id = %job.id, "no live worker runs it: pending again");
+                        state.broadcast_status();
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(prompt_id = %job.id, error = %e, "sweep: cannot release")
+                    }
+                }
+            }
+        }
+    }
+
+    async fn note_workers(self: Arc<Self>, mut announcements: async_nats::Subscriber) {
+        while let Some(message) = announcements.next().await {
+            match serde_json::from_slice::<Announcement>(&message.payload) {
+                Ok(announcement) => self.directory.note(announcement, Instant::now()),
+                Err(e) => tracing::warn!(error = %e, "a malformed worker announcement"),
+            }
+        }
     }
 
     async fn answer_claims(
@@ -136,25 +286,22 @@ impl Front {
             let Some(reply) = message.reply.clone() else {
                 continue;
             };
-            let run = match serde_json::from_slice::<ClaimRequest>(&message.payload) {
-                Ok(claim) => match state.queue.claim(&claim.id) {
-                    Ok(Some(_)) => {
-                        tracing::debug!(prompt_id = %claim.id, worker = %claim.worker, "claimed");
-                        true
-                    }
-                    Ok(None) => false,
+            let answer = match serde_json::from_slice::<ClaimRequest>(&message.payload) {
+                Ok(claim) => match self.answer(&state, &claim).await {
+                    Ok(answer) => answer,
                     Err(e) => {
                         // No answer: the worker retries later.
-                        tracing::error!(prompt_id = %claim.id, error = %e, "cannot record a claim");
+                        tracing::error!(prompt_id = %claim.id, error = %e, "cannot answer a claim");
                         continue;
                     }
                 },
                 Err(e) => {
                     tracing::warn!(error = %e, "a malformed claim");
-                    false
+                    no(None)
                 }
             };
-            let body = json!(ClaimReply { run }).to_string();
+            let run = answer.run;
+            let body = json!(answer).to_string();
             if let Err(e) = self.link.client.publish(reply, body.into()).await {
                 tracing::warn!(error = %e, "cannot answer a claim");
             }
@@ -162,6 +309,61 @@ impl Front {
                 state.broadcast_status();
             }
         }
+    }
+
+    /// Whether `claim`'s worker runs its job: not when it is gone or final; failed when it was
+    /// claimed `max_deliver` times already; not for a worker the routing rules send elsewhere.
+    async fn answer(&self, state: &AppState, claim: &ClaimRequest) -> Result<ClaimReply, String> {
+        let Some(job) = state.queue.job(&claim.id).map_err(|e| e.to_string())? else {
+            return Ok(no(None));
+        };
+        if job.state.is_final() {
+            return Ok(no(None));
+        }
+        if job.state == JobState::Running && i64::from(job.attempts) >= self.settings.max_deliver {
+            self.exhausted(state, &job)
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok(no(None));
+        }
+        let builds = self.settings.plugins.current();
+        let required = routing::required_plugins(&job.prompt, &builds);
+        let now = Instant::now();
+        let prefer = {
+            let declined = self.declined.lock().unwrap_or_else(|p| p.into_inner());
+            declined
+                .get(&claim.id)
+                .is_none_or(|first| now.duration_since(*first) < PREFER_LOADED_FOR)
+        };
+        let live = self.directory.live(now);
+        if let Decision::NotForYou(reason) =
+            routing::decide(&job.prompt, &required, claim, &live, prefer)
+        {
+            tracing::debug!(prompt_id = %claim.id, worker = %claim.worker, %reason, "not for this worker");
+            self.declined
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(claim.id.clone())
+                .or_insert(now);
+            return Ok(ClaimReply {
+                run: false,
+                later: true,
+                reason: Some(reason),
+            });
+        }
+        let claimed = state.queue.claim(&claim.id).map_err(|e| e.to_string())?;
+        self.declined
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&claim.id);
+        if claimed.is_some() {
+            tracing::debug!(prompt_id = %claim.id, worker = %claim.worker, "claimed");
+        }
+        Ok(ClaimReply {
+            run: claimed.is_some(),
+            later: false,
+            reason: None,
+        })
     }
 
     async fn note_attempts(self: Arc<Self>, mut attempts: async_nats::Subscriber) {
@@ -214,7 +416,9 @@ impl Front {
             Ok(Some(job)) if !job.state.is_final() => {}
             Ok(_) => {
                 tracing::info!(prompt_id = %id, worker = %result.worker, "a duplicate result; ignored");
-                discard(&bucket, &id, &result.files).await;
+                if !result.in_place {
+                    discard(&bucket, &id, &result.files).await;
+                }
                 return;
             }
             Err(e) => {
@@ -226,7 +430,12 @@ impl Front {
             .filter(|s| s.is_final())
             .unwrap_or(JobState::Failed);
         let mut messages = result.messages;
-        if let Err(e) = files::fetch(&bucket, &id, &state.config.folders, &result.files).await {
+        let arrived = if result.in_place {
+            files::check_in_place(&state.config.folders, &result.files)
+        } else {
+            files::fetch(&bucket, &id, &state.config.folders, &result.files).await
+        };
+        if let Err(e) = arrived {
             tracing::error!(prompt_id = %id, error = %e, "cannot fetch a result's files");
             finished = JobState::Failed;
             if let Json::Array(list) = &mut messages {
@@ -248,6 +457,7 @@ impl Front {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
+        self.forget_stored(&id).await;
         for closing in result.closing {
             state
                 .clients
@@ -256,46 +466,11 @@ impl Front {
         state.broadcast_status();
     }
 
-    async fn record_exhausted(
-        self: Arc<Self>,
-        state: Arc<AppState>,
-        mut advisories: async_nats::Subscriber,
-    ) {
-        while let Some(message) = advisories.next().await {
-            let advisory: Json = serde_json::from_slice(&message.payload).unwrap_or_default();
-            let Some(seq) = advisory["stream_seq"].as_u64() else {
-                tracing::warn!(%advisory, "a max-deliveries advisory without stream_seq");
-                continue;
-            };
-            let deliveries = advisory["deliveries"]
-                .as_u64()
-                .unwrap_or(self.settings.max_deliver as u64);
-            if let Err(e) = self.exhausted(&state, seq, deliveries).await {
-                tracing::error!(error = %e, "cannot record a job that ran out of deliveries");
-            }
-        }
-    }
-
-    /// A job delivered `max_deliver` times without a result: failed, with the last error known.
-    async fn exhausted(
-        &self,
-        state: &AppState,
-        seq: u64,
-        deliveries: u64,
-    ) -> Result<(), NatsError> {
-        let stream = self
-            .link
-            .js
-            .get_stream(JOBS_STREAM)
-            .await
-            .map_err(|e| NatsError::new(format!("open stream {JOBS_STREAM}"), e))?;
-        let stored = stream
-            .get_raw_message(seq)
-            .await
-            .map_err(|e| NatsError::new(format!("read job message {seq}"), e))?;
-        let job: JobMessage = serde_json::from_slice(&stored.payload)
-            .map_err(|e| NatsError::new(format!("parse job message {seq}"), e))?;
+    /// A job claimed `max_deliver` times without a result: failed, with the last error known. Its
+    /// message is acked by the worker that is told not to run it.
+    async fn exhausted(&self, state: &AppState, job: &Job) -> Result<(), NatsError> {
         let _once = self.finishing.lock().await;
+        let deliveries = job.attempts;
         let known = self
             .last_errors
             .lock()
@@ -312,35 +487,41 @@ impl Front {
             .job(&job.id)
             .map_err(|e| NatsError::new("read the queue", e))?
             .is_some_and(|j| j.state.is_final());
-        if !final_now {
-            let data = error_data(&job.id, &error);
-            let record = JobResult {
-                outputs: json!({}),
-                messages: json!([["execution_error", data.clone()]]),
-            };
-            state
-                .queue
-                .finish(&job.id, JobState::Failed, &record)
-                .map_err(|e| NatsError::new("record the failure", e))?;
-            tracing::error!(prompt_id = %job.id, %error, "recorded failed");
-            if let Some(client) = &job.client_id {
-                let to = Audience::Client(client.clone());
-                state
-                    .clients
-                    .send(&to, &json!({"type": "execution_error", "data": data}));
-                state.clients.send(
-                    &to,
-                    &json!({"type": "executing", "data": {"node": null, "display_node": null, "prompt_id": job.id}}),
-                );
-            }
-            state.broadcast_status();
+        if final_now {
+            return Ok(());
         }
-        // Nobody will take it again: free the work queue.
-        stream
-            .delete_message(seq)
-            .await
-            .map_err(|e| NatsError::new(format!("delete job message {seq}"), e))?;
+        let data = error_data(&job.id, &error);
+        let record = JobResult {
+            outputs: json!({}),
+            messages: json!([["execution_error", data.clone()]]),
+        };
+        state
+            .queue
+            .finish(&job.id, JobState::Failed, &record)
+            .map_err(|e| NatsError::new("record the failure", e))?;
+        tracing::error!(prompt_id = %job.id, %error, "recorded failed");
+        self.forget_stored(&job.id).await;
+        if let Some(client) = &job.client_id {
+            let to = Audience::Client(client.clone());
+            state
+                .clients
+                .send(&to, &json!({"type": "execution_error", "data": data}));
+            state.clients.send(
+                &to,
+                &json!({"type": "executing", "data": {"node": null, "display_node": null, "prompt_id": job.id}}),
+            );
+        }
+        state.broadcast_status();
         Ok(())
+    }
+}
+
+/// "Do not run it" (cancelled, finished or failed).
+fn no(reason: Option<String>) -> ClaimReply {
+    ClaimReply {
+        run: false,
+        later: false,
+        reason,
     }
 }
 

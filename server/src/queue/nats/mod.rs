@@ -6,40 +6,104 @@
 //! - [`protocol`]: subjects, streams and message bodies.
 //! - [`front`]: the server's side (publish, claims, results, events relay, max-deliver advisories).
 //! - [`worker`]: the worker's side.
-//! - [`files`]: moving output files through the object store.
+//! - [`files`]: moving output and input files through the object store.
+//! - [`routing`]: which worker may run a job (plugins, loaded models).
+//! - [`directory`]: the front's list of live workers (announcements with a TTL).
 
+pub mod directory;
 pub mod files;
 pub mod front;
 pub mod protocol;
+pub mod routing;
 pub mod worker;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, object_store, stream};
 
 use protocol::{
-    FILES_BUCKET, FRONT_CONSUMER, JOBS_STREAM, JOBS_SUBJECT, RESULTS_STREAM, RESULTS_SUBJECT,
-    WORKERS_CONSUMER,
+    PluginBuild, FILES_BUCKET, FRONT_CONSUMER, INPUTS_BUCKET, INPUTS_MAX_AGE, JOBS_STREAM,
+    JOBS_SUBJECT, RESULTS_STREAM, RESULTS_SUBJECT, WORKERS_CONSUMER,
 };
 
 pub use front::Front;
 pub use worker::{run_worker, WorkerConfig};
 
+/// How files travel between the front and its workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FilesMode {
+    /// Through JetStream's object store: outputs to the front, uploaded inputs to the workers.
+    #[default]
+    ObjectStore,
+    /// The workers' folders are the server's (a shared mount): outputs are written in place, inputs
+    /// read in place, nothing is copied.
+    Shared,
+}
+
+impl FilesMode {
+    /// Parses `object-store` or `shared`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "object-store" => Ok(FilesMode::ObjectStore),
+            "shared" => Ok(FilesMode::Shared),
+            other => Err(format!(
+                "--files {other}: use object-store (the default) or shared"
+            )),
+        }
+    }
+}
+
+/// The plugin builds a process has loaded now (plugins reload while it runs), asked for each time.
+#[derive(Clone)]
+pub struct PluginList(Arc<dyn Fn() -> Vec<PluginBuild> + Send + Sync>);
+
+impl PluginList {
+    /// A list read by `current` each time.
+    pub fn new(current: impl Fn() -> Vec<PluginBuild> + Send + Sync + 'static) -> Self {
+        PluginList(Arc::new(current))
+    }
+
+    /// The builds loaded now.
+    pub fn current(&self) -> Vec<PluginBuild> {
+        (self.0)()
+    }
+}
+
+impl Default for PluginList {
+    fn default() -> Self {
+        PluginList::new(Vec::new)
+    }
+}
+
+impl std::fmt::Debug for PluginList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.current().iter().map(|b| &b.name))
+            .finish()
+    }
+}
+
 /// How to reach NATS and how jobs are delivered.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct NatsSettings {
     /// `nats://HOST:PORT` (several separated by commas; `tls://` for TLS).
     pub url: String,
     /// A job not acked nor heartbeated for this long goes to another worker (its worker is presumed
     /// dead). Workers heartbeat every third of it.
     pub ack_wait: Duration,
-    /// A job delivered this many times without finishing is recorded failed.
+    /// A job claimed this many times without finishing is recorded failed (counted by the front, in
+    /// SQLite's `attempts`; refusals by routing do not count).
     pub max_deliver: i64,
     /// A NATS credentials file (`.creds`), passed through to the client.
     pub credentials: Option<PathBuf>,
     /// A CA certificate to trust for `tls://` servers.
     pub root_certificate: Option<PathBuf>,
+    /// How files travel.
+    pub files: FilesMode,
+    /// The plugins this process has loaded (the front requires a job's plugins with these hashes).
+    pub plugins: PluginList,
 }
 
 impl NatsSettings {
@@ -51,6 +115,8 @@ impl NatsSettings {
             max_deliver: 3,
             credentials: None,
             root_certificate: None,
+            files: FilesMode::ObjectStore,
+            plugins: PluginList::default(),
         }
     }
 }
@@ -139,7 +205,10 @@ async fn ensure_topology(
             durable_name: Some(WORKERS_CONSUMER.into()),
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: settings.ack_wait,
-            max_deliver: settings.max_deliver,
+            // Unlimited: a worker that is handed a job it cannot run gives it back (routing), which
+            // JetStream counts as a delivery. The front counts real attempts (accepted claims) and
+            // fails a job after `max_deliver` of them.
+            max_deliver: -1,
             ..Default::default()
         },
     )
@@ -176,6 +245,16 @@ async fn ensure_topology(
         })
         .await
         .map_err(|e| NatsError::new(format!("create object store {FILES_BUCKET}"), e))?;
+    }
+    if js.get_object_store(INPUTS_BUCKET).await.is_err() {
+        js.create_object_store(object_store::Config {
+            bucket: INPUTS_BUCKET.into(),
+            storage: stream::StorageType::File,
+            max_age: INPUTS_MAX_AGE,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| NatsError::new(format!("create object store {INPUTS_BUCKET}"), e))?;
     }
     Ok(())
 }

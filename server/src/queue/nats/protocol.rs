@@ -12,6 +12,13 @@ pub const JOBS_STREAM: &str = "OMNIGEN_JOBS";
 pub const JOBS_SUBJECT: &str = "omnigen.jobs";
 /// The durable pull consumer every worker shares (each job goes to one of them).
 pub const WORKERS_CONSUMER: &str = "omnigen-workers";
+/// The object store bucket carrying the server's input files (uploads LoadImage reads) to workers,
+/// content-addressed: `<sha256>`. Objects expire after [`INPUTS_MAX_AGE`].
+pub const INPUTS_BUCKET: &str = "omnigen-inputs";
+/// How long a shipped input file stays in [`INPUTS_BUCKET`] (re-shipped by the next job needing it).
+pub const INPUTS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+/// Worker announcements: `omnigen.workers.<worker id>`, one [`Announcement`] every few seconds.
+pub const WORKERS_PREFIX: &str = "omnigen.workers";
 /// The work-queue stream of finished jobs, consumed by the server.
 pub const RESULTS_STREAM: &str = "OMNIGEN_RESULTS";
 /// The subject results are published on.
@@ -37,11 +44,6 @@ pub const TO_EVERYONE: &str = "*";
 /// Header carrying a preview's type 4 metadata.
 pub const METADATA_HEADER: &str = "Omnigen-Preview-Metadata";
 
-/// JetStream's advisory when a message of `stream` reached its consumer's `max_deliver`.
-pub fn max_deliveries_advisory(stream: &str, consumer: &str) -> String {
-    format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}")
-}
-
 /// An accepted prompt as the worker runs it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct JobMessage {
@@ -59,6 +61,67 @@ pub struct JobMessage {
     pub client_id: Option<String>,
     /// `partial_execution_targets`.
     pub targets: Option<Vec<String>>,
+    /// Files of the server's input folder the graph refers to, shipped in [`INPUTS_BUCKET`] (empty
+    /// when the folders are shared).
+    #[serde(default)]
+    pub inputs: Vec<InputFile>,
+    /// For a job larger than the NATS server's `max_payload`: the whole message is the object of
+    /// this name in [`FILES_BUCKET`] ([`JobMessage::stored_name`]) and the fields above are empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<String>,
+}
+
+/// One input file a job needs: its name below the input folder and its content's sha256 (the
+/// object's name in [`INPUTS_BUCKET`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InputFile {
+    /// `subfolder/name.png` or `name.png`, `/`-joined, relative to the input folder.
+    pub name: String,
+    /// Lowercase hex sha256 of the content.
+    pub sha256: String,
+}
+
+/// A plugin build a process has loaded: what a worker announces and what the front requires.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PluginBuild {
+    /// The plugin's name (its node types are `<name>/<node id>`).
+    pub name: String,
+    /// Its declared version (informational; the hash decides).
+    pub version: String,
+    /// The sha256 of its component.
+    pub sha256: String,
+    /// The node types it registers.
+    pub class_types: Vec<String>,
+}
+
+/// A worker telling the front it is alive and what it can run, every [`Announcement::every_ms`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Announcement {
+    /// Unique per worker process (its name plus a random suffix).
+    pub id: String,
+    /// Its `--name`.
+    pub name: String,
+    /// The device its model nodes use (`--device`: `auto`, `cpu`, `cuda:0` …).
+    pub device: String,
+    /// Free RAM in bytes, where known.
+    pub ram_free: Option<u64>,
+    /// Total RAM in bytes, where known.
+    pub ram_total: Option<u64>,
+    /// Free memory of the device in bytes, where known (not yet measured for GPUs).
+    pub vram_free: Option<u64>,
+    /// The models it has loaded (see `routing::model_keys`), most recent first.
+    pub models: Vec<String>,
+    /// Its plugins with their hashes.
+    pub plugins: Vec<PluginBuild>,
+    /// The prompt it is running, if any.
+    pub running: Option<String>,
+    /// How often it announces itself.
+    pub every_ms: u64,
+    /// The front forgets it this long after its last announcement.
+    pub ttl_ms: u64,
+    /// `true` in the last announcement of a worker that stops cleanly.
+    #[serde(default)]
+    pub leaving: bool,
 }
 
 impl JobMessage {
@@ -72,6 +135,28 @@ impl JobMessage {
             outputs: job.outputs.clone(),
             client_id: job.client_id.clone(),
             targets: job.targets.clone(),
+            inputs: Vec::new(),
+            stored: None,
+        }
+    }
+
+    /// The object a large job's message is stored under: `<prompt id>/job.json`.
+    pub fn stored_name(prompt_id: &str) -> String {
+        format!("{prompt_id}/job.json")
+    }
+
+    /// The small message standing for a large one stored under [`JobMessage::stored_name`].
+    pub fn stub(&self) -> Self {
+        JobMessage {
+            id: self.id.clone(),
+            number: self.number,
+            prompt: Json::Null,
+            extra_data: Json::Null,
+            outputs: Vec::new(),
+            client_id: None,
+            targets: None,
+            inputs: Vec::new(),
+            stored: Some(Self::stored_name(&self.id)),
         }
     }
 
@@ -102,6 +187,15 @@ pub struct ClaimRequest {
     pub id: String,
     /// The worker's name (logs).
     pub worker: String,
+    /// The worker's [`Announcement::id`].
+    #[serde(default)]
+    pub worker_id: String,
+    /// What it can run: its plugins (name and hash) …
+    #[serde(default)]
+    pub plugins: Vec<PluginBuild>,
+    /// … and the models it has loaded.
+    #[serde(default)]
+    pub models: Vec<String>,
 }
 
 /// The server's answer to a [`ClaimRequest`].
@@ -109,6 +203,13 @@ pub struct ClaimRequest {
 pub struct ClaimReply {
     /// Run it; `false` when it was cancelled or already finished (the worker acks and drops it).
     pub run: bool,
+    /// With `run: false`: not for this worker (it lacks a plugin, or another has the model loaded);
+    /// the worker gives it back (NAK with a delay) for another worker, and the job stays pending.
+    #[serde(default)]
+    pub later: bool,
+    /// Why, for the worker's log.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// A file a job wrote, stored in [`FILES_BUCKET`] under [`StoredFile::object_name`].
@@ -153,6 +254,9 @@ pub struct ResultMessage {
     pub files: Vec<StoredFile>,
     /// The run's closing WebSocket texts (see `Outgoing::Final`), sent once the result is recorded.
     pub closing: Vec<Closing>,
+    /// The files are already in the server's folders (`--files shared`), not in [`FILES_BUCKET`].
+    #[serde(default)]
+    pub in_place: bool,
 }
 
 /// One held-back closing text and who gets it.
@@ -205,6 +309,15 @@ mod tests {
     }
 
     #[test]
+    fn older_claims_and_replies_still_parse() {
+        let claim: ClaimRequest =
+            serde_json::from_value(json!({"id": "p", "worker": "w"})).unwrap();
+        assert!(claim.plugins.is_empty() && claim.worker_id.is_empty());
+        let reply: ClaimReply = serde_json::from_value(json!({"run": true})).unwrap();
+        assert!(reply.run && !reply.later);
+    }
+
+    #[test]
     fn control_messages_are_tagged() {
         let interrupt = Control::Interrupt {
             prompt_id: Some("p".into()),
@@ -229,6 +342,11 @@ mod tests {
             outputs: vec!["1".into()],
             client_id: Some("c".into()),
             targets: None,
+            inputs: vec![InputFile {
+                name: "sub/in.png".into(),
+                sha256: "ab".into(),
+            }],
+            stored: None,
         };
         let text = serde_json::to_string(&message).unwrap();
         let back: JobMessage = serde_json::from_str(&text).unwrap();

@@ -274,7 +274,7 @@ fn an_adapter_trained_here_merged_samples_as_the_official_merge_lora() -> TestRe
     let base = omnigen_model::OmniGen::load_on(&fixtures().join("tiny"), DType::F32, &Device::Cpu)?;
     let mut model =
         omnigen_model::OmniGen::load_on(&fixtures().join("tiny"), DType::F32, &Device::Cpu)?;
-    let merged = model.merge_lora(&fixtures().join("trained_lora"), 1.0)?;
+    let merged = model.merge_lora(fixtures().join("trained_lora"), 1.0)?;
     assert_eq!(merged, 4, "2 layers x (qkv_proj, o_proj)");
     for case in cases["cases"].as_array().expect("cases") {
         let name = case["name"].as_str().expect("name");

@@ -1,7 +1,8 @@
 //! Training parity against `fixtures/reference/train.safetensors` (made by `scripts/make_train_fixtures.py`
 //! with the official `omnigen==1.0.3` trainer code and PEFT 0.9.0): the rectified-flow loss, the LoRA
 //! gradients and the factors after one clipped AdamW step, with noise, t, condition dropout and the LoRA
-//! initialisation injected.
+//! initialisation injected; and an adapter trained by `omnigen train` (`fixtures/trained_lora`), merged by the
+//! official pipeline's `merge_lora` and sampled (`reference/trained_lora.*`, `scripts/make_merge_fixtures.py`).
 
 mod common;
 
@@ -260,5 +261,49 @@ fn a_fresh_adapter_is_peft_gaussian_and_leaves_the_model_unchanged() -> TestResu
     assert!(gb.abs()?.sum_all()?.to_scalar::<f32>()? > 0.0);
     let ga = grads.get(a.as_tensor()).expect("gradient of A");
     assert_eq!(ga.abs()?.sum_all()?.to_scalar::<f32>()?, 0.0);
+    Ok(())
+}
+
+/// `fixtures/trained_lora` was trained by `omnigen train` (6 steps, see scripts/make_merge_fixtures.py); the
+/// official pipeline's `merge_lora` + sampling loop on it gave `reference/trained_lora.safetensors`.
+#[test]
+fn an_adapter_trained_here_merged_samples_as_the_official_merge_lora() -> TestResult {
+    let path = fixtures().join("reference").join("trained_lora.json");
+    let cases: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+    let r = reference("trained_lora")?;
+    let base = omnigen_model::OmniGen::load_on(&fixtures().join("tiny"), DType::F32, &Device::Cpu)?;
+    let mut model =
+        omnigen_model::OmniGen::load_on(&fixtures().join("tiny"), DType::F32, &Device::Cpu)?;
+    let merged = model.merge_lora(fixtures().join("trained_lora"), 1.0)?;
+    assert_eq!(merged, 4, "2 layers x (qkv_proj, o_proj)");
+    for case in cases["cases"].as_array().expect("cases") {
+        let name = case["name"].as_str().expect("name");
+        let opts = omnigen_model::SampleOptions {
+            width: case["width"].as_u64().expect("width") as usize,
+            height: case["height"].as_u64().expect("height") as usize,
+            steps: case["steps"].as_u64().expect("steps") as usize,
+            guidance_scale: case["guidance_scale"].as_f64().expect("guidance_scale"),
+            img_guidance_scale: 1.6,
+            seed: 0,
+            kv_cache: omnigen_model::KvCacheMode::Reference,
+            cfg: omnigen_model::CfgMode::Separate,
+            use_input_image_size_as_output: false,
+        };
+        let prompt = omnigen_model::Instruction::new(case["prompt"].as_str().expect("prompt"));
+        let noise = get(&r, &format!("{name}.noise"))?;
+        let go = &mut |_: omnigen_model::StepProgress| std::ops::ControlFlow::Continue(());
+        let z = model.sample(&prompt, &opts, Some(noise.clone()), go)?;
+        let want = get(&r, &format!("{name}.final_latent"))?;
+        let err = common::max_abs_diff(z.tensor(), &want)?;
+        // The adapter matters: without it the sample is far from the reference.
+        let unmerged = base.sample(&prompt, &opts, Some(noise), go)?;
+        let moved = common::max_abs_diff(unmerged.tensor(), &want)?;
+        eprintln!("{name}: final latent max |diff| {err:.2e} (without the adapter {moved:.2e})");
+        assert!(err <= 1e-4, "{name}: {err}");
+        assert!(
+            moved > 1e-2,
+            "{name}: the adapter changes the sample by only {moved}"
+        );
+    }
     Ok(())
 }

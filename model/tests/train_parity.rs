@@ -288,6 +288,7 @@ fn an_adapter_trained_here_merged_samples_as_the_official_merge_lora() -> TestRe
             kv_cache: omnigen_model::KvCacheMode::Reference,
             cfg: omnigen_model::CfgMode::Separate,
             use_input_image_size_as_output: false,
+            ..omnigen_model::SampleOptions::default()
         };
         let prompt = omnigen_model::Instruction::new(case["prompt"].as_str().expect("prompt"));
         let noise = get(&r, &format!("{name}.noise"))?;

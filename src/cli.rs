@@ -402,6 +402,9 @@ pub struct TrainVaeArgs {
     pub crop: Option<usize>,
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub crop_steps: usize,
+    /// Start from this VAE folder's weights (same architecture) instead of a fresh initialisation.
+    #[arg(long, value_name = "DIR")]
+    pub init: Option<PathBuf>,
     /// Print the losses every N steps.
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub log_every: usize,

@@ -36,6 +36,12 @@ pub fn run(args: TrainVaeArgs) -> Result<(), Failure> {
         .map_err(usage)?;
     let device = DeviceChoice::Auto.open().map_err(|e| usage(e.into()))?;
     let mut trainer = VaeTrainer::new(config, &device).map_err(|e| usage(e.into()))?;
+    if let Some(init) = &args.init {
+        trainer
+            .load_weights(init)
+            .with_context(|| format!("cannot start from the VAE '{}'", init.display()))
+            .map_err(usage)?;
+    }
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create '{}'", args.output.display()))
         .map_err(Failure::Runtime)?;

@@ -107,6 +107,10 @@ impl DecoderLayer {
     }
 }
 
+/// A decoder layer ready on the compute device (borrowed when resident, a copy when offloaded), with its
+/// cached condition K/V there when the call reads the cache.
+type LayerOnDevice<'a> = (Cow<'a, DecoderLayer>, Option<(Tensor, Tensor)>);
+
 /// `llm`: token embedding, decoder layers and the final RMSNorm (no `lm_head`).
 #[derive(Debug, Clone)]
 pub struct Phi3Decoder {
@@ -185,7 +189,7 @@ impl Phi3Decoder {
             CacheUse::Read(cache) => (None, Some(cache)),
         };
         let streamed = self.offloaded || read.is_some_and(|c| c.is_offloaded());
-        let fetch = |i: usize| -> Result<(Cow<'_, DecoderLayer>, Option<(Tensor, Tensor)>)> {
+        let fetch = |i: usize| -> Result<LayerOnDevice<'_>> {
             let layer = if self.offloaded {
                 Cow::Owned(self.layers[i].to_device(device)?)
             } else {

@@ -60,7 +60,7 @@ impl DatasetSpec {
         if self.tasks.is_empty() {
             return Err(Error::Spec("no task to draw samples from".into()));
         }
-        if self.size < 32 || self.size % 16 != 0 {
+        if self.size < 32 || !self.size.is_multiple_of(16) {
             return Err(Error::Spec(format!(
                 "picture size {} must be a multiple of 16 of at least 32",
                 self.size

@@ -89,7 +89,7 @@ impl Split {
     fn salt(self) -> u64 {
         match self {
             Split::Train => 0,
-            Split::Heldout => 0x5EED_0F_4E1D_0_u64,
+            Split::Heldout => 0x05EE_D0F4_E1D0_u64,
         }
     }
 }

@@ -118,7 +118,7 @@ impl VaeTrainConfig {
                 return bad(format!("crop {c} must be a positive multiple of {f}"));
             }
         }
-        if self.batch_size == 0 || self.latent_channels == 0 || !(self.lr > 0.0) {
+        if self.batch_size == 0 || self.latent_channels == 0 || self.lr.is_nan() || self.lr <= 0.0 {
             return bad("batch size, latent channels and learning rate must be positive".into());
         }
         Ok(())
@@ -216,6 +216,17 @@ impl VaeTrainer {
         })
     }
 
+    /// Continues from a saved VAE folder of the same architecture: its weights replace the initial ones
+    /// (the optimiser state and the schedule start afresh).
+    pub fn load_weights(&mut self, dir: &Path) -> Result<()> {
+        let file = Vae::weights_file(dir).ok_or_else(|| Error::Layout {
+            path: dir.to_path_buf(),
+            missing: vec![VAE_WEIGHT_FILES[0].to_string()],
+        })?;
+        self.varmap.load(&file)?;
+        Ok(())
+    }
+
     /// The VAE as it is now (its tensors are the trained variables).
     pub fn vae(&self) -> &Vae {
         &self.vae
@@ -238,7 +249,7 @@ impl VaeTrainer {
         let z = (&mean + std.mul(&eps)?)?;
         let recon = self
             .vae
-            .decode(&Latent::new((z * self.vae_config.scaling_factor)?)?)?;
+            .decode(&Latent::new((z * self.vae.config().scaling_factor)?)?)?;
         let per_pixel = (recon - pixels)?.sqr()?.broadcast_mul(weights)?;
         let channels = pixels.dim(1)? as f64;
         let reconstruction = (per_pixel.sum_all()? / (weights.sum_all()? * channels)?)?;
@@ -290,7 +301,7 @@ impl VaeTrainer {
             return Err(Error::Input("no pictures to train the VAE on".into()));
         }
         let device = self.vae.device().clone();
-        let mut rng = NoiseRng::new(self.config.seed ^ 0xBA7C_4E5);
+        let mut rng = NoiseRng::new(self.config.seed ^ 0x0BA7_C4E5);
         let below =
             |rng: &mut NoiseRng, n: usize| ((rng.next_u64() as u128 * n as u128) >> 64) as usize;
         let (w, h) = data.size();
@@ -498,6 +509,12 @@ mod tests {
         assert!(factor.is_finite() && factor > 0.0);
         let dir = std::env::temp_dir().join(format!("omnigen-vae-train-{}", std::process::id()));
         t.save(&dir)?;
+        let mut resumed = VaeTrainer::new(tiny(), &dev)?;
+        resumed.load_weights(&dir)?;
+        assert_eq!(
+            resumed.loss(&pixels, &weights, 0)?.1,
+            t.loss(&pixels, &weights, 0)?.1
+        );
         let loaded = Vae::load(&dir, &dev)?;
         assert_eq!(loaded.config().block_out_channels, vec![8, 8]);
         assert!((loaded.config().scaling_factor - factor).abs() < 1e-9);

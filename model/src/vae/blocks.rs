@@ -317,8 +317,38 @@ mod tests {
             let fused = conv.forward(&input.detach())?;
             assert_eq!(plain.dims(), fused.dims());
             assert!(max_diff(&plain, &fused) < 1e-4, "k {k} stride {stride}");
-            let g = plain.sqr()?.sum_all()?.backward()?;
-            assert!(g.get(x.as_tensor()).is_some(), "a gradient reaches x");
+            // The same gradients as candle's own convolution backward, for the input and the weight.
+            let wv = Var::from_tensor(conv.weight())?;
+            let tracked = Conv2d::new(wv.as_tensor().clone(), conv.bias().cloned(), cfg);
+            let probe = Tensor::randn(0f32, 1.0, plain.shape(), &dev)?;
+            let g = (conv_forward(&tracked, &input)? * &probe)?
+                .sum_all()?
+                .backward()?;
+            let x_native = Var::from_tensor(&input.detach())?;
+            let native = x_native
+                .as_tensor()
+                .conv2d(wv.as_tensor(), padding, stride, 1, 1)?
+                .broadcast_add(&conv.bias().unwrap().reshape((1, 5, 1, 1))?)?;
+            let gn = (native * &probe)?.sum_all()?.backward()?;
+            let (gw, gw_native) = (
+                g.get(wv.as_tensor()).unwrap(),
+                gn.get(wv.as_tensor()).unwrap(),
+            );
+            assert!(
+                max_diff(gw, gw_native) < 1e-3,
+                "weight gradient, k {k} stride {stride}"
+            );
+            let gx = g.get(x.as_tensor()).expect("a gradient reaches x");
+            let gx_native = gn.get(x_native.as_tensor()).unwrap();
+            let gx_native = if pad_right {
+                gx_native.narrow(2, 0, 8)?.narrow(3, 0, 8)?
+            } else {
+                gx_native.clone()
+            };
+            assert!(
+                max_diff(gx, &gx_native) < 1e-3,
+                "input gradient, k {k} stride {stride}"
+            );
         }
         let up = upsample2x(x.as_tensor())?;
         let want = x.as_tensor().detach().upsample_nearest2d(16, 16)?;

@@ -168,8 +168,8 @@ pub fn pixel_weights(img: &RgbImage, foreground_weight: f32, edge_weight: f32) -
     for (x, y, p) in img.enumerate_pixels() {
         let (x, y) = (x as usize, y as usize);
         if x == 0 || y == 0 || x + 1 == w || y + 1 == h {
-            for c in 0..3 {
-                ring[c].push(p.0[c]);
+            for (channel, &v) in ring.iter_mut().zip(&p.0) {
+                channel.push(v);
             }
         }
     }

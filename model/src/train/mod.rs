@@ -11,8 +11,8 @@ mod full;
 pub mod log;
 mod loss;
 mod optim;
-pub mod vae;
 mod trainer;
+pub mod vae;
 
 pub use adapter::{write_peft, LoraAdapter, LoraConfig, LORA_TARGETS};
 pub use data::{BadData, DataError, DataFault, Dataset, Example, ImagePrep};

@@ -102,12 +102,7 @@ fn conv3x3(conv: &Conv2d, x: &Tensor, upsample: bool, budget: usize) -> Result<T
         };
         return Ok(conv.forward(&x)?);
     }
-    let bias = conv
-        .bias()
-        .map(|b| b.reshape((1, b.dim(0)?, 1, 1)))
-        .transpose()?;
-    let mut out = Vec::new();
-    for (r0, r1) in bands(out_h, rows) {
+    banded_conv(conv, out_h, rows, 1, |r0, r1| {
         // Input rows r0-1 .. r1+1 of the (upsampled) map, zero rows beyond its edges.
         let (lo, hi) = (r0.saturating_sub(1), (r1 + 1).min(out_h));
         let band = if upsample {
@@ -118,10 +113,28 @@ fn conv3x3(conv: &Conv2d, x: &Tensor, upsample: bool, budget: usize) -> Result<T
         } else {
             x.narrow(2, lo, hi - lo)?
         };
-        let band = band
+        Ok(band
             .pad_with_zeros(2, usize::from(r0 == 0), usize::from(r1 == out_h))?
-            .pad_with_zeros(3, 1, 1)?;
-        let y = band.conv2d(conv.weight(), 0, 1, 1, 1)?;
+            .pad_with_zeros(3, 1, 1)?)
+    })
+}
+
+/// `conv` (no padding of its own, `stride`) over the padded input bands `band(r0, r1)` of the output row
+/// bands of `rows` rows each, the bias added and the bands joined.
+fn banded_conv(
+    conv: &Conv2d,
+    out_h: usize,
+    rows: usize,
+    stride: usize,
+    band: impl Fn(usize, usize) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let bias = conv
+        .bias()
+        .map(|b| b.reshape((1, b.dim(0)?, 1, 1)))
+        .transpose()?;
+    let mut out = Vec::new();
+    for (r0, r1) in bands(out_h, rows) {
+        let y = band(r0, r1)?.conv2d(conv.weight(), 0, stride, 1, 1)?;
         out.push(match &bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
@@ -141,25 +154,13 @@ fn downsample(conv: &Conv2d, x: &Tensor, budget: usize) -> Result<Tensor> {
         let x = x.pad_with_zeros(3, 0, 1)?.pad_with_zeros(2, 0, 1)?;
         return Ok(conv.forward(&x)?);
     }
-    let bias = conv
-        .bias()
-        .map(|b| b.reshape((1, b.dim(0)?, 1, 1)))
-        .transpose()?;
-    let mut out = Vec::new();
-    for (r0, r1) in bands(out_h, rows) {
+    banded_conv(conv, out_h, rows, 2, |r0, r1| {
         // Output row r reads input rows 2r, 2r+1, 2r+2; the last one past the map is the zero pad.
         let (lo, hi) = (2 * r0, (2 * r1 + 1).min(h));
-        let band = x
-            .narrow(2, lo, hi - lo)?
+        Ok(x.narrow(2, lo, hi - lo)?
             .pad_with_zeros(2, 0, 2 * r1 + 1 - hi)?
-            .pad_with_zeros(3, 0, 1)?;
-        let y = band.conv2d(conv.weight(), 0, 2, 1, 1)?;
-        out.push(match &bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        });
-    }
-    Ok(Tensor::cat(&out, 2)?)
+            .pad_with_zeros(3, 0, 1)?)
+    })
 }
 
 fn resnet(block: &ResnetBlock, x: &Tensor, budget: usize) -> Result<Tensor> {
